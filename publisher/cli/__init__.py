@@ -1,0 +1,45 @@
+"""The `publisher` command: the only place that prints and chooses exit codes.
+
+Exit codes: 0 ok, 1 user error (said plainly, no traceback), 2 usage,
+3 partial failure (some recipients failed).
+Each area registers its commands from its own module below.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from publisher import __version__
+from publisher.cli import content as _content
+
+app = typer.Typer(
+    name="publisher",
+    help="Publish a Markdown newsletter as email, RSS/Atom feeds and a web archive.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"publisher {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """Publish a Markdown newsletter as email, RSS/Atom feeds and a web archive."""
+
+
+for _module in (_content,):
+    _module.register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,379 @@
+"""config.yaml: load, apply environment overrides, validate.
+
+Every key has a sane default so an empty file works; unknown keys and wrong
+types fail at start with the key's path, its line in the file, the expected
+type and the value given, so nothing half-configured ever sends mail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from publisher.errors import ConfigError, Problem, relpath
+
+ENV_PREFIX = "PUBLISHER_"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class AuthorConfig(_Section):
+    name: str = "The Editors"
+    email: str = "editors@example.org"
+
+
+class SiteConfig(_Section):
+    title: str = "Publisher"
+    url: str = "https://news.example.org"
+    description: str = ""
+    language: str = "en"
+    timezone: str = "UTC"
+    author: AuthorConfig = AuthorConfig()
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"expected an absolute http(s) URL, got {v!r}")
+        return v.rstrip("/")
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return check_timezone(v)
+
+    @property
+    def domain(self) -> str:
+        """Host part of the site URL: the domain of tag: ids, Message-IDs and List-Id."""
+        return re.sub(r"^https?://", "", self.url).split("/")[0].split(":")[0]
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class PathsConfig(_Section):
+    issues: Path = Path("issues")
+    templates: Path = Path("templates")
+    output: Path = Path("site")
+    outbox: Path = Path("outbox")
+    state: Path = Path(".publisher")  # secret key file, scheduler job store
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite:///publisher.db"
+
+
+class SmtpConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(25, ge=1, le=65535)
+    security: Literal["none", "starttls", "ssl"] = "none"
+    username: str | None = None
+    password_env: str | None = None
+    timeout: float = Field(30.0, gt=0)
+
+
+class RateConfig(_Section):
+    per_second: float = Field(0, ge=0)
+    per_hour: int = Field(0, ge=0)
+
+
+class DkimConfig(_Section):
+    domain: str
+    selector: str
+    private_key_file: Path
+
+
+class EmailConfig(_Section):
+    from_: str = Field("Publisher <news@example.org>", alias="from")
+    reply_to: str | None = None
+    transport: Literal["file", "smtp"] = "file"
+    smtp: SmtpConfig = SmtpConfig()
+    concurrency: int = Field(4, ge=1, le=64)
+    rate: RateConfig = RateConfig()
+    dkim: DkimConfig | None = None
+    size_warn_kb: int = Field(90, ge=1)
+    size_limit_kb: int = Field(102, ge=1)
+
+
+class FeedsConfig(_Section):
+    max_items: int = Field(50, ge=1)
+
+
+class DailyConfig(_Section):
+    at: str = "07:00"
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, v: str) -> str:
+        return check_hhmm(v)
+
+
+class WeeklyConfig(_Section):
+    day: str = "monday"
+    at: str = "07:00"
+
+    @field_validator("day")
+    @classmethod
+    def _day(cls, v: str) -> str:
+        if v.lower() not in WEEKDAYS:
+            raise ValueError(f"expected a weekday name ({', '.join(WEEKDAYS)}), got {v!r}")
+        return v.lower()
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, v: str) -> str:
+        return check_hhmm(v)
+
+
+class DigestsConfig(_Section):
+    daily: DailyConfig = DailyConfig()
+    weekly: WeeklyConfig = WeeklyConfig()
+    max_latest: int = Field(10, ge=1)
+    related: int = Field(3, ge=0)
+
+
+class ScheduleConfig(_Section):
+    max_lateness: timedelta = timedelta(hours=1)
+
+    @field_validator("max_lateness", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return parse_duration(v) if isinstance(v, str) else v
+
+
+class ScaleConfig(_Section):
+    batch_size: int = Field(500, ge=1)
+
+
+class WebConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_token_env: str = "PUBLISHER_API_TOKEN"
+
+
+class Settings(_Section):
+    """The whole validated configuration; paths are absolute (resolved against the file)."""
+
+    site: SiteConfig = SiteConfig()
+    paths: PathsConfig = PathsConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    email: EmailConfig = EmailConfig()
+    feeds: FeedsConfig = FeedsConfig()
+    digests: DigestsConfig = DigestsConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    scale: ScaleConfig = ScaleConfig()
+    web: WebConfig = WebConfig()
+    secret_env: str = "PUBLISHER_SECRET_KEY"
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    def secret_key(self) -> bytes:
+        """The signing secret: from ``secret_env``, else a generated per-install key file.
+
+        The fallback keeps the embedded default working with no set-up while
+        keeping the secret out of config.yaml; it is created once (mode 0600)
+        and reused so Message-IDs and links stay stable.
+        """
+        value = os.environ.get(self.secret_env)
+        if value:
+            return value.encode()
+        keyfile = self.paths.state / "secret.key"
+        if keyfile.exists():
+            return keyfile.read_bytes().strip()
+        keyfile.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(32).encode()
+        fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key)
+        return key
+
+
+def check_timezone(v: str) -> str:
+    """Refuse a time zone name the IANA database does not know."""
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {v!r} (use an IANA name such as Europe/Paris)") from exc
+    return v
+
+
+def check_hhmm(v: str) -> str:
+    if not _HHMM.match(str(v)):
+        raise ValueError(f"expected a time as HH:MM, got {v!r}")
+    return str(v)
+
+
+def parse_duration(v: str) -> timedelta:
+    """'90s', '15m', '1h', '2d' -> timedelta."""
+    m = _DURATION.match(v)
+    if not m:
+        raise ValueError(f"expected a duration such as 30m, 1h or 2d, got {v!r}")
+    n, unit = float(m.group(1)), m.group(2)
+    return timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: n})
+
+
+def _key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Map each key path in a YAML mapping to its 1-based line, for error messages."""
+    out: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, prefix: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                path = (*prefix, str(key.value))
+                out[path] = key.start_mark.line + 1
+                walk(value, path)
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return out
+    if root is not None:
+        walk(root, ())
+    return out
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[tuple[str, ...], Any]:
+    """PUBLISHER_EMAIL__SMTP__PORT=2525 -> {('email','smtp','port'): 2525} (values parsed as YAML)."""
+    out: dict[tuple[str, ...], Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            value = raw
+        out[path] = value
+    return out
+
+
+def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = data
+    for part in path[:-1]:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[part] = nxt
+        node = nxt
+    node[path[-1]] = value
+
+
+def _describe(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    given = err.get("input")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    if kind.startswith("value_error"):
+        return msg
+    return f"{msg} (got {given!r})"
+
+
+def _resolve(settings: Settings, base: Path) -> Settings:
+    """Make every relative path (and a relative SQLite URL) relative to the config file's folder."""
+
+    def absolute(p: Path) -> Path:
+        return p if p.is_absolute() else (base / p).resolve()
+
+    paths = settings.paths.model_copy(update={k: absolute(v) for k, v in settings.paths})
+    db_url = settings.database.url
+    m = re.match(r"^(sqlite(?:\+\w+)?:///)(?!/)(.+)$", db_url)
+    if m and m.group(2) != ":memory:":
+        db_url = m.group(1) + str(absolute(Path(m.group(2))))
+    email = settings.email
+    if email.dkim is not None:
+        dkim = email.dkim.model_copy(update={"private_key_file": absolute(email.dkim.private_key_file)})
+        email = email.model_copy(update={"dkim": dkim})
+    return settings.model_copy(
+        update={
+            "paths": paths,
+            "database": settings.database.model_copy(update={"url": db_url}),
+            "email": email,
+            "base_dir": base,
+        }
+    )
+
+
+def load_settings(
+    path: Path | str | None = None,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Settings:
+    """Read ``path`` (default ./config.yaml; a missing default file means all defaults).
+
+    ``overrides`` is a nested dict applied after the environment (tests use it).
+    """
+    environ = dict(os.environ) if environ is None else environ
+    explicit = path is not None
+    cfg_path = Path(path) if path is not None else Path("config.yaml")
+    where = relpath(cfg_path)
+    text = ""
+    if cfg_path.exists():
+        text = cfg_path.read_text(encoding="utf-8")
+    elif explicit:
+        raise ConfigError([Problem(where, "no such file")], hint="pass --config PATH to an existing file")
+    try:
+        data = yaml.safe_load(text) if text else {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError([Problem(where, f"not valid YAML: {getattr(exc, 'problem', exc)}", line)]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([Problem(where, "the file must hold a mapping of sections (site:, email:, ...)")])
+    lines = _key_lines(text)
+    env = _env_overrides(environ)
+    for key_path, value in env.items():
+        _set_path(data, key_path, value)
+    for key_path, value in _flatten(overrides or {}):
+        _set_path(data, key_path, value)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(str(p) for p in err["loc"])
+            dotted = ".".join(loc)
+            env_name = ENV_PREFIX + "__".join(p.upper() for p in loc)
+            if loc in env:
+                problems.append(Problem(f"{env_name} (environment)", f"{dotted}: {_describe(err)}"))
+            else:
+                line = _line_for(lines, loc)
+                problems.append(Problem(where, f"{dotted}: {_describe(err)}", line))
+        raise ConfigError(
+            problems, hint="see config.yaml in the project for every key and its default"
+        ) from None
+    return _resolve(settings, cfg_path.resolve().parent)
+
+
+def _line_for(lines: dict[tuple[str, ...], int], loc: tuple[str, ...]) -> int | None:
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return None
+
+
+def _flatten(d: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    out: list[tuple[tuple[str, ...], Any]] = []
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.extend(_flatten(v, (*prefix, k)))
+        else:
+            out.append(((*prefix, k), v))
+    return out

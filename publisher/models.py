@@ -1,0 +1,111 @@
+"""The nouns every stage shares, as frozen dataclasses.
+
+They carry data only; loading lives in ``content``, rendering in ``render``,
+persistence in ``store``. Datetimes are always time-zone aware.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Article:
+    """One piece of news: Markdown body plus its front matter."""
+
+    slug: str  # unique across the site; the URL path and the feed id come from it
+    title: str
+    date: datetime  # aware
+    body: str  # Markdown source, front matter removed
+    source: Path
+    issue_slug: str
+    summary: str = ""  # given, else the first paragraph (plain text)
+    author: str | None = None
+    tags: tuple[str, ...] = ()
+    image: str | None = None  # URL or site-relative path
+    image_alt: str = ""
+    draft: bool = False
+    order: int = 0
+    body_line: int = 1  # line of the body's first line in the source file, for errors
+    id: str = ""  # tag: URI, stable for life
+    content_hash: str = ""  # sha256 of the source bytes: the build cache key
+
+
+@dataclass(frozen=True)
+class Issue:
+    """What one email carries: a single article, or a folder of them with an intro."""
+
+    slug: str
+    title: str
+    subject: str
+    date: datetime
+    articles: tuple[Article, ...]
+    source: Path  # the .md file, or the folder's index.md
+    intro: str = ""  # Markdown, folder issues only
+    preheader: str = ""
+    send_at: datetime | None = None
+    draft: bool = False
+    is_folder: bool = False
+
+
+@dataclass(frozen=True)
+class Library:
+    """All content found under ``paths.issues``, drafts included (callers filter)."""
+
+    issues: tuple[Issue, ...] = ()
+
+    @property
+    def published_issues(self) -> tuple[Issue, ...]:
+        return tuple(i for i in self.issues if not i.draft)
+
+    @property
+    def articles(self) -> tuple[Article, ...]:
+        """Published articles, newest first (ties by slug, so the order is stable)."""
+        arts = [a for i in self.published_issues for a in i.articles if not a.draft]
+        return tuple(sorted(arts, key=lambda a: (-a.date.timestamp(), a.slug)))
+
+    def issue(self, slug: str) -> Issue | None:
+        return next((i for i in self.issues if i.slug == slug), None)
+
+
+class SubscriberStatus(StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+
+
+class Frequency(StrEnum):
+    INSTANT = "instant"
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    email: str
+    name: str = ""
+    status: SubscriberStatus = SubscriberStatus.CONFIRMED
+    frequency: Frequency = Frequency.INSTANT
+    topics: tuple[str, ...] = ()
+    timezone: str = "UTC"
+    id: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """What personalisation fills into a prepared message for one subscriber."""
+
+    email: str
+    name: str
+    message_id: str  # full '<...@domain>' form
+    unsubscribe_url: str
+    preferences_url: str
+    unsubscribe_mailto: str = ""
+    extra: dict[str, str] = field(default_factory=dict)

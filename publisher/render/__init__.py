@@ -1,0 +1,1 @@
+"""Pure rendering: Markdown to HTML and text, templates, inlined emails, pages."""

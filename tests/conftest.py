@@ -1,0 +1,55 @@
+"""Shared fixtures: settings factory over a temp project, and the sample project's settings."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from publisher.config import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A throwaway copy of the repo's templates with an empty issues/ folder and a config.yaml."""
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")
+    (tmp_path / "issues").mkdir()
+    shutil.copy(ROOT / "config.yaml", tmp_path / "config.yaml")
+    return tmp_path
+
+
+@pytest.fixture
+def make_settings(project: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Settings]:
+    """Settings for ``project`` with nested ``overrides`` applied (no environment leaks in)."""
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-secret")
+
+    def factory(**overrides: Any) -> Settings:
+        cfg = project / "config.yaml"
+        if overrides:
+            data = yaml.safe_load(cfg.read_text()) or {}
+            _merge(data, overrides)
+            cfg.write_text(yaml.safe_dump(data))
+        return load_settings(cfg, environ={"PUBLISHER_SECRET_KEY": "test-secret"})
+
+    return factory
+
+
+def _merge(into: dict[str, Any], new: dict[str, Any]) -> None:
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
+
+
+@pytest.fixture
+def sample_settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The repo's own config.yaml and sample issues (read-only: don't write into them)."""
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-secret")
+    return load_settings(ROOT / "config.yaml", environ={"PUBLISHER_SECRET_KEY": "test-secret"})
