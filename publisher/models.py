@@ -25,8 +25,11 @@ class Article:
     summary: str = ""  # given, else the first paragraph (plain text)
     author: str | None = None
     tags: tuple[str, ...] = ()
-    image: str | None = None  # URL or site-relative path
+    image: str | None = None  # absolute URL, or site-relative path of a local file (e.g. "media/x.png")
     image_alt: str = ""
+    image_file: Path | None = None  # the local source file behind ``image``, copied by the build
+    image_type: str = ""  # MIME type, for feed enclosures
+    image_length: int = 0  # bytes, for feed enclosures (0 when unknown, e.g. a remote URL)
     draft: bool = False
     order: int = 0
     body_line: int = 1  # line of the body's first line in the source file, for errors

@@ -60,3 +60,14 @@ def message_id(secret: bytes, send_key: str, email: str, domain: str) -> str:
     """
     digest = hmac.new(secret, f"{send_key}\0{email.lower()}".encode(), hashlib.sha256).hexdigest()[:32]
     return f"<{digest}@{domain}>"
+
+
+def site_link(site_url: str, path: str) -> str:
+    return f"{site_url.rstrip('/')}/{path.lstrip('/')}"
+
+
+def recipient_links(secret: bytes, site_url: str, email: str) -> tuple[str, str]:
+    """(unsubscribe URL, preferences URL) for one subscriber; the web app serves both."""
+    unsub = site_link(site_url, f"unsubscribe/{make_token(secret, Purpose.UNSUBSCRIBE, email)}")
+    prefs = site_link(site_url, f"preferences/{make_token(secret, Purpose.PREFERENCES, email)}")
+    return unsub, prefs
