@@ -12,6 +12,8 @@ import yaml
 
 from publisher.config import Settings, load_settings
 
+pytest_plugins = ["tests.fixtures_store"]
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

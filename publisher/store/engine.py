@@ -1,0 +1,199 @@
+"""Connecting to the database, and bringing its schema up to date.
+
+SQLite is the embedded default: WAL so readers never block the single writer,
+a busy timeout so short write bursts from the web app and a send wait rather
+than fail, foreign keys on (off by default in SQLite), and ``BEGIN IMMEDIATE``
+for write transactions so two writers queue up instead of failing with
+"database is locked" when a read turns into a write. PostgreSQL goes through
+psycopg 3. Every entry point calls :func:`open_store`, which migrates an empty
+or older database by itself, so no command needs a separate set-up step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from publisher.errors import StoreError
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+BUSY_TIMEOUT_MS = 30_000
+
+
+class Store:
+    """One database: its engine plus the subscriber and ledger operations on it."""
+
+    def __init__(self, engine: Engine) -> None:
+        from publisher.store.ledger import Ledger
+        from publisher.store.subscribers import Subscribers
+
+        self.engine = engine
+        self.subscribers = Subscribers(self)
+        self.ledger = Ledger(self)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A short transaction for reading (never blocks a writer on SQLite's WAL)."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A transaction that will write: takes SQLite's write lock up front."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(publisher_write=True)
+            with conn.begin():
+                yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _sqlite_hooks(engine: Engine) -> None:
+    """Take transaction control from pysqlite so BEGIN (IMMEDIATE) is ours to emit."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # no implicit BEGINs from the driver
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys = ON")
+        mode = cur.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode != "wal" and mode != "memory":
+            cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")  # durable with WAL except on power loss
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("publisher_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine configured for our use of ``url`` (SQLite or PostgreSQL)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"not a database URL: {url!r}", hint="e.g. sqlite:///publisher.db") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        # NullPool: a file database opens in microseconds, and pooled SQLite
+        # connections shared between threads are a source of subtle bugs.
+        engine = create_engine(parsed, poolclass=NullPool)
+        _sqlite_hooks(engine)
+        return engine
+    if backend == "postgresql":
+        if parsed.get_driver_name() not in ("psycopg", "psycopg2"):
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    raise StoreError(
+        f"unsupported database {backend!r} in {url!r}",
+        hint="use sqlite:///path/to/file.db or postgresql+psycopg://user@host/db",
+    )
+
+
+def open_store(url: str, *, migrate: bool = True) -> Store:
+    """Connect to ``url`` and (by default) upgrade its schema to the newest revision."""
+    engine = make_engine(url)
+    try:
+        if migrate:
+            _upgrade_engine(engine)
+        else:
+            with engine.connect():
+                pass
+    except OperationalError as exc:
+        engine.dispose()
+        raise StoreError(
+            f"cannot open the database {_safe(url)}: {exc.orig}",
+            hint="check database.url in config.yaml and that the server is running",
+        ) from None
+    return Store(engine)
+
+
+def upgrade(url: str) -> str | None:
+    """Bring the database at ``url`` to the newest schema; return its revision."""
+    engine = make_engine(url)
+    try:
+        return _upgrade_engine(engine)
+    finally:
+        engine.dispose()
+
+
+def current_revision(store: Store) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with store.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert head is not None
+    return head
+
+
+def _upgrade_engine(engine: Engine) -> str | None:
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+
+    head = head_revision()
+    with engine.connect() as conn:
+        if MigrationContext.configure(conn).get_current_revision() == head:
+            return head  # the common case: nothing to do, and no Alembic start-up cost
+    with _migration_lock(engine), engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # Two processes starting on an empty database must not both create tables.
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(742617)")
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine) -> Iterator[None]:
+    """On SQLite, a lock file next to the database serialises migrations between processes."""
+    db = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not db or db == ":memory:":
+        yield
+        return
+    with open(f"{db}.migrate.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _safe(url: str) -> str:
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)

@@ -1,0 +1,368 @@
+"""The send ledger: one ``sends`` row per issue send or digest period, one
+``deliveries`` row per recipient of it.
+
+A send is first *planned* (every deliveries row written in one transaction,
+straight from ``subscribers`` with INSERT ... SELECT), then *drained*. A row
+becomes ``sent`` only after the server accepted the message, so a crash loses
+nothing and re-draining sends only what is still ``pending``. A lease on the
+sends row (owner + expiry, renewed by a heartbeat) keeps two processes from
+draining the same send at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, bindparam, func, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from publisher.errors import PublisherError
+from publisher.store.schema import deliveries as d
+from publisher.store.schema import sends as s
+from publisher.store.schema import subscribers as sub
+
+if TYPE_CHECKING:
+    from publisher.store.engine import Store
+
+
+class SendBusyError(PublisherError):
+    """Another process holds the lease on this send."""
+
+    def __init__(self, key: str, owner: str, expires_at: datetime | None) -> None:
+        until = f" (its lease runs to {expires_at:%Y-%m-%d %H:%M:%S} UTC)" if expires_at else ""
+        super().__init__(
+            f"{key} is being sent by another process: {owner}{until}",
+            hint="wait for it to finish; if that process is gone, run the command again once the lease ends",
+        )
+        self.owner = owner
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who a plan covers: subscribers in these statuses and frequencies (and ids, if given)."""
+
+    statuses: tuple[str, ...] = ("confirmed",)
+    frequencies: tuple[str, ...] | None = ("instant",)
+    subscriber_ids: tuple[int, ...] | None = None
+
+    def where(self) -> list[Any]:
+        clauses: list[Any] = [sub.c.status.in_(self.statuses)]
+        if self.frequencies is not None:
+            clauses.append(sub.c.frequency.in_(self.frequencies))
+        if self.subscriber_ids is not None:
+            clauses.append(sub.c.id.in_(self.subscriber_ids))
+        return clauses
+
+
+@dataclass(frozen=True)
+class SendInfo:
+    id: int
+    kind: str
+    key: str
+    issue_slug: str | None
+    status: str
+    planned: int
+    meta: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SendCounts:
+    planned: int = 0
+    pending: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    send: SendInfo
+    created: bool  # False: the key was planned before and nothing was written
+
+
+@dataclass(frozen=True)
+class PendingDelivery:
+    """A row to send, with what personalisation needs from the subscriber now."""
+
+    id: int
+    subscriber_id: int
+    email: str
+    attempts: int
+    name: str
+    subscriber_status: str
+    frequency: str
+    topics: str
+    timezone: str
+
+
+@dataclass
+class Outcomes:
+    """Results of one batch of attempts, written to the ledger in one transaction."""
+
+    sent: list[tuple[int, str]]  # (delivery id, Message-ID)
+    failed: list[tuple[int, str]]  # (delivery id, reason)
+    deferred: list[tuple[int, str]]  # temporary failure: stays pending, attempts + 1
+    skipped: list[tuple[int, str]]
+    bounced_subscribers: list[int]
+
+    def __init__(self) -> None:
+        self.sent, self.failed, self.deferred, self.skipped, self.bounced_subscribers = [], [], [], [], []
+
+    def __len__(self) -> int:
+        return len(self.sent) + len(self.failed) + len(self.deferred) + len(self.skipped)
+
+
+def _info(row: Any) -> SendInfo:
+    return SendInfo(
+        id=row.id,
+        kind=row.kind,
+        key=row.key,
+        issue_slug=row.issue_slug,
+        status=row.status,
+        planned=row.planned,
+        meta=row.meta,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        lease_owner=row.lease_owner,
+        lease_expires_at=row.lease_expires_at,
+    )
+
+
+class Ledger:
+    """The operations on ``sends`` and ``deliveries``; reached as ``store.ledger``."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    # -- planning ---------------------------------------------------------------
+    def plan_send(
+        self,
+        kind: str,
+        key: str,
+        *,
+        now: datetime,
+        issue_slug: str | None = None,
+        audience: Audience | None = None,
+        meta: str = "",
+    ) -> Plan:
+        """Create the send ``key`` and all its deliveries rows in one transaction.
+
+        Idempotent: if ``key`` exists, nothing is written and ``created`` is False.
+        """
+        audience = audience or Audience()
+        dialect = postgresql if self._store.dialect == "postgresql" else sqlite
+        with self._store.write() as conn:
+            new_id = conn.execute(
+                dialect.insert(s)
+                .values(
+                    kind=kind, key=key, issue_slug=issue_slug, status="scheduled", meta=meta, created_at=now
+                )
+                .on_conflict_do_nothing(index_elements=["key"])
+                .returning(s.c.id)
+            ).scalar()
+            if new_id is None:
+                row = conn.execute(select(s).where(s.c.key == key)).one()
+                return Plan(_info(row), created=False)
+            rows = select(
+                literal(new_id, s.c.id.type), sub.c.id, sub.c.email, literal("pending"), literal(0)
+            ).where(*audience.where())
+            conn.execute(
+                d.insert().from_select(["send_id", "subscriber_id", "email", "status", "attempts"], rows)
+            )
+            # Counted, not rowcount: psycopg reports -1 for INSERT ... SELECT.
+            planned = select(func.count()).where(d.c.send_id == new_id).scalar_subquery()
+            conn.execute(update(s).where(s.c.id == new_id).values(planned=planned))
+            row = conn.execute(select(s).where(s.c.id == new_id)).one()
+        return Plan(_info(row), created=True)
+
+    def audience_size(self, audience: Audience | None = None) -> int:
+        """How many rows a plan for ``audience`` would write now (for --dry-run)."""
+        query = select(func.count()).select_from(sub).where(*(audience or Audience()).where())
+        with self._store.read() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def get_send(self, key: str) -> SendInfo | None:
+        with self._store.read() as conn:
+            row = conn.execute(select(s).where(s.c.key == key)).first()
+        return _info(row) if row else None
+
+    def get_send_by_id(self, send_id: int) -> SendInfo | None:
+        with self._store.read() as conn:
+            row = conn.execute(select(s).where(s.c.id == send_id)).first()
+        return _info(row) if row else None
+
+    # -- the lease ------------------------------------------------------------------
+    def acquire(
+        self, send_id: int, owner: str, *, now: datetime, ttl: timedelta, steal_from: str | None = None
+    ) -> SendInfo:
+        """Take the send's lease (free, expired, ours, or ``steal_from``'s); SendBusyError if held."""
+        free = or_(
+            s.c.lease_owner.is_(None),
+            s.c.lease_owner == owner,
+            s.c.lease_expires_at < now,
+            *([s.c.lease_owner == steal_from] if steal_from else []),
+        )
+        with self._store.write() as conn:
+            took = conn.execute(
+                update(s)
+                .where(s.c.id == send_id, free)
+                .values(
+                    lease_owner=owner,
+                    lease_expires_at=now + ttl,
+                    heartbeat_at=now,
+                    status="running",
+                    started_at=func.coalesce(s.c.started_at, now),
+                )
+            ).rowcount
+            row = conn.execute(select(s).where(s.c.id == send_id)).one()
+        if not took:
+            raise SendBusyError(row.key, row.lease_owner, row.lease_expires_at)
+        return _info(row)
+
+    def renew(self, send_id: int, owner: str, *, now: datetime, ttl: timedelta) -> bool:
+        """Heartbeat: extend our lease; False if it is no longer ours (stop sending)."""
+        with self._store.write() as conn:
+            return bool(
+                conn.execute(
+                    update(s)
+                    .where(s.c.id == send_id, s.c.lease_owner == owner)
+                    .values(lease_expires_at=now + ttl, heartbeat_at=now)
+                ).rowcount
+            )
+
+    def release(self, send_id: int, owner: str, *, now: datetime) -> SendInfo:
+        """Give up the lease; the send is ``done`` if nothing is pending, else ``paused``."""
+        with self._store.write() as conn:
+            pending = conn.execute(
+                select(func.count()).where(d.c.send_id == send_id, d.c.status == "pending")
+            ).scalar_one()
+            status = "paused" if pending else "done"
+            conn.execute(
+                update(s)
+                .where(s.c.id == send_id, s.c.lease_owner == owner)
+                .values(
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    status=status,
+                    finished_at=None if pending else now,
+                )
+            )
+            row = conn.execute(select(s).where(s.c.id == send_id)).one()
+        return _info(row)
+
+    # -- draining ------------------------------------------------------------------
+    def pending(
+        self,
+        send_id: int,
+        *,
+        after_id: int = 0,
+        limit: int = 500,
+        id_range: tuple[int, int] | None = None,
+    ) -> list[PendingDelivery]:
+        """The next ``limit`` pending rows after ``after_id``, in id order (keyset paging)."""
+        query = (
+            select(
+                d.c.id,
+                d.c.subscriber_id,
+                d.c.email,
+                d.c.attempts,
+                sub.c.name,
+                sub.c.status.label("subscriber_status"),
+                sub.c.frequency,
+                sub.c.topics,
+                sub.c.timezone,
+            )
+            .join(sub, sub.c.id == d.c.subscriber_id)
+            .where(d.c.send_id == send_id, d.c.status == "pending", d.c.id > after_id)
+            .order_by(d.c.id)
+            .limit(limit)
+        )
+        if id_range is not None:
+            query = query.where(and_(d.c.id >= id_range[0], d.c.id <= id_range[1]))
+        with self._store.read() as conn:
+            return [PendingDelivery(*row) for row in conn.execute(query)]
+
+    def record(self, outcomes: Outcomes, *, now: datetime) -> None:
+        """Write a batch of results in one transaction (only rows still pending change)."""
+        if not len(outcomes) and not outcomes.bounced_subscribers:
+            return
+        still_pending = and_(d.c.id == bindparam("b_id"), d.c.status == "pending")
+        with self._store.write() as conn:
+            if outcomes.sent:
+                conn.execute(
+                    update(d)
+                    .where(still_pending)
+                    .values(
+                        status="sent",
+                        sent_at=now,
+                        message_id=bindparam("b_mid"),
+                        attempts=d.c.attempts + 1,
+                        last_error=None,
+                    ),
+                    [{"b_id": i, "b_mid": mid} for i, mid in outcomes.sent],
+                )
+            for status, items in (("failed", outcomes.failed), ("skipped", outcomes.skipped)):
+                if items:
+                    conn.execute(
+                        update(d)
+                        .where(still_pending)
+                        .values(status=status, attempts=d.c.attempts + 1, last_error=bindparam("b_err")),
+                        [{"b_id": i, "b_err": err[:1000]} for i, err in items],
+                    )
+            if outcomes.deferred:
+                conn.execute(
+                    update(d)
+                    .where(still_pending)
+                    .values(attempts=d.c.attempts + 1, last_error=bindparam("b_err")),
+                    [{"b_id": i, "b_err": err[:1000]} for i, err in outcomes.deferred],
+                )
+            if outcomes.bounced_subscribers:
+                conn.execute(
+                    update(sub)
+                    .where(sub.c.id.in_(outcomes.bounced_subscribers), sub.c.status == "confirmed")
+                    .values(status="bounced", updated_at=now, unsubscribed_at=now)
+                )
+
+    # -- reporting ----------------------------------------------------------------
+    def counts(self, send_id: int) -> SendCounts:
+        return self.all_counts([send_id]).get(send_id, SendCounts())
+
+    def all_counts(self, send_ids: Sequence[int] | None = None) -> dict[int, SendCounts]:
+        query = select(d.c.send_id, d.c.status, func.count()).group_by(d.c.send_id, d.c.status)
+        planned_q = select(s.c.id, s.c.planned)
+        if send_ids is not None:
+            query = query.where(d.c.send_id.in_(send_ids))
+            planned_q = planned_q.where(s.c.id.in_(send_ids))
+        tallies: dict[int, dict[str, int]] = {}
+        with self._store.read() as conn:
+            for send_id, status, n in conn.execute(query):
+                tallies.setdefault(send_id, {})[status] = int(n)
+            planned = {sid: p for sid, p in conn.execute(planned_q)}
+        return {sid: SendCounts(planned=p, **tallies.get(sid, {})) for sid, p in planned.items()}
+
+    def failures(self, send_id: int, *, limit: int = 100) -> list[tuple[str, str]]:
+        """(address, reason) of failed rows, for the end-of-send report."""
+        query = (
+            select(d.c.email, d.c.last_error)
+            .where(d.c.send_id == send_id, d.c.status == "failed")
+            .order_by(d.c.id)
+            .limit(limit)
+        )
+        with self._store.read() as conn:
+            return [(e, r or "") for e, r in conn.execute(query)]
+
+    def sends(self, *, limit: int = 50) -> list[tuple[SendInfo, SendCounts]]:
+        """The newest sends with their counts (``publisher status``)."""
+        with self._store.read() as conn:
+            rows = [_info(r) for r in conn.execute(select(s).order_by(s.c.id.desc()).limit(limit))]
+        counts = self.all_counts([r.id for r in rows])
+        return [(r, counts.get(r.id, SendCounts(planned=r.planned))) for r in rows]
