@@ -1,0 +1,69 @@
+"""The fallback summary: the body's first paragraph as plain text.
+
+Feeds, digests and the preheader all show it, so it must carry no Markdown
+syntax and stay short; it is cut at a sentence end when one is near enough,
+else at a word, never in the middle of a word.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+from mdit_py_plugins.footnote import footnote_plugin
+
+from publisher.content.fields import clean_line
+
+SUMMARY_LIMIT = 240
+
+
+@lru_cache(maxsize=1)
+def _parser() -> MarkdownIt:
+    # Same dialect as render.markdown (which this stage may not import).
+    return MarkdownIt("commonmark", {"html": False}).enable("table").use(footnote_plugin)
+
+
+def first_paragraph(markdown: str) -> str:
+    """Plain text of the first top-level paragraph (any paragraph if none is top-level)."""
+    tokens = _parser().parse(markdown)
+    fallback = ""
+    for i, tok in enumerate(tokens):
+        if tok.type != "paragraph_open" or i + 1 >= len(tokens):
+            continue
+        text = clean_line(_plain(tokens[i + 1].children or []))
+        if not text:
+            continue
+        if tok.level == 0:
+            return text
+        fallback = fallback or text
+    return fallback
+
+
+def _plain(children: list[Token]) -> str:
+    parts: list[str] = []
+    for child in children:
+        if child.type in ("text", "code_inline"):
+            parts.append(child.content)
+        elif child.type in ("softbreak", "hardbreak"):
+            parts.append(" ")
+        # images, footnote references and raw HTML carry no prose
+    return "".join(parts)
+
+
+def truncate(text: str, limit: int = SUMMARY_LIMIT) -> str:
+    """Shorten to at most ``limit`` characters, preferring a sentence end, else a word + '…'."""
+    text = clean_line(text)
+    if len(text) <= limit:
+        return text
+    window = text[:limit]
+    ends = [window.rfind(p) for p in (". ", "! ", "? ")]
+    end = max(ends)
+    if end >= limit // 3:
+        return window[: end + 1]
+    cut = window[: limit - 1].rsplit(" ", 1)[0] if " " in window else window[: limit - 1]
+    return cut.rstrip(" ,;:-–—") + "…"
+
+
+def summarize(markdown: str, limit: int = SUMMARY_LIMIT) -> str:
+    return truncate(first_paragraph(markdown), limit)
