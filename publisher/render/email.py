@@ -1,0 +1,193 @@
+"""The issue email: render and inline once, then personalise per subscriber.
+
+This module knows what an *issue* looks like (templates ``email.html`` and
+``email.txt``); the MIME assembly and the per-recipient fill live in
+``email_mime`` so a digest can reuse them with its own templates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup
+
+from publisher.config import Settings
+from publisher.errors import RenderError, relpath
+from publisher.models import Article, Issue, Recipient
+from publisher.render.email_headers import parse_mailbox
+from publisher.render.email_mime import (
+    MARKER_PREFIX,
+    PreparedMessage,
+    make_recipient,
+    prepare_message,
+    template_slots,
+)
+from publisher.render.inline import absolutise, inline_css
+from publisher.render.markdown import markdown_to_html
+from publisher.render.templates import environment, text_environment
+from publisher.render.text import absolute_url, markdown_to_text, underline, wrap
+
+__all__ = [
+    "PreparedMessage",
+    "Recipient",
+    "issue_email_files",
+    "make_recipient",
+    "prepare_issue_email",
+    "prepare_message",
+    "render_issue_email",
+]
+
+SAMPLE_NAME = "Sample Reader"
+SAMPLE_EMAIL = "reader@example.org"
+# Invisible filler after the preheader so clients do not pull body text into the inbox preview.
+_PREHEADER_PAD = Markup("&#8204;&nbsp;" * 40)
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    """An issue's email before MIME assembly: inlined HTML and text, both with slot markers."""
+
+    subject: str
+    html: str
+    text: str
+    notes: tuple[str, ...] = ()
+
+
+def _date_text(settings: Settings, when: datetime) -> str:
+    local = when.astimezone(settings.site.tz)
+    return f"{local.day} {local:%B %Y}"
+
+
+def _image_url(settings: Settings, image: str | None) -> str:
+    if not image:
+        return ""
+    return absolute_url(image, settings.site.url)
+
+
+def _article_context(settings: Settings, issue: Issue, article: Article, n: int) -> dict[str, object]:
+    site = settings.site
+    body_html = absolutise(markdown_to_html(article.body), site.url, id_prefix=f"a{n}-")
+    author = article.author or ""
+    meta = _date_text(settings, article.date) + (f" · {author}" if author else "")
+    return {
+        "title": article.title,
+        "url": f"{site.url}/{article.slug}/",
+        "date_text": _date_text(settings, article.date),
+        "author": author,
+        "image_url": _image_url(settings, article.image),
+        "image_alt": article.image_alt or article.title,
+        "body_html": Markup(body_html),
+        "heading": underline("\n".join(wrap(article.title)), "-" if issue.is_folder else "="),
+        "meta": meta,
+        "body_text": markdown_to_text(article.body, base_url=site.url),
+    }
+
+
+def _check_no_markers(issue: Issue, subject: str) -> None:
+    """Content must not contain the slot marker, or personalisation would fill it in."""
+    fields = [subject, issue.title, issue.intro, issue.preheader]
+    for a in issue.articles:
+        fields += [a.title, a.body, a.summary, a.author or "", a.image or "", a.image_alt]
+    if any(MARKER_PREFIX in f for f in fields):
+        raise RenderError(
+            f"{issue.source}: contains the reserved word {MARKER_PREFIX!r}",
+            hint="it marks per-subscriber fields in emails; reword that text",
+        )
+
+
+def render_issue_email(settings: Settings, issue: Issue) -> RenderedEmail:
+    """Render both templates for ``issue`` and inline the CSS (the expensive, once-per-issue part)."""
+    site = settings.site
+    subject = issue.subject or issue.title
+    _check_no_markers(issue, subject)
+    articles = [
+        _article_context(settings, issue, a, n) for n, a in enumerate(issue.articles, start=1) if not a.draft
+    ]
+    if not articles:
+        raise RenderError(f"{issue.source}: the issue has no article to send")
+    first_summary = next((a.summary for a in issue.articles if a.summary), "")
+    _, sender_addr = parse_mailbox(settings.email.from_)
+    why = (
+        f"you subscribed to {site.title} at {site.domain}. "
+        "One click on the unsubscribe link below stops these emails."
+    )
+    context = {
+        "site": site,
+        "issue": issue,
+        "subject": subject,
+        "preheader": issue.preheader or first_summary,
+        "preheader_pad": _PREHEADER_PAD,
+        "articles": articles,
+        "view_url": f"{site.url}/{issue.slug}/",
+        "sender_line": f"{site.title} is written by {site.author.name} and sent from {sender_addr}.",
+        "why": why,
+        "why_text": "\n".join(wrap("Why you get this: " + why)),
+        "slots": template_slots(),
+        "intro_html": Markup(absolutise(markdown_to_html(issue.intro), site.url, "intro-"))
+        if issue.intro.strip()
+        else "",
+        "intro_text": markdown_to_text(issue.intro, base_url=site.url).strip() if issue.intro.strip() else "",
+        "issue_heading": underline("\n".join(wrap(issue.title)), "="),
+    }
+    templates = settings.paths.templates
+    html = _render(settings, environment(templates), "email.html", context)
+    text = _render(settings, text_environment(templates), "email.txt", context)
+    inlined, notes = inline_css(html)
+    return RenderedEmail(subject=subject, html=inlined, text=text, notes=tuple(notes))
+
+
+def _render(settings: Settings, env: jinja2.Environment, name: str, context: dict[str, object]) -> str:
+    """Render one template; a template mistake becomes a RenderError naming the file and line."""
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateError as exc:
+        line = getattr(exc, "lineno", None)
+        path = relpath(Path(settings.paths.templates) / name, settings.base_dir)
+        raise RenderError(
+            f"{path}{':' + str(line) if line else ''}: {exc}",
+            hint="fix the template, or restore it from the project's templates/ folder",
+        ) from None
+
+
+def prepare_issue_email(
+    settings: Settings, issue: Issue, *, send_key: str, date: datetime
+) -> PreparedMessage:
+    """Render and inline ``issue`` once; the result personalises each recipient in microseconds."""
+    rendered = render_issue_email(settings, issue)
+    prepared = prepare_message(
+        settings,
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        send_key=send_key,
+        date=date,
+        feedback_id=f"{issue.slug}:issue:newsletter:{settings.site.domain}",
+        source=relpath(issue.source, settings.base_dir),
+    )
+    if rendered.notes:
+        notes = tuple(f"{relpath(issue.source, settings.base_dir)}: {n}" for n in rendered.notes)
+        prepared = _with_warnings(prepared, notes)
+    return prepared
+
+
+def _with_warnings(prepared: PreparedMessage, notes: tuple[str, ...]) -> PreparedMessage:
+    return replace(prepared, warnings=prepared.warnings + notes)
+
+
+def issue_email_files(settings: Settings, issue: Issue, *, secret: bytes | None = None) -> dict[str, bytes]:
+    """Build outputs for one issue, personalised for a sample reader; identical bytes on every build.
+
+    Keys are paths under the output folder: ``emails/<slug>.html``, ``.txt`` and ``.eml``.
+    """
+    send_key = f"issue:{issue.slug}"
+    prepared = prepare_issue_email(settings, issue, send_key=send_key, date=issue.date)
+    key = settings.secret_key() if secret is None else secret
+    reader = make_recipient(settings, key, send_key, SAMPLE_EMAIL, SAMPLE_NAME)
+    return {
+        f"emails/{issue.slug}.html": prepared.fill_html(reader).encode("utf-8"),
+        f"emails/{issue.slug}.txt": prepared.fill_text(reader).encode("utf-8"),
+        f"emails/{issue.slug}.eml": prepared.personalise(reader),
+    }

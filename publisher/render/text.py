@@ -1,0 +1,226 @@
+"""Markdown to readable plain text, for the text/plain part of emails.
+
+Written from the Markdown source rather than scraped from the HTML: a scraper
+loses list numbering, link targets and table structure, and picks up layout
+text. Headings are underlined, links read "text (url)", footnotes become
+"[1]" with their notes at the end, tables become aligned columns (or one
+record per row when too wide), code is indented; prose wraps at 72 columns.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+import unicodedata
+from urllib.parse import urljoin
+
+from markdown_it.tree import SyntaxTreeNode
+
+from publisher.render.markdown import parser
+
+WIDTH = 72
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
+_UNDERLINE = {1: "=", 2: "-"}
+
+
+def absolute_url(url: str, base_url: str) -> str:
+    """``url`` made absolute against the site (mail has no page to be relative to)."""
+    url = url.strip()
+    if not base_url or _SCHEME.match(url) or url.startswith("#"):
+        return url
+    if url.startswith("//"):
+        return "https:" + url
+    return urljoin(base_url.rstrip("/") + "/", url)
+
+
+def display_width(text: str) -> int:
+    """Columns ``text`` takes in a monospace font: wide East Asian characters count 2, marks 0."""
+    width = 0
+    for ch in text:
+        if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+            continue
+        width += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    return width
+
+
+def underline(text: str, char: str = "=") -> str:
+    """A heading: ``text`` over a rule as wide as its longest line."""
+    lines = text.splitlines() or [""]
+    return "\n".join([*lines, char * max(display_width(line) for line in lines)])
+
+
+def wrap(text: str, width: int = WIDTH, initial: str = "", subsequent: str = "") -> list[str]:
+    """Wrap one paragraph; URLs and long words are never broken (they must stay clickable)."""
+    out: list[str] = []
+    for n, segment in enumerate(text.split("\n")):  # '\n' here is a Markdown hard break
+        first = initial if n == 0 else subsequent
+        lines = textwrap.wrap(
+            segment,
+            width=max(width, 20),
+            initial_indent=first,
+            subsequent_indent=subsequent,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        out.extend(lines or [first.rstrip()])
+    return out
+
+
+def markdown_to_text(source: str, *, base_url: str = "", width: int = WIDTH) -> str:
+    """Render Markdown as plain text; relative links are made absolute against ``base_url``."""
+    root = SyntaxTreeNode(parser().parse(source))
+    lines = _Renderer(base_url, width).blocks(root.children, width)
+    return "\n".join(line.rstrip() for line in lines).strip("\n") + "\n"
+
+
+class _Renderer:
+    def __init__(self, base_url: str, width: int) -> None:
+        self.base_url = base_url
+        self.width = width
+
+    # -- blocks --------------------------------------------------------------------------------
+
+    def blocks(self, nodes: list[SyntaxTreeNode], width: int, tight: bool = False) -> list[str]:
+        out: list[str] = []
+        for node in nodes:
+            lines = self.block(node, width)
+            if not lines:
+                continue
+            if out and not tight:
+                out.append("")
+            out.extend(lines)
+        return out
+
+    def block(self, node: SyntaxTreeNode, width: int) -> list[str]:
+        kind = node.type
+        if kind == "paragraph":
+            return wrap(self.inline(node), width)
+        if kind == "heading":
+            level = int(node.tag[1])
+            text = self.inline(node).replace("\n", " ")
+            if level in _UNDERLINE:
+                return underline("\n".join(wrap(text, width)), _UNDERLINE[level]).split("\n")
+            return wrap(text, width, "#" * level + " ", " " * (level + 1))
+        if kind in ("bullet_list", "ordered_list"):
+            return self.list(node, width)
+        if kind == "blockquote":
+            return ["> " + line if line else ">" for line in self.blocks(node.children, width - 2)]
+        if kind in ("fence", "code_block"):
+            return ["    " + line for line in node.content.rstrip("\n").split("\n")]
+        if kind == "hr":
+            return ["* * *"]
+        if kind == "table":
+            return self.table(node, width)
+        if kind == "footnote_block":
+            notes = ["-" * 8]
+            for n, fn in enumerate(node.children, start=1):
+                label = f"[{n}] "
+                body = self.blocks(fn.children, width - len(label))
+                notes.extend(
+                    (label if i == 0 else " " * len(label)) + line if line else ""
+                    for i, line in enumerate(body)
+                )
+            return notes
+        if kind == "inline":
+            return wrap(self.inline(node), width)
+        return self.blocks(node.children, width)
+
+    def list(self, node: SyntaxTreeNode, width: int) -> list[str]:
+        tight = all(p.hidden for item in node.children for p in item.children if p.type == "paragraph")
+        start = int(node.attrs.get("start", 1)) if node.type == "ordered_list" else 1
+        out: list[str] = []
+        for n, item in enumerate(node.children):
+            marker = f"{start + n}. " if node.type == "ordered_list" else "- "
+            pad = " " * len(marker)
+            body = self.blocks(item.children, width - len(marker), tight=tight)
+            if out and not tight:
+                out.append("")
+            if not body:
+                out.append(marker.rstrip())
+            for i, line in enumerate(body):
+                out.append((marker if i == 0 else pad) + line if line else "")
+        return out
+
+    def table(self, node: SyntaxTreeNode, width: int) -> list[str]:
+        rows: list[list[str]] = []
+        aligns: list[str] = []
+        for section in node.children:
+            for tr in section.children:
+                cells = []
+                for cell in tr.children:
+                    cells.append(self.inline(cell).replace("\n", " ").strip())
+                    if len(rows) == 0:
+                        style = str(cell.attrs.get("style", ""))
+                        aligns.append(style.removeprefix("text-align:") or "left")
+                rows.append(cells)
+        if not rows:
+            return []
+        ncols = max(len(r) for r in rows)
+        rows = [r + [""] * (ncols - len(r)) for r in rows]
+        aligns += ["left"] * (ncols - len(aligns))
+        widths = [max(display_width(r[c]) for r in rows) for c in range(ncols)]
+        if sum(widths) + 2 * (ncols - 1) > width:
+            return self.records(rows, width)
+        out = [self._row(rows[0], widths, aligns), "  ".join("-" * w for w in widths)]
+        out += [self._row(r, widths, aligns) for r in rows[1:]]
+        return out
+
+    @staticmethod
+    def _row(cells: list[str], widths: list[int], aligns: list[str]) -> str:
+        parts = []
+        for text, w, align in zip(cells, widths, aligns, strict=True):
+            gap = w - display_width(text)
+            if align == "right":
+                parts.append(" " * gap + text)
+            elif align == "center":
+                parts.append(" " * (gap // 2) + text + " " * (gap - gap // 2))
+            else:
+                parts.append(text + " " * gap)
+        return "  ".join(parts).rstrip()
+
+    @staticmethod
+    def records(rows: list[list[str]], width: int) -> list[str]:
+        """A table too wide for the text column: one block of 'Header: value' per row."""
+        head, out = rows[0], []
+        for row in rows[1:]:
+            if out:
+                out.append("")
+            for name, value in zip(head, row, strict=True):
+                out.extend(wrap(f"{name}: {value}", width, "", "    "))
+        return out
+
+    # -- inline --------------------------------------------------------------------------------
+
+    def inline(self, node: SyntaxTreeNode) -> str:
+        return "".join(self._inline(child) for child in node.children)
+
+    def _inline(self, node: SyntaxTreeNode) -> str:
+        kind = node.type
+        if kind == "text":
+            return node.content
+        if kind == "softbreak":
+            return " "
+        if kind == "hardbreak":
+            return "\n"
+        if kind == "code_inline":
+            return node.content
+        if kind == "em":
+            return "_" + self.inline(node) + "_"
+        if kind == "strong":
+            return "*" + self.inline(node) + "*"
+        if kind == "link":
+            text = self.inline(node)
+            href = str(node.attrs.get("href", ""))
+            if not href or href.startswith("#"):
+                return text
+            url = absolute_url(href, self.base_url)
+            bare = re.sub(r"^(mailto:|https?://)", "", url)
+            return url if text in (url, bare, href) else f"{text} ({url})"
+        if kind == "image":
+            alt = self.inline(node).strip() or "image"
+            return f"[Image: {alt}] ({absolute_url(str(node.attrs.get('src', '')), self.base_url)})"
+        if kind == "footnote_ref":
+            return f"[{int(node.meta.get('id', 0)) + 1}]"
+        if kind == "footnote_anchor":
+            return ""
+        return self.inline(node) if node.children else node.content
