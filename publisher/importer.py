@@ -189,7 +189,11 @@ def escape_markdown(text: str) -> str:
 
 def from_html(html: str) -> ImportedArticle:
     """The page's article (<article>, <main>, else the largest text block) as Markdown."""
-    doc = lxml.html.document_fromstring(html)
+    html = re.sub(r"^\s*<\?xml[^>]*\?>", "", html)  # lxml refuses str input with an encoding declaration
+    try:
+        doc = lxml.html.document_fromstring(html)
+    except (etree.ParserError, ValueError):
+        raise ValueError("not an HTML page with any text in it") from None
     for comment in doc.xpath("//comment()"):
         _drop(comment)
     root = _content_root(doc)

@@ -469,3 +469,19 @@ def test_titles_never_carry_line_breaks(title, make_settings, write_issue):
         assert not any(ch in text for ch in "\x00\x0b\x0c\x1c\x85\u2028\u2029")
         assert text == text.strip() and text
     assert issue.title == clean_line(title)
+
+
+def test_crlf_and_bom_files(make_settings, write_issue):
+    raw = "\ufeff---\r\ntitle: Windows\r\ndate: 2026-01-02\r\n---\r\n\r\nLine one\r\nline two\r\n"
+    write_issue("issues/win.md", raw.encode("utf-8"))
+    (a,) = load_library(make_settings()).articles
+    assert a.title == "Windows"
+    assert a.body == "Line one\nline two\n"
+    assert a.body_line == 6
+    assert a.summary == "Line one line two"
+
+
+def test_load_issue_returns_a_folder_issue(sample_settings):
+    issue = load_issue(sample_settings, "summer-of-water")
+    assert issue.is_folder and len(issue.articles) == 3
+    assert issue == load_library(sample_settings).issue("summer-of-water")

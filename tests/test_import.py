@@ -269,3 +269,15 @@ def test_datetime_option_is_kept_with_its_time(make_settings):
     (art,) = load_library(settings).articles
     assert (art.date.month, art.date.day, art.date.hour, art.date.minute) == (2, 3, 8, 15)
     assert art.date.tzinfo is not None
+
+
+def test_odd_html_inputs():
+    with pytest.raises(ValueError, match="not an HTML page"):
+        from_html("   ")
+    xhtml = (
+        '<?xml version="1.0" encoding="utf-8"?>\n<html><body><h1>X Title</h1><p>Para one.</p></body></html>'
+    )
+    imported = convert("page.xhtml", xhtml.encode())
+    assert (imported.title, imported.body) == ("X Title", "Para one.\n")
+    latin = "Caf\xe9 Notes\n\nA paragraph.\n".encode("cp1252")
+    assert convert("notes.txt", latin).title == "Café Notes"
