@@ -1,0 +1,162 @@
+"""Related news on small hand-made sites and a synthetic archive."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from publisher.models import Article
+from publisher.related import RelatedIndex, related_articles
+
+TOPICS = {
+    "bread": "Bakers knead dough; yeast ferments flour and sugar, gluten traps the gas, the loaf rises "
+    "in the oven and the crust browns. Sourdough starter, proofing baskets and rye flour.",
+    "tram": "The city tram network adds new lines; passengers ride electric streetcars on rails, "
+    "timetables improve and the depot orders more vehicles for the commuter routes.",
+    "river": "Volunteers test river water for nitrates and bacteria; the stream's oxygen, "
+    "algae and fish populations show whether the water quality recovers after floods.",
+}
+
+
+def art(slug: str, title: str, body: str, day: int, tags: tuple[str, ...] = (), **kw: object) -> Article:
+    return Article(
+        slug=slug,
+        title=title,
+        date=datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=day),
+        body=body,
+        source=Path(f"issues/{slug}.md"),
+        issue_slug=slug,
+        tags=tags,
+        **kw,
+    )
+
+
+def small_site() -> list[Article]:
+    out = []
+    words = {t: b.split() for t, b in TOPICS.items()}
+    rng = random.Random(3)
+    for t, ws in words.items():
+        for n in range(3):
+            body = " ".join(rng.sample(ws, len(ws) * 2 // 3))
+            out.append(art(f"{t}-{n}", f"Notes on the {t} number {n}", body, day=n * 5 + len(out)))
+    out.append(art("chess", "Opening gambits", "Knights, bishops and pawns: the queen's gambit declined.", 3))
+    return out
+
+
+def test_small_site_finds_its_own_topic_and_no_weak_matches() -> None:
+    site = small_site()
+    rel = related_articles(site, 2)
+    assert set(rel) == {a.slug for a in site}
+    for slug, picks in rel.items():
+        if slug == "chess":
+            assert picks == ()  # nothing shares a word with it: none rather than weak matches
+            continue
+        topic = slug.split("-")[0]
+        assert len(picks) == 2 and all(p.startswith(topic) for p in picks), (slug, picks)
+        assert slug not in picks
+
+
+def test_result_does_not_depend_on_input_order() -> None:
+    site = small_site()
+    shuffled = site[:]
+    random.Random(1).shuffle(shuffled)
+    assert related_articles(site, 3) == related_articles(shuffled, 3)
+
+
+def test_ties_break_by_slug() -> None:
+    body = "identical words about harbour cranes and container ships"
+    site = [art(s, "Harbour", body, 0) for s in ("d", "b", "c", "a")]
+    assert related_articles(site, 2) == {"a": ("b", "c"), "b": ("a", "c"), "c": ("a", "b"), "d": ("a", "b")}
+
+
+def test_shared_tags_break_a_text_tie() -> None:
+    body = "council budget vote on the new library and swimming pool"
+    site = [
+        art("x", "Council", body, 0, ("Local",)),
+        art("a", "Council", body, 0, ("Sport",)),
+        art("b", "Council", body, 0, ("local",)),
+    ]
+    assert related_articles(site, 1)["x"] == ("b",)  # tags compare case-insensitively
+
+
+def test_drafts_are_neither_asked_nor_offered() -> None:
+    site = small_site()
+    site.append(art("bread-draft", "Notes on the bread", TOPICS["bread"], 1, draft=True))
+    rel = related_articles(site, 3)
+    assert "bread-draft" not in rel
+    assert all("bread-draft" not in picks for picks in rel.values())
+
+
+def test_for_slugs_matches_the_full_answer() -> None:
+    site = small_site()
+    full = related_articles(site, 2)
+    assert related_articles(site, 2, for_slugs=["tram-1", "river-0"]) == {
+        "tram-1": full["tram-1"],
+        "river-0": full["river-0"],
+    }
+
+
+def test_degenerate_inputs() -> None:
+    assert related_articles([], 3) == {}
+    one = [art("only", "Only", "a single article about nothing much", 0)]
+    assert related_articles(one, 3) == {"only": ()}
+    stop = [art("a", "The", "and the of", 0), art("b", "A", "it is", 1)]
+    assert related_articles(stop, 3) == {"a": (), "b": ()}
+    assert related_articles(small_site(), 0)["tram-0"] == ()
+
+
+def archive(n: int, seed: int = 5) -> list[Article]:
+    """n articles over 12 synthetic topics (each its own vocabulary plus shared filler)."""
+    rng = random.Random(seed)
+    topics = [[f"t{t}w{w}" for w in range(40)] for t in range(12)]
+    filler = [f"common{w}" for w in range(200)]
+    out = []
+    for i in range(n):
+        t = i % 12
+        words = rng.choices(topics[t], k=60) + rng.choices(filler, k=120)
+        out.append(art(f"a{i:04d}", f"{topics[t][i % 40]} story {i}", " ".join(words), day=i % 365))
+    return out
+
+
+def test_incremental_update_touches_only_lists_that_involve_the_change() -> None:
+    arts = archive(240)
+    idx = RelatedIndex.fit(arts, 3)
+    before = dict(idx.top)
+    assert all(p and all(int(s[1:]) % 12 == int(k[1:]) % 12 for s in p) for k, p in before.items())
+    # a0007 (topic 7) is rewritten as a topic-2 story
+    target = arts[7]
+    new_body = " ".join(w.replace("t2w", "t2w") for w in arts[2].body.split()[::-1])
+    changed = [replace(a, body=new_body) if a.slug == target.slug else a for a in arts]
+    assert idx.update(changed) is True
+    after = idx.top
+    assert set(after) == set(before)
+    assert all(int(s[1:]) % 12 == 2 for s in after["a0007"])
+    moved = {k for k in before if before[k] != after[k]}
+    for k in moved - {"a0007"}:
+        assert "a0007" in before[k] or "a0007" in after[k], k  # only lists it left or entered
+    # the updated lists are exactly what ranking under the same (frozen) model gives
+    fresh = RelatedIndex.fit(arts, 3)
+    fresh.update(changed)
+    assert fresh.top == after
+    assert idx.update(changed) is True and idx.top == after  # no change, no work
+
+
+def test_update_asks_for_a_refit_when_much_changed_or_site_is_small() -> None:
+    arts = archive(240)
+    idx = RelatedIndex.fit(arts, 3)
+    many = [replace(a, title=a.title + " again") if i < 30 else a for i, a in enumerate(arts)]
+    assert idx.update(many) is False
+    small = small_site()
+    sidx = RelatedIndex.fit(small, 2)
+    assert sidx.update([replace(small[0], body="changed"), *small[1:]]) is False
+
+
+def test_removed_article_leaves_every_list() -> None:
+    arts = archive(240)
+    idx = RelatedIndex.fit(arts, 3)
+    victim = next(iter(idx.top["a0000"]))
+    assert idx.update([a for a in arts if a.slug != victim]) is True
+    assert victim not in idx.top
+    assert all(victim not in picks for picks in idx.top.values())
