@@ -12,7 +12,7 @@ import yaml
 
 from publisher.config import Settings, load_settings
 
-pytest_plugins = ["tests.fixtures_store", "tests.fixtures_content", "tests.fixtures_email"]
+pytest_plugins = ["tests.fixtures_store", "tests.fixtures_content", "tests.fixtures_email", "tests.fixtures_smtp"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
