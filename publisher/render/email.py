@@ -86,28 +86,32 @@ def _article_context(settings: Settings, issue: Issue, article: Article, n: int)
     }
 
 
-def _check_no_markers(issue: Issue, subject: str) -> None:
+def _check_no_markers(settings: Settings, issue: Issue, subject: str) -> None:
     """Content must not contain the slot marker, or personalisation would fill it in."""
-    fields = [subject, issue.title, issue.intro, issue.preheader]
+    sources = [(issue.source, [subject, issue.title, issue.intro, issue.preheader])]
     for a in issue.articles:
-        fields += [a.title, a.body, a.summary, a.author or "", a.image or "", a.image_alt]
-    if any(MARKER_PREFIX in f for f in fields):
-        raise RenderError(
-            f"{issue.source}: contains the reserved word {MARKER_PREFIX!r}",
-            hint="it marks per-subscriber fields in emails; reword that text",
-        )
+        sources.append((a.source, [a.title, a.body, a.summary, a.author or "", a.image or "", a.image_alt]))
+    for path, fields in sources:
+        if any(MARKER_PREFIX in f for f in fields):
+            raise RenderError(
+                f"{relpath(path, settings.base_dir)}: contains the reserved word {MARKER_PREFIX!r}",
+                hint="it marks per-subscriber fields in emails; reword that text",
+            )
 
 
 def render_issue_email(settings: Settings, issue: Issue) -> RenderedEmail:
     """Render both templates for ``issue`` and inline the CSS (the expensive, once-per-issue part)."""
     site = settings.site
     subject = issue.subject or issue.title
-    _check_no_markers(issue, subject)
+    _check_no_markers(settings, issue, subject)
+    # A draft issue renders whole (a preview); a published one leaves out its draft articles.
     articles = [
-        _article_context(settings, issue, a, n) for n, a in enumerate(issue.articles, start=1) if not a.draft
+        _article_context(settings, issue, a, n)
+        for n, a in enumerate(issue.articles, start=1)
+        if issue.draft or not a.draft
     ]
     if not articles:
-        raise RenderError(f"{issue.source}: the issue has no article to send")
+        raise RenderError(f"{relpath(issue.source, settings.base_dir)}: the issue has no article to send")
     first_summary = next((a.summary for a in issue.articles if a.summary), "")
     _, sender_addr = parse_mailbox(settings.email.from_)
     why = (

@@ -113,8 +113,8 @@ class _Renderer:
             return self.table(node, width)
         if kind == "footnote_block":
             notes = ["-" * 8]
-            for n, fn in enumerate(node.children, start=1):
-                label = f"[{n}] "
+            for n, fn in enumerate(node.children):
+                label = f"[{int(fn.meta.get('id', n)) + 1}] "
                 body = self.blocks(fn.children, width - len(label))
                 notes.extend(
                     (label if i == 0 else " " * len(label)) + line if line else ""
