@@ -33,17 +33,20 @@ def check(config: ConfigOption = None) -> None:
         f"ok: {cfg.site.title}: {_count(len(issues), 'issue')}, {_count(articles, 'article')}, "
         f"{_count(drafts, 'draft')}",
         highlight=False,
+        soft_wrap=True,
     )
 
 
 @reports_errors
 def import_(
-    files: Annotated[list[Path], typer.Argument(help="Plain-text (.txt) or HTML (.html) articles.")],
+    files: Annotated[
+        list[Path], typer.Argument(metavar="FILE", help="Plain-text (.txt) or HTML (.html) articles.")
+    ],
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Folder to write into (default: paths.issues).")
     ] = None,
     date: Annotated[
-        str | None, typer.Option("--date", help="Article date, ISO 8601 (default: today).")
+        str | None, typer.Option("--date", metavar="WHEN", help="Article date, ISO 8601 (default: today).")
     ] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="A tag; repeat for more.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an issue imported before.")] = False,
@@ -67,12 +70,12 @@ def import_(
     for plan in plans:
         where = relpath(plan.path)
         if plan.unchanged:
-            console.print(f"unchanged: {where} (already imported)", highlight=False)
+            console.print(f"unchanged: {where} (already imported)", highlight=False, soft_wrap=True)
             continue
         tmp = plan.path.with_name(f".{plan.path.name}.tmp")
         tmp.write_text(plan.text, encoding="utf-8")
         os.replace(tmp, plan.path)
-        console.print(f"wrote {where}: {plan.title}", highlight=False)
+        console.print(f"wrote {where}: {plan.title}", highlight=False, soft_wrap=True)
 
 
 def _count(n: int, noun: str) -> str:
