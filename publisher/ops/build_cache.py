@@ -1,0 +1,105 @@
+"""The build's memory between runs: parsed issues, rendered HTML, related lists, outputs.
+
+Kept under ``paths.state`` (machine-local, never published), one cache per
+output folder. Every entry is keyed by what it was made from (file bytes,
+settings, templates), so a stale entry is never used: it is simply recomputed.
+Losing the cache costs one cold build, nothing else, except that outputs of
+the previous build can no longer be recognised as stale and removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from publisher.config import Settings
+from publisher.models import Article, Issue
+from publisher.related import RelatedIndex
+
+VERSION = 3  # bump when the cached shapes change
+
+
+@dataclass
+class UnitEntry:
+    """One issue (file or folder) as loaded last time, valid while its files are unchanged."""
+
+    fingerprint: str
+    issue: Issue | None
+    drafts: tuple[Article, ...]
+    images: tuple[tuple[str, int, int], ...]  # (path, size, mtime_ns) of image files it read
+
+
+@dataclass
+class OutputEntry:
+    key: str  # hash of everything the output was made from
+    size: int
+
+
+@dataclass
+class CacheState:
+    version: int = VERSION
+    loader_key: str = ""  # settings that change how files are read (time zone, domain, paths)
+    units: dict[str, UnitEntry] = field(default_factory=dict)
+    html: dict[str, str] = field(default_factory=dict)  # content_hash -> article HTML
+    related: RelatedIndex | None = None
+    outputs: dict[str, OutputEntry] = field(default_factory=dict)  # the manifest: path -> entry
+
+
+def digest(*parts: Any) -> str:
+    """A short stable hash of values' reprs (frozen dataclasses and tuples repr deterministically)."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else repr(part).encode("utf-8", "surrogatepass"))
+        h.update(b"\x1f")
+    return h.hexdigest()
+
+
+def files_digest(paths: list[Path]) -> str:
+    """Hash of the names and bytes of files (a missing file hashes as missing)."""
+    h = hashlib.blake2b(digest_size=16)
+    for p in sorted(paths):
+        h.update(str(p).encode("utf-8", "surrogatepass") + b"\0")
+        try:
+            h.update(p.read_bytes())
+        except OSError:
+            h.update(b"\x00missing")
+        h.update(b"\x1f")
+    return h.hexdigest()
+
+
+def tree_digest(root: Path) -> str:
+    """Hash of every file under ``root`` (the templates: any change re-renders pages)."""
+    if not root.is_dir():
+        return "none"
+    return files_digest([p for p in root.rglob("*") if p.is_file()])
+
+
+def cache_dir(settings: Settings, out_dir: Path) -> Path:
+    """One cache per output folder, so `--out elsewhere` never confuses the default site's."""
+    return settings.paths.state / "build" / digest(str(out_dir.resolve()))[:16]
+
+
+def load_state(settings: Settings, out_dir: Path) -> CacheState:
+    path = cache_dir(settings, out_dir) / "cache.pickle"
+    try:
+        with path.open("rb") as fh:
+            state = pickle.load(fh)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, TypeError, ValueError):
+        return CacheState()
+    if not isinstance(state, CacheState) or state.version != VERSION:
+        return CacheState()
+    return state
+
+
+def save_state(settings: Settings, out_dir: Path, state: CacheState) -> None:
+    """Write atomically: a build killed half-way leaves the previous cache intact."""
+    folder = cache_dir(settings, out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"cache.pickle.{os.getpid()}.tmp"
+    with tmp.open("wb") as fh:
+        pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, folder / "cache.pickle")
