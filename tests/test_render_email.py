@@ -25,7 +25,7 @@ from publisher.render.email import (
     prepare_message,
     render_issue_email,
 )
-from publisher.render.email_headers import clean_name
+from publisher.render.email_headers import clean_name, clean_text
 from publisher.render.email_mime import MARKER_PREFIX, slot
 from publisher.render.inline import inline_css
 from publisher.tokens import Purpose, message_id, read_token
@@ -345,22 +345,51 @@ def test_template_error_names_the_template(make_settings, project):
         prepare_issue_email(make_settings(), make_issue(), send_key=SEND, date=ISSUE_DATE)
 
 
-def test_generic_prepare_message_with_extra_slot(repo_settings):
-    prepared = prepare_message(
-        repo_settings,
-        subject="Your weekly digest",
-        html=f"<html><body><p>{slot('greeting')}</p><p>{slot('topic')}</p></body></html>",
-        text=f"{slot('greeting')}\nTopic: {slot('topic')}\n",
+def digest_like(settings: Settings, subject: str = "Your weekly digest", **kw):
+    return prepare_message(
+        settings,
+        subject=subject,
+        html=kw.pop(
+            "html",
+            f"<html><body><p>{slot('greeting')}</p><p>{slot('topic')}</p>"
+            f'<a href="{slot("unsubscribe_url")}">Unsubscribe</a></body></html>',
+        ),
+        text=kw.pop("text", f"{slot('greeting')}\nTopic: {slot('topic')}\n{slot('unsubscribe_url')}\n"),
         send_key="digest:weekly:2026-W15",
         date=datetime(2026, 4, 13, 7, tzinfo=UTC),
         feedback_id="2026-W15:digest:weekly:news.example.org",
+        **kw,
     )
+
+
+def test_generic_prepare_message_with_extra_slot(repo_settings):
+    prepared = digest_like(repo_settings)
     rcpt = replace(recipient(repo_settings), extra={"topic": "Cities & <Data>"})
     msg = parse(prepared.personalise(rcpt))
-    assert part_text(msg, "plain") == "Hi Ana Souza,\nTopic: Cities & <Data>\n"
+    assert part_text(msg, "plain") == f"Hi Ana Souza,\nTopic: Cities & <Data>\n{rcpt.unsubscribe_url}\n"
     assert "<p>Cities &amp; &lt;Data&gt;</p>" in part_text(msg, "html")
     with pytest.raises(RenderError, match="topic"):
         prepared.personalise(recipient(repo_settings))
+
+
+def test_a_message_without_unsubscribe_link_is_refused(repo_settings):
+    with pytest.raises(RenderError, match="no unsubscribe link"):
+        digest_like(repo_settings, text="Hello\n")
+
+
+@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    subject=st.one_of(
+        st.text(max_size=300), st.sampled_from(["a" * 1200, "x\r\nBcc: y@z.org", "=?utf-8?q?x?="])
+    )
+)
+def test_any_subject_round_trips(repo_settings, subject):
+    rcpt = replace(recipient(repo_settings), extra={"topic": "x"})
+    raw = digest_like(repo_settings, subject=subject).personalise(rcpt)
+    msg = parse(raw)
+    assert msg["Subject"] == clean_text(subject)
+    assert msg.get_all("Bcc") is None
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
 
 
 def test_naive_date_is_refused(repo_settings):
@@ -380,3 +409,46 @@ def test_issue_email_files(repo_settings):
     assert part_text(msg, "plain") == files["emails/benches.txt"].decode()
     assert part_text(msg, "html") == files["emails/benches.html"].decode()
     assert "Hi <bdi>Sample Reader</bdi>," in files["emails/benches.html"].decode()
+
+
+@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    pieces=st.lists(
+        st.one_of(
+            st.text(max_size=120), st.sampled_from(["name", "email", "topic"]).map(lambda k: ("slot", k))
+        ),
+        max_size=12,
+    ),
+    topic=st.text(max_size=200),
+)
+def test_quoted_printable_round_trips_any_body(repo_settings, pieces, topic):
+    """Whatever the body and the values, the decoded part is the body with values filled in."""
+    body = "".join(slot(p[1]) if isinstance(p, tuple) else p for p in pieces) + slot("unsubscribe_url")
+    rcpt = replace(recipient(repo_settings), extra={"topic": topic})
+    prepared = digest_like(repo_settings, text=body, html=f"<p>{body}</p>")
+    raw = prepared.personalise(rcpt)
+    vals = prepared.values(rcpt)
+    expected = "".join(vals[p[1]] if isinstance(p, tuple) else p for p in pieces) + rcpt.unsubscribe_url
+    expected = expected.replace("\r\n", "\n").replace("\r", "\n")
+    assert part_text(parse(raw), "plain") == expected
+    assert prepared.fill_text(rcpt).replace("\r\n", "\n").replace("\r", "\n") == expected
+    _, _, body_bytes = raw.partition(b"\r\n\r\n")
+    assert max(len(line) for line in body_bytes.split(b"\r\n")) <= 76
+
+
+def test_every_sample_issue_builds(sample_settings):
+    """The repo's own issues (read only) all give a parseable, deterministic email."""
+    from publisher.content import load_library
+
+    issues = load_library(sample_settings).published_issues
+    assert issues
+    for issue in issues:
+        files = issue_email_files(sample_settings, issue, secret=SECRET)
+        assert files == issue_email_files(sample_settings, issue, secret=SECRET)
+        msg = parse(files[f"emails/{issue.slug}.eml"])
+        assert msg.defects == [] and msg["Subject"] == issue.subject
+        assert str(msg["To"]) == "Sample Reader <reader@example.org>"
+        doc = lxml_html.document_fromstring(files[f"emails/{issue.slug}.html"].decode())
+        assert all(img.get("alt") for img in doc.iter("img"))
+        assert all(re.match(r"^(https://|mailto:|#)", a.get("href")) for a in doc.iter("a"))
+        assert part_text(msg, "plain") == files[f"emails/{issue.slug}.txt"].decode()

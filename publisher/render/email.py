@@ -44,6 +44,7 @@ SAMPLE_NAME = "Sample Reader"
 SAMPLE_EMAIL = "reader@example.org"
 # Invisible filler after the preheader so clients do not pull body text into the inbox preview.
 _PREHEADER_PAD = Markup("&#8204;&nbsp;" * 40)
+_RTL_LANGUAGES = {"ar", "fa", "he", "ur", "yi", "ps", "sd", "ug", "dv", "ckb"}
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ def render_issue_email(settings: Settings, issue: Issue) -> RenderedEmail:
     )
     context = {
         "site": site,
+        "text_dir": "rtl" if site.language.split("-")[0].lower() in _RTL_LANGUAGES else "ltr",
         "issue": issue,
         "subject": subject,
         "preheader": issue.preheader or first_summary,

@@ -169,7 +169,11 @@ def format_mailbox(name: str, addr: str) -> str:
     """``Name <addr>`` (or the bare address) with the name cleaned and encoded."""
     addr = check_address(addr)
     phrase = encode_phrase(clean_name(name))
-    return f"{phrase} <{addr}>" if phrase else addr
+    if not phrase:
+        return addr
+    last = phrase.rsplit("\n", 1)[-1]
+    sep = "\r\n " if len(last) + len(addr) > 70 else " "  # keep lines near 78 when the name is long
+    return f"{phrase}{sep}<{addr}>"
 
 
 def parse_mailbox(value: str) -> tuple[str, str]:

@@ -274,13 +274,24 @@ def prepare_message(
     source: str = "",
     greeting: str = GREETING,
     neutral_greeting: str = NEUTRAL_GREETING,
+    require_unsubscribe: bool = True,
 ) -> PreparedMessage:
     """Build the slotted MIME message from final (already inlined) HTML and text.
 
     ``send_key`` keys the boundary with the content, ``source`` names the file
-    in errors. Size is checked here so every kind of message is guarded.
+    in errors. Size is checked here so every kind of message is guarded, and
+    so is the unsubscribe link in both parts (a list mail without one is
+    a complaint waiting to happen).
     """
     site = settings.site
+    if require_unsubscribe:
+        marker = slot("unsubscribe_url")
+        for part, content in (("HTML", html), ("text", text)):
+            if marker not in content:
+                raise RenderError(
+                    f"{source or subject}: the {part} part has no unsubscribe link",
+                    hint="put {{ slots.unsubscribe_url }} in the email templates",
+                )
     html_size = len(_MARKER.sub(lambda m: "x" * 120, html).encode("utf-8"))
     warnings = _check_size(settings, html_size, source or subject)
     from_name, from_addr = hdr.parse_mailbox(settings.email.from_)
