@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from publisher import __version__
+from publisher.cli import build as _build
 from publisher.cli import content as _content
 
 app = typer.Typer(
@@ -37,7 +38,7 @@ def _root(
     """Publish a Markdown newsletter as email, RSS/Atom feeds and a web archive."""
 
 
-for _module in (_content,):
+for _module in (_content, _build):
     _module.register(app)
 
 
