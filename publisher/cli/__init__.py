@@ -12,6 +12,7 @@ import typer
 from publisher import __version__
 from publisher.cli import build as _build
 from publisher.cli import content as _content
+from publisher.cli import delivery as _delivery
 
 app = typer.Typer(
     name="publisher",
@@ -38,7 +39,7 @@ def _root(
     """Publish a Markdown newsletter as email, RSS/Atom feeds and a web archive."""
 
 
-for _module in (_content, _build):
+for _module in (_content, _build, _delivery):
     _module.register(app)
 
 

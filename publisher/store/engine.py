@@ -21,7 +21,6 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
-from sqlalchemy.pool import NullPool
 
 from publisher.errors import StoreError
 
@@ -103,9 +102,9 @@ def make_engine(url: str) -> Engine:
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        # NullPool: a file database opens in microseconds, and pooled SQLite
-        # connections shared between threads are a source of subtle bugs.
-        engine = create_engine(parsed, poolclass=NullPool)
+        # Pooled connections: a send records a batch every few milliseconds, and
+        # re-opening the file (plus its PRAGMAs) each time would cost more than the write.
+        engine = create_engine(parsed)
         _sqlite_hooks(engine)
         return engine
     if backend == "postgresql":

@@ -259,6 +259,17 @@ class Ledger:
             row = conn.execute(select(s).where(s.c.id == send_id)).one()
         return _info(row)
 
+    def close_if_done(self, send_id: int, *, now: datetime) -> bool:
+        """Mark an unleased send ``done`` when nothing in it is pending; True if it is done."""
+        no_pending = ~select(d.c.id).where(d.c.send_id == send_id, d.c.status == "pending").exists()
+        with self._store.write() as conn:
+            conn.execute(
+                update(s)
+                .where(s.c.id == send_id, s.c.lease_owner.is_(None), s.c.status != "done", no_pending)
+                .values(status="done", finished_at=now)
+            )
+            return conn.execute(select(s.c.status).where(s.c.id == send_id)).scalar_one() == "done"
+
     # -- draining ------------------------------------------------------------------
     def pending(
         self,

@@ -1,0 +1,316 @@
+"""Delivery commands: send, status, subscribers add|import|export|list|remove, db upgrade."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from publisher.cli.common import (
+    ConfigOption,
+    RateColumn,
+    console,
+    err_console,
+    escape,
+    reports_errors,
+    settings,
+)
+from publisher.config import Settings
+from publisher.errors import NotFoundError
+from publisher.models import Frequency, SubscriberStatus
+from publisher.store import Filter, Store, open_store
+
+PARTIAL = 3  # exit code: some recipients (or rows) failed
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(send)
+    app.command()(status)
+    subs = typer.Typer(help="Add, import, export, list and remove subscribers.", no_args_is_help=True)
+    subs.command("add")(subscribers_add)
+    subs.command("import")(subscribers_import)
+    subs.command("export")(subscribers_export)
+    subs.command("list")(subscribers_list)
+    subs.command("remove")(subscribers_remove)
+    app.add_typer(subs, name="subscribers")
+    db = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+    db.command("upgrade")(db_upgrade)
+    app.add_typer(db, name="db")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _store(cfg: Settings) -> Store:
+    return open_store(cfg.database.url)
+
+
+class _Bar:
+    """Progress of a send: a Rich bar with rate and ETA on a terminal, a few log lines elsewhere."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Progress | None = None
+        self.task = None
+        self.last_logged = -1
+
+    def __enter__(self) -> _Bar:
+        if sys.stderr.isatty():
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                RateColumn(),
+                TimeRemainingColumn(),
+                console=err_console,
+            )
+            self.bar.start()
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is not None:
+            if self.task is None:
+                self.task = self.bar.add_task(self.label, total=total)
+            self.bar.update(self.task, completed=done)
+            return
+        step = max(1, total // 10)
+        if done // step != self.last_logged // step or (done == total and self.last_logged != done):
+            self.last_logged = done
+            err_console.print(f"{self.label}: {done}/{total}", highlight=False)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@reports_errors
+def send(
+    issue: Annotated[str, typer.Argument(help="The issue's slug (its file or folder name).")],
+    to: Annotated[
+        str | None, typer.Option("--to", help="Send one test copy to this address; no subscriber gets it.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and render, but send nothing.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Send an issue to every confirmed subscriber (once: re-running sends only what is left)."""
+    from publisher.ops.send import send_issue, send_test_copy
+
+    cfg = settings(config)
+    if to is not None:
+        where = send_test_copy(cfg, issue, to, now=_now())
+        console.print(f"sent a test copy of {escape(issue)} to {escape(to)} via {escape(where)}")
+        return
+    with _store(cfg) as store, _Bar(f"sending {issue}") as bar:
+        outcome = send_issue(cfg, store, issue, clock=_now, dry_run=dry_run, progress=bar)
+    for warning in outcome.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+    if outcome.action == "already-sent":
+        console.print(f"{escape(outcome.key)} was already sent ({outcome.planned} planned); nothing to do.")
+        return
+    if outcome.action == "dry-run":
+        console.print(
+            f"dry run: would send {escape(issue)} to {outcome.to_send} subscriber(s) via "
+            f"{escape(outcome.transport)}; nothing was sent and the ledger is unchanged."
+        )
+        return
+    if outcome.action == "nothing-to-send":
+        console.print(f"{escape(outcome.key)}: no confirmed subscriber is waiting for it; nothing sent.")
+        return
+    report = outcome.drain
+    assert report is not None
+    counts = report.counts
+    console.print(
+        f"{escape(outcome.key)}: sent {report.sent} in {report.seconds:.1f}s ({report.rate:,.0f}/s) via "
+        f"{escape(outcome.transport)}; in all {counts.sent} sent, {counts.failed} failed, "
+        f"{counts.pending} pending of {counts.planned} planned."
+    )
+    for address, reason in report.failures[:20]:
+        err_console.print(f"[red]failed:[/] {escape(address)}: {escape(reason)}", soft_wrap=True)
+    if counts.failed > 20:
+        err_console.print(f"... and {counts.failed - 20} more (see `publisher status`)")
+    if report.fatal is not None:
+        err_console.print(f"[bold red]error:[/] {escape(report.fatal.message)}", soft_wrap=True)
+        if report.fatal.hint:
+            err_console.print(f"[dim]hint: {escape(report.fatal.hint)}[/]", soft_wrap=True)
+    if counts.pending:
+        err_console.print(
+            f"{counts.pending} not sent yet; run `publisher send {escape(issue)}` again to send them.",
+            soft_wrap=True,
+        )
+    if report.fatal is not None:
+        raise typer.Exit(1)
+    if counts.failed or counts.pending:
+        raise typer.Exit(PARTIAL)
+
+
+@reports_errors
+def status(config: ConfigOption = None) -> None:
+    """Show each send with its planned, sent, failed and pending counts, and the subscriber totals."""
+    cfg = settings(config)
+    with _store(cfg) as store:
+        sends = store.ledger.sends()
+        subs = store.subscribers.counts_by_status()
+    total = sum(subs.values())
+    parts = ", ".join(f"{subs.get(s.value, 0)} {s.value}" for s in SubscriberStatus)
+    console.print(f"subscribers: {total} ({parts})")
+    if not sends:
+        console.print("no sends yet")
+        return
+    table = Table("send", "status", "planned", "sent", "failed", "pending", "skipped", "started", "finished")
+    for info, c in sends:
+        table.add_row(
+            escape(info.key),
+            info.status,
+            str(c.planned),
+            str(c.sent),
+            str(c.failed),
+            str(c.pending),
+            str(c.skipped),
+            _when(info.started_at),
+            _when(info.finished_at),
+        )
+    console.print(table)
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+@reports_errors
+def subscribers_add(
+    email: Annotated[str, typer.Argument(help="The address to add.")],
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+    status: Annotated[SubscriberStatus, typer.Option(help="Start as confirmed or pending.")] = (
+        SubscriberStatus.CONFIRMED
+    ),
+    frequency: Annotated[Frequency, typer.Option(help="instant, daily or weekly.")] = Frequency.INSTANT,
+    topics: Annotated[str, typer.Option(help="Topics, separated by ';'.")] = "",
+    timezone: Annotated[str, typer.Option(help="IANA time zone for digests.")] = "UTC",
+    config: ConfigOption = None,
+) -> None:
+    """Add one subscriber."""
+    cfg = settings(config)
+    with _store(cfg) as store:
+        s = store.subscribers.add(
+            email, now=_now(), name=name, status=status, frequency=frequency, topics=topics, timezone=timezone
+        )
+    console.print(f"added {escape(s.email)} ({s.status.value}, {s.frequency.value})")
+
+
+@reports_errors
+def subscribers_import(
+    file: Annotated[
+        Path, typer.Argument(help="CSV with a header row: email, name, status, frequency, topics, timezone.")
+    ],
+    config: ConfigOption = None,
+) -> None:
+    """Import subscribers from CSV; each bad row is reported with its row number and the rest import."""
+    cfg = settings(config)
+    name = "stdin" if str(file) == "-" else str(file)
+    try:
+        raw = sys.stdin.fileno() if str(file) == "-" else file
+        # Bad bytes become surrogates that the importer reports by row, rather than one crash.
+        with (
+            open(
+                raw, encoding="utf-8-sig", errors="surrogateescape", newline="", closefd=raw is file
+            ) as source,
+            _store(cfg) as store,
+        ):
+            report = store.subscribers.import_csv(source, now=_now(), source_name=name)
+    except OSError as exc:
+        raise NotFoundError(f"cannot read {file}: {exc.strerror or exc}") from None
+    for notice in report.notices[:50]:
+        err_console.print(f"[dim]note:[/] {escape(str(notice))}", soft_wrap=True)
+    if len(report.notices) > 50:
+        err_console.print(f"[dim]note: ... and {len(report.notices) - 50} more notes[/]")
+    for problem in report.problems:
+        err_console.print(f"[bold red]error:[/] {escape(str(problem))}", soft_wrap=True)
+    console.print(
+        f"imported {report.imported} of {report.rows} row(s): {report.added} added, "
+        f"{report.updated} updated, {report.unchanged} unchanged, {report.merged} duplicate(s) merged, "
+        f"{len(report.problems)} refused"
+    )
+    if report.problems:
+        raise typer.Exit(PARTIAL if report.imported else 1)
+
+
+@reports_errors
+def subscribers_export(
+    file: Annotated[Path | None, typer.Argument(help="Where to write (default: standard output).")] = None,
+    status: Annotated[SubscriberStatus | None, typer.Option(help="Only subscribers in this status.")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Export subscribers as CSV (the import format: the file imports back unchanged)."""
+    cfg = settings(config)
+    with _store(cfg) as store:
+        if file is None or str(file) == "-":
+            n = store.subscribers.export_csv(sys.stdout, Filter(status=status))
+            sys.stdout.flush()
+            return
+        tmp = file.with_name(f".{file.name}.tmp")
+        with tmp.open("w", encoding="utf-8", newline="") as out:
+            n = store.subscribers.export_csv(out, Filter(status=status))
+        tmp.replace(file)
+    err_console.print(f"exported {n} subscriber(s) to {escape(str(file))}")
+
+
+@reports_errors
+def subscribers_list(
+    status: Annotated[SubscriberStatus | None, typer.Option(help="Only this status.")] = None,
+    frequency: Annotated[Frequency | None, typer.Option(help="Only this frequency.")] = None,
+    topic: Annotated[str | None, typer.Option(help="Only subscribers of this topic.")] = None,
+    search: Annotated[str | None, typer.Option(help="Part of the address or name.")] = None,
+    limit: Annotated[int, typer.Option(help="Show at most this many.")] = 100,
+    config: ConfigOption = None,
+) -> None:
+    """List subscribers (oldest first)."""
+    cfg = settings(config)
+    flt = Filter(status=status, frequency=frequency, topic=topic, search=search)
+    with _store(cfg) as store:
+        rows = store.subscribers.list(flt, limit=limit)
+        total = store.subscribers.count(flt)
+    table = Table("email", "name", "status", "frequency", "topics", "timezone", "since")
+    for s in rows:
+        table.add_row(
+            escape(s.email),
+            escape(s.name),
+            s.status.value,
+            s.frequency.value,
+            escape(";".join(s.topics)),
+            s.timezone,
+            _when(s.created_at),
+        )
+    console.print(table)
+    more = f" (showing {len(rows)}; use --limit)" if total > len(rows) else ""
+    console.print(f"{total} subscriber(s){more}")
+
+
+@reports_errors
+def subscribers_remove(
+    email: Annotated[str, typer.Argument(help="The address to forget.")],
+    config: ConfigOption = None,
+) -> None:
+    """Remove a subscriber entirely (to stop mail but keep the record, they unsubscribe instead)."""
+    cfg = settings(config)
+    with _store(cfg) as store:
+        if not store.subscribers.remove(email):
+            raise NotFoundError(
+                f"no subscriber {email}", hint="`publisher subscribers list --search` finds one"
+            )
+    console.print(f"removed {escape(email)}")
+
+
+@reports_errors
+def db_upgrade(config: ConfigOption = None) -> None:
+    """Create or migrate the database to the newest schema (every command also does this by itself)."""
+    from publisher.store import upgrade
+
+    cfg = settings(config)
+    revision = upgrade(cfg.database.url)
+    console.print(f"database is at revision {revision} (newest)")
