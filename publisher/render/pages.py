@@ -101,7 +101,8 @@ def _common(settings: Settings, path: str, feeds: list[dict[str, str]]) -> dict[
 
 
 def _render(settings: Settings, name: str, context: dict[str, object]) -> bytes:
-    return environment(settings.paths.templates).get_template(name).render(context).encode("utf-8")
+    # "replace": a lone surrogate (a YAML "\\ud83c" escape) must not crash the whole build
+    return environment(settings.paths.templates).get_template(name).render(context).encode("utf-8", "replace")
 
 
 def archive_page(settings: Settings, articles: Sequence[Article]) -> bytes:
