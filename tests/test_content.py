@@ -255,7 +255,7 @@ CASES = {
     "unclosed": ("---\ntitle: A\ndate: 2026-01-01\n", "issues/x.md:1: front matter is not closed"),
     "yaml-syntax": (
         "---\ntitle: Fine\nauthor: a: b\ndate: 2026-01-01\n---\n",
-        "issues/x.md:3: front matter is not valid YAML: mapping values are not allowed here",
+        "issues/x.md:3: front matter is not valid YAML: mapping values are not allowed",
     ),
     "not-a-mapping": ("---\n- a\n- b\n---\n", "issues/x.md:2: front matter must be 'key: value' lines"),
     "missing-title": ("---\ndate: 2026-01-01\n---\n", "issues/x.md:1: title: missing"),
@@ -485,3 +485,13 @@ def test_load_issue_returns_a_folder_issue(sample_settings):
     issue = load_issue(sample_settings, "summer-of-water")
     assert issue.is_folder and len(issue.articles) == 3
     assert issue == load_library(sample_settings).issue("summer-of-water")
+
+
+def test_summary_of_long_bodies_matches_a_full_parse():
+    filler = "\n\n".join(f"Paragraph number {i} goes on for a while." for i in range(300))
+    # a reference link defined at the very end still resolves in the summary
+    body = "Opening with a [reference link][ref] in it.\n\n" + filler + "\n\n[ref]: https://example.org\n"
+    assert summarize(body) == "Opening with a reference link in it."
+    # no top-level paragraph in the opening blocks: the whole body is parsed
+    items = "\n".join(f"- item {i} with some words to make it long" for i in range(200))
+    assert summarize(items + "\n\nThe real paragraph.\n") == "The real paragraph."

@@ -16,8 +16,9 @@ from zoneinfo import ZoneInfo
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _DATE_ONLY = re.compile(r"^\d{4}-?\d{2}-?\d{2}$")
 _SPACES = re.compile(r" {2,}")
-# Line and paragraph separators and every C0/C1 control: none may reach a mail header.
-_BREAKING = frozenset({"Cc", "Zl", "Zp"})
+# Every C0/C1 control (Unicode category Cc) and the line and paragraph separators (Zl, Zp):
+# none may reach a mail header.
+_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 DATE_HINT = "write dates as YYYY-MM-DD or YYYY-MM-DDTHH:MM (optionally with +01:00 or Z)"
 
@@ -28,8 +29,7 @@ def clean_line(text: str) -> str:
     Titles and subjects end up in email headers, where a stray line break would
     start a new header; non-ASCII letters are kept as they are.
     """
-    spaced = "".join(" " if unicodedata.category(ch) in _BREAKING else ch for ch in text)
-    return _SPACES.sub(" ", spaced).strip()
+    return _SPACES.sub(" ", _BREAKING.sub(" ", text)).strip()
 
 
 def slugify(text: str, max_length: int = 80) -> str:

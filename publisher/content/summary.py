@@ -7,6 +7,7 @@ else at a word, never in the middle of a word.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from markdown_it import MarkdownIt
@@ -16,6 +17,8 @@ from mdit_py_plugins.footnote import footnote_plugin
 from publisher.content.fields import clean_line
 
 SUMMARY_LIMIT = 240
+_PREFIX = 3000
+_REFERENCE = re.compile(r"^ {0,3}\[[^\]\n]+\]:.*$", re.M)
 
 
 @lru_cache(maxsize=1)
@@ -25,7 +28,22 @@ def _parser() -> MarkdownIt:
 
 
 def first_paragraph(markdown: str) -> str:
-    """Plain text of the first top-level paragraph (any paragraph if none is top-level)."""
+    """Plain text of the first top-level paragraph (any paragraph if none is top-level).
+
+    Only the opening blocks are parsed when they hold a top-level paragraph:
+    a long article costs no more than a short one.
+    """
+    if len(markdown) > _PREFIX:
+        cut = markdown.find("\n\n", _PREFIX)
+        if cut != -1:
+            refs = "\n".join(_REFERENCE.findall(markdown[cut:]))  # link definitions may come last
+            found, top = _first(markdown[:cut] + "\n\n" + refs)
+            if top:
+                return found
+    return _first(markdown)[0]
+
+
+def _first(markdown: str) -> tuple[str, bool]:
     tokens = _parser().parse(markdown)
     fallback = ""
     for i, tok in enumerate(tokens):
@@ -35,9 +53,9 @@ def first_paragraph(markdown: str) -> str:
         if not text:
             continue
         if tok.level == 0:
-            return text
+            return text, True
         fallback = fallback or text
-    return fallback
+    return fallback, False
 
 
 def _plain(children: list[Token]) -> str:
