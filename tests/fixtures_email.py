@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import email
 import email.policy
-from collections.abc import Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
+from lxml import html as lxml_html
 
-from publisher.config import Settings
-from publisher.models import Article, Issue
+from publisher.config import Settings, load_settings
+from publisher.models import Article, Issue, Recipient
+from publisher.render.email import PreparedMessage, make_recipient, prepare_issue_email
 
 ISSUE_DATE = datetime(2026, 4, 7, 9, 30, tzinfo=UTC)
 
@@ -120,16 +121,26 @@ def part_text(msg: EmailMessage, kind: str) -> str:
     return part.get_content().replace("\r\n", "\n")
 
 
-@pytest.fixture
-def email_settings(make_settings: Callable[..., Settings]) -> Settings:
-    return make_settings()
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = b"test-secret"
+SEND = "issue:benches"
 
 
-@pytest.fixture
-def rich_issue() -> Issue:
-    return make_issue()
+@pytest.fixture(scope="module")
+def mail_settings() -> Settings:
+    """The repo's config.yaml and templates, module-wide (rendering is the slow part of these tests)."""
+    return load_settings(ROOT / "config.yaml", environ={"PUBLISHER_SECRET_KEY": "test-secret"})
 
 
-@pytest.fixture
-def folder_issue() -> Issue:
-    return make_folder_issue()
+@pytest.fixture(scope="module")
+def mail_prepared(mail_settings: Settings) -> PreparedMessage:
+    """The rich issue, rendered and inlined once for the module."""
+    return prepare_issue_email(mail_settings, make_issue(), send_key=SEND, date=ISSUE_DATE)
+
+
+def recipient(settings: Settings, email: str = "ana@example.org", name: str = "Ana Souza") -> Recipient:
+    return make_recipient(settings, SECRET, SEND, email, name)
+
+
+def html_doc(msg: EmailMessage) -> lxml_html.HtmlElement:
+    return lxml_html.document_fromstring(part_text(msg, "html"))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from publisher.config import Settings, load_settings
+from publisher.config import Settings
 from publisher.models import Issue
 from publisher.render.email import make_recipient, prepare_issue_email
 from tests.fixtures_email import make_article, make_folder_issue, make_issue, parse, part_text
@@ -57,11 +57,6 @@ def need(tool: str, present: bool) -> None:
         if os.environ.get("CI"):
             pytest.fail(f"{tool} is required in CI but is not installed")
         pytest.skip(f"{tool} is not installed")
-
-
-@pytest.fixture(scope="module")
-def repo_settings() -> Settings:
-    return load_settings(ROOT / "config.yaml", environ={"PUBLISHER_SECRET_KEY": "test-secret"})
 
 
 def issues() -> dict[str, Issue]:
@@ -103,9 +98,9 @@ def spam_score(raw: bytes) -> tuple[float, str]:
 @pytest.mark.parametrize(
     ("kind", "name"), [("rich", "Ana Souza"), ("folder", "Zoë «Ω» 👩🏽‍💻"), ("unicode", "مريم الحسيني")]
 )
-def test_spamassassin_score_is_low(repo_settings, kind, name):
+def test_spamassassin_score_is_low(mail_settings, kind, name):
     need("spamassassin", shutil.which("spamassassin") is not None)
-    score, report = spam_score(message(repo_settings, issues()[kind], name))
+    score, report = spam_score(message(mail_settings, issues()[kind], name))
     assert score <= 1.0, report
 
 
@@ -156,8 +151,8 @@ def open_email(browser, html: str, width: int):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["rich", "folder", "wide", "unicode"])
-def test_reflows_on_a_phone_and_caps_at_600_on_desktop(repo_settings, browser, kind):
-    html = part_text(parse(message(repo_settings, issues()[kind])), "html")
+def test_reflows_on_a_phone_and_caps_at_600_on_desktop(mail_settings, browser, kind):
+    html = part_text(parse(message(mail_settings, issues()[kind])), "html")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
     phone = open_email(browser, html, 375)

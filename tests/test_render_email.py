@@ -4,61 +4,41 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import replace
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 
 import html5lib
 import pytest
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hsettings
-from hypothesis import strategies as st
 from lxml import html as lxml_html
 
-from publisher.config import Settings, load_settings
+from publisher.config import Settings
 from publisher.errors import RenderError
-from publisher.models import Recipient
 from publisher.render.email import (
     issue_email_files,
     make_recipient,
     prepare_issue_email,
-    prepare_message,
     render_issue_email,
 )
-from publisher.render.email_headers import clean_name, clean_text
 from publisher.render.email_mime import MARKER_PREFIX, slot
 from publisher.render.inline import inline_css
 from publisher.tokens import Purpose, message_id, read_token
-from tests.fixtures_email import ISSUE_DATE, make_article, make_folder_issue, make_issue, parse, part_text
-
-ROOT = Path(__file__).resolve().parent.parent
-SECRET = b"test-secret"
-SEND = "issue:benches"
-
-
-@pytest.fixture(scope="module")
-def repo_settings() -> Settings:
-    return load_settings(ROOT / "config.yaml", environ={"PUBLISHER_SECRET_KEY": "test-secret"})
-
-
-@pytest.fixture(scope="module")
-def prepared(repo_settings: Settings):
-    return prepare_issue_email(repo_settings, make_issue(), send_key=SEND, date=ISSUE_DATE)
-
-
-def recipient(settings: Settings, email: str = "ana@example.org", name: str = "Ana Souza") -> Recipient:
-    return make_recipient(settings, SECRET, SEND, email, name)
-
-
-def html_doc(msg):
-    return lxml_html.document_fromstring(part_text(msg, "html"))
-
+from tests.fixtures_email import (
+    ISSUE_DATE,
+    SECRET,
+    SEND,
+    html_doc,
+    make_article,
+    make_folder_issue,
+    make_issue,
+    parse,
+    part_text,
+    recipient,
+)
 
 # -- structure and headers -------------------------------------------------------------------------
 
 
-def test_message_is_multipart_alternative_text_first(repo_settings, prepared):
-    msg = parse(prepared.personalise(recipient(repo_settings)))
+def test_message_is_multipart_alternative_text_first(mail_settings, mail_prepared):
+    msg = parse(mail_prepared.personalise(recipient(mail_settings)))
     assert msg.get_content_type() == "multipart/alternative"
     parts = list(msg.iter_parts())
     assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
@@ -68,9 +48,9 @@ def test_message_is_multipart_alternative_text_first(repo_settings, prepared):
     assert msg.defects == [] and all(p.defects == [] for p in parts)
 
 
-def test_headers(repo_settings, prepared):
-    rcpt = recipient(repo_settings)
-    msg = parse(prepared.personalise(rcpt))
+def test_headers(mail_settings, mail_prepared):
+    rcpt = recipient(mail_settings)
+    msg = parse(mail_prepared.personalise(rcpt))
     assert str(msg["From"]) == "The Example Gazette <news@example.org>"
     assert msg["To"].addresses[0].display_name == "Ana Souza"
     assert msg["To"].addresses[0].addr_spec == "ana@example.org"
@@ -90,41 +70,32 @@ def test_headers(repo_settings, prepared):
         assert len(msg.get_all(name)) == 1
 
 
-def test_lines_are_crlf_and_short(repo_settings, prepared):
-    raw = prepared.personalise(recipient(repo_settings, name="Zoë " * 40))
-    assert b"\n" not in raw.replace(b"\r\n", b"")
-    head, _, body = raw.partition(b"\r\n\r\n")
-    assert all(len(line) <= 998 for line in head.split(b"\r\n"))
-    assert max(len(line) for line in body.split(b"\r\n")) <= 76
-    assert raw.isascii()
-
-
-def test_build_is_deterministic(repo_settings):
+def test_build_is_deterministic(mail_settings):
     issue = make_issue()
-    a = prepare_issue_email(repo_settings, issue, send_key=SEND, date=ISSUE_DATE)
-    b = prepare_issue_email(repo_settings, issue, send_key=SEND, date=ISSUE_DATE)
-    rcpt = recipient(repo_settings)
+    a = prepare_issue_email(mail_settings, issue, send_key=SEND, date=ISSUE_DATE)
+    b = prepare_issue_email(mail_settings, issue, send_key=SEND, date=ISSUE_DATE)
+    rcpt = recipient(mail_settings)
     assert a.personalise(rcpt) == b.personalise(rcpt)
-    other = prepare_issue_email(repo_settings, issue, send_key="issue:other", date=ISSUE_DATE)
+    other = prepare_issue_email(mail_settings, issue, send_key="issue:other", date=ISSUE_DATE)
     boundary = parse(a.personalise(rcpt)).get_boundary()
     assert boundary.startswith("=_publisher_") and boundary != parse(other.personalise(rcpt)).get_boundary()
 
 
-def test_message_id_is_per_send_and_subscriber(repo_settings):
+def test_message_id_is_per_send_and_subscriber(mail_settings):
     ids = {
-        make_recipient(repo_settings, SECRET, s, e, "").message_id
+        make_recipient(mail_settings, SECRET, s, e, "").message_id
         for s in ("a", "b")
         for e in ("x@a.org", "y@a.org")
     }
     assert len(ids) == 4
-    assert make_recipient(repo_settings, SECRET, "a", "x@a.org", "X").message_id in ids
+    assert make_recipient(mail_settings, SECRET, "a", "x@a.org", "X").message_id in ids
 
 
-def test_personalise_many_subscribers(repo_settings, prepared):
+def test_personalise_many_subscribers(mail_settings, mail_prepared):
     seen_ids = set()
     for n in range(60):
-        rcpt = recipient(repo_settings, f"reader{n}@example.org", f"Reader Nº{n}" if n % 3 else "")
-        msg = parse(prepared.personalise(rcpt))
+        rcpt = recipient(mail_settings, f"reader{n}@example.org", f"Reader Nº{n}" if n % 3 else "")
+        msg = parse(mail_prepared.personalise(rcpt))
         assert msg["To"].addresses[0].addr_spec == rcpt.email
         seen_ids.add(msg["Message-ID"])
         text = part_text(msg, "plain")
@@ -145,60 +116,10 @@ def test_personalise_many_subscribers(repo_settings, prepared):
     assert len(seen_ids) == 60
 
 
-# Any Unicode at all, plus the nasty cases named in the brief.
-NAMES = st.one_of(
-    st.text(max_size=80),
-    st.text(alphabet=st.characters(codec="utf-8"), max_size=400),
-    st.sampled_from(
-        [
-            'Ana "Zé" O\'Neil, Jr.',
-            "<script>alert(1)</script>",
-            "Eve\r\nBcc: victim@example.org",
-            "مريم الحسيني",
-            "👩🏽‍💻 Dev",
-            "=?utf-8?q?Fake?=",
-            "x" * 3000,
-            "\u202eevil\u202c",
-        ]
-    ),
-)
-
-
-@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=NAMES)
-def test_any_name_round_trips(repo_settings, prepared, name):
-    rcpt = recipient(repo_settings, name=name)
-    raw = prepared.personalise(rcpt)
-    msg = parse(raw)
-    expected = clean_name(name)
-    assert msg.defects == []
-    to = msg["To"]
-    assert to.defects == ()
-    assert to.addresses[0].addr_spec == "ana@example.org"
-    assert to.addresses[0].display_name == expected
-    assert msg.get_all("Bcc") is None
-    assert sorted(msg.keys()) == sorted(parse(prepared.personalise(recipient(repo_settings))).keys())
-    greeting = f"Hi {expected}," if expected else "Hello,"
-    text = part_text(msg, "plain")
-    assert text.split("\n", 1)[0] == greeting
-    doc = html_doc(msg)
-    assert doc.find_class("greeting")[0].text_content() == greeting
-    assert not doc.xpath("//script")
-    assert max(len(line) for line in raw.split(b"\r\n\r\n", 1)[1].split(b"\r\n")) <= 76
-    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
-
-
-def test_bad_address_is_refused(repo_settings, prepared):
-    with pytest.raises(RenderError):
-        prepared.personalise(replace(recipient(repo_settings), email="a@b.org\r\nBcc: c@d.org"))
-    with pytest.raises(RenderError):
-        prepared.personalise(replace(recipient(repo_settings), message_id="<a b@c>"))
-
-
-def test_subject_and_title_cannot_inject_headers(repo_settings):
+def test_subject_and_title_cannot_inject_headers(mail_settings):
     issue = make_issue(subject="Hello\r\nBcc: victim@example.org\nX-Evil: 1 — ünïcode " + "long " * 30)
-    prepared = prepare_issue_email(repo_settings, issue, send_key=SEND, date=ISSUE_DATE)
-    msg = parse(prepared.personalise(recipient(repo_settings)))
+    prepared = prepare_issue_email(mail_settings, issue, send_key=SEND, date=ISSUE_DATE)
+    msg = parse(prepared.personalise(recipient(mail_settings)))
     assert msg.get_all("Bcc") is None and msg.get_all("X-Evil") is None
     assert msg["Subject"].startswith("Hello Bcc: victim@example.org X-Evil: 1 — ünïcode long")
 
@@ -206,8 +127,8 @@ def test_subject_and_title_cannot_inject_headers(repo_settings):
 # -- the HTML part ---------------------------------------------------------------------------------
 
 
-def test_only_media_rules_stay_and_keep_important(repo_settings, prepared):
-    doc = html_doc(parse(prepared.personalise(recipient(repo_settings))))
+def test_only_media_rules_stay_and_keep_important(mail_settings, mail_prepared):
+    doc = html_doc(parse(mail_prepared.personalise(recipient(mail_settings))))
     styles = doc.xpath("//style")
     assert len(styles) == 1
     css = styles[0].text
@@ -220,7 +141,7 @@ def test_only_media_rules_stay_and_keep_important(repo_settings, prepared):
     assert declarations and all(d.rstrip().endswith("!important") for d in declarations)
 
 
-def test_no_invented_attributes(repo_settings):
+def test_no_invented_attributes(mail_settings):
     """premailer may only add style=; every other attribute must be the template's own."""
     css = (
         "td { background-color: #abc; text-align: center; vertical-align: top; width: 300px; height: 20px }"
@@ -235,14 +156,14 @@ def test_no_invented_attributes(repo_settings):
     assert shape(before) == shape(after)
     assert after.xpath("//td")[0].get("style")  # the CSS itself was inlined
 
-    rendered = render_issue_email(repo_settings, make_issue())
+    rendered = render_issue_email(mail_settings, make_issue())
     doc = lxml_html.document_fromstring(rendered.html)
     assert not doc.xpath("//*[@bgcolor or @valign or @height]")
     assert 'height="auto"' not in rendered.html
 
 
-def test_images_have_alt_and_absolute_links(repo_settings, prepared):
-    doc = html_doc(parse(prepared.personalise(recipient(repo_settings))))
+def test_images_have_alt_and_absolute_links(mail_settings, mail_prepared):
+    doc = html_doc(parse(mail_prepared.personalise(recipient(mail_settings))))
     imgs = doc.xpath("//img")
     assert len(imgs) == 2
     for img in imgs:
@@ -258,8 +179,8 @@ def test_images_have_alt_and_absolute_links(repo_settings, prepared):
     assert "https://news.example.org/benches/" in hrefs  # view in browser
 
 
-def test_html_parses_cleanly_with_html5lib(repo_settings, prepared):
-    msg = parse(prepared.personalise(recipient(repo_settings)))
+def test_html_parses_cleanly_with_html5lib(mail_settings, mail_prepared):
+    msg = parse(mail_prepared.personalise(recipient(mail_settings)))
     parser = html5lib.HTMLParser(strict=False, namespaceHTMLElements=False)
     doc = parser.parse(part_text(msg, "html"))
     assert not [e for e in parser.errors if e[1] not in ("unknown-doctype",)], parser.errors
@@ -273,8 +194,8 @@ def test_html_parses_cleanly_with_html5lib(repo_settings, prepared):
         assert piece in body_text
 
 
-def test_preheader_is_hidden_and_first(repo_settings, prepared):
-    doc = html_doc(parse(prepared.personalise(recipient(repo_settings))))
+def test_preheader_is_hidden_and_first(mail_settings, mail_prepared):
+    doc = html_doc(parse(mail_prepared.personalise(recipient(mail_settings))))
     body = doc.find("body")
     first = next(iter(body))
     assert "preheader" in first.get("class")
@@ -282,19 +203,19 @@ def test_preheader_is_hidden_and_first(repo_settings, prepared):
     assert first.text_content().startswith("How do you tell whether a street is friendly")
 
 
-def test_placeholders_survive_inlining(prepared):
+def test_placeholders_survive_inlining(mail_prepared):
     """The slot markers in hrefs came through premailer and lxml's URL escaping untouched."""
-    doc = lxml_html.document_fromstring(prepared.html)
+    doc = lxml_html.document_fromstring(mail_prepared.html)
     hrefs = [a.get("href") for a in doc.iter("a")]
     assert slot("unsubscribe_url") in hrefs and slot("preferences_url") in hrefs
     assert slot("greeting") in doc.find_class("greeting")[0].text_content()
-    assert "%7B" not in prepared.html
+    assert "%7B" not in mail_prepared.html
 
 
-def test_folder_issue(repo_settings):
+def test_folder_issue(mail_settings):
     issue = make_folder_issue()
-    prepared = prepare_issue_email(repo_settings, issue, send_key="issue:summer-of-water", date=ISSUE_DATE)
-    msg = parse(prepared.personalise(recipient(repo_settings)))
+    prepared = prepare_issue_email(mail_settings, issue, send_key="issue:summer-of-water", date=ISSUE_DATE)
+    msg = parse(prepared.personalise(recipient(mail_settings)))
     doc = html_doc(msg)
     assert doc.find_class("issue-title")[0].text_content() == "A Summer of Water"
     assert "water in the city" in doc.find_class("intro")[0].text_content()
@@ -333,10 +254,10 @@ def test_size_warning_and_limit(make_settings: Callable[..., Settings]):
     assert "issues/benches.md" in err.value.message and "KB" in err.value.message
 
 
-def test_marker_in_content_is_refused(repo_settings):
+def test_marker_in_content_is_refused(mail_settings):
     issue = make_issue(make_article(body=f"Sneaky {MARKER_PREFIX}unsubscribe_urlX here."))
     with pytest.raises(RenderError, match="reserved"):
-        prepare_issue_email(repo_settings, issue, send_key=SEND, date=ISSUE_DATE)
+        prepare_issue_email(mail_settings, issue, send_key=SEND, date=ISSUE_DATE)
 
 
 def test_template_error_names_the_template(make_settings, project):
@@ -345,63 +266,18 @@ def test_template_error_names_the_template(make_settings, project):
         prepare_issue_email(make_settings(), make_issue(), send_key=SEND, date=ISSUE_DATE)
 
 
-def digest_like(settings: Settings, subject: str = "Your weekly digest", **kw):
-    return prepare_message(
-        settings,
-        subject=subject,
-        html=kw.pop(
-            "html",
-            f"<html><body><p>{slot('greeting')}</p><p>{slot('topic')}</p>"
-            f'<a href="{slot("unsubscribe_url")}">Unsubscribe</a></body></html>',
-        ),
-        text=kw.pop("text", f"{slot('greeting')}\nTopic: {slot('topic')}\n{slot('unsubscribe_url')}\n"),
-        send_key="digest:weekly:2026-W15",
-        date=datetime(2026, 4, 13, 7, tzinfo=UTC),
-        feedback_id="2026-W15:digest:weekly:news.example.org",
-        **kw,
-    )
-
-
-def test_generic_prepare_message_with_extra_slot(repo_settings):
-    prepared = digest_like(repo_settings)
-    rcpt = replace(recipient(repo_settings), extra={"topic": "Cities & <Data>"})
-    msg = parse(prepared.personalise(rcpt))
-    assert part_text(msg, "plain") == f"Hi Ana Souza,\nTopic: Cities & <Data>\n{rcpt.unsubscribe_url}\n"
-    assert "<p>Cities &amp; &lt;Data&gt;</p>" in part_text(msg, "html")
-    with pytest.raises(RenderError, match="topic"):
-        prepared.personalise(recipient(repo_settings))
-
-
-def test_a_message_without_unsubscribe_link_is_refused(repo_settings):
-    with pytest.raises(RenderError, match="no unsubscribe link"):
-        digest_like(repo_settings, text="Hello\n")
-
-
-@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    subject=st.one_of(
-        st.text(max_size=300), st.sampled_from(["a" * 1200, "x\r\nBcc: y@z.org", "=?utf-8?q?x?="])
-    )
-)
-def test_any_subject_round_trips(repo_settings, subject):
-    rcpt = replace(recipient(repo_settings), extra={"topic": "x"})
-    raw = digest_like(repo_settings, subject=subject).personalise(rcpt)
-    msg = parse(raw)
-    assert msg["Subject"] == clean_text(subject)
-    assert msg.get_all("Bcc") is None
-    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
-
-
-def test_naive_date_is_refused(repo_settings):
+def test_naive_date_is_refused(mail_settings):
     with pytest.raises(RenderError):
-        prepare_issue_email(repo_settings, make_issue(), send_key=SEND, date=datetime(2026, 1, 1))
+        prepare_issue_email(mail_settings, make_issue(), send_key=SEND, date=datetime(2026, 1, 1))
 
 
-def test_issue_email_files(repo_settings):
+def test_issue_email_files(mail_settings, monkeypatch):
     issue = make_issue()
-    files = issue_email_files(repo_settings, issue, secret=SECRET)
+    monkeypatch.setattr("time.time", lambda: 1_700_000_000.0)  # builds a year apart...
+    files = issue_email_files(mail_settings, issue, secret=SECRET)
+    monkeypatch.setattr("time.time", lambda: 1_731_536_000.0)
     assert sorted(files) == ["emails/benches.eml", "emails/benches.html", "emails/benches.txt"]
-    assert files == issue_email_files(repo_settings, issue, secret=SECRET)
+    assert files == issue_email_files(mail_settings, issue, secret=SECRET)  # ...give the same bytes
     msg = parse(files["emails/benches.eml"])
     assert str(msg["To"]) == "Sample Reader <reader@example.org>"
     assert msg["Date"].datetime == issue.date
@@ -409,31 +285,11 @@ def test_issue_email_files(repo_settings):
     assert part_text(msg, "plain") == files["emails/benches.txt"].decode()
     assert part_text(msg, "html") == files["emails/benches.html"].decode()
     assert "Hi <bdi>Sample Reader</bdi>," in files["emails/benches.html"].decode()
-
-
-@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    pieces=st.lists(
-        st.one_of(
-            st.text(max_size=120), st.sampled_from(["name", "email", "topic"]).map(lambda k: ("slot", k))
-        ),
-        max_size=12,
-    ),
-    topic=st.text(max_size=200),
-)
-def test_quoted_printable_round_trips_any_body(repo_settings, pieces, topic):
-    """Whatever the body and the values, the decoded part is the body with values filled in."""
-    body = "".join(slot(p[1]) if isinstance(p, tuple) else p for p in pieces) + slot("unsubscribe_url")
-    rcpt = replace(recipient(repo_settings), extra={"topic": topic})
-    prepared = digest_like(repo_settings, text=body, html=f"<p>{body}</p>")
-    raw = prepared.personalise(rcpt)
-    vals = prepared.values(rcpt)
-    expected = "".join(vals[p[1]] if isinstance(p, tuple) else p for p in pieces) + rcpt.unsubscribe_url
-    expected = expected.replace("\r\n", "\n").replace("\r", "\n")
-    assert part_text(parse(raw), "plain") == expected
-    assert prepared.fill_text(rcpt).replace("\r\n", "\n").replace("\r", "\n") == expected
-    _, _, body_bytes = raw.partition(b"\r\n\r\n")
-    assert max(len(line) for line in body_bytes.split(b"\r\n")) <= 76
+    assert (
+        '<a href="https://news.example.org/unsubscribe/sample-reader"'
+        in files["emails/benches.html"].decode()
+    )
+    assert "<https://news.example.org/unsubscribe/sample-reader>" in str(msg["List-Unsubscribe"])
 
 
 def test_every_sample_issue_builds(sample_settings):

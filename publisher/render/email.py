@@ -19,6 +19,7 @@ from publisher.errors import RenderError, relpath
 from publisher.models import Article, Issue, Recipient
 from publisher.render.email_headers import parse_mailbox
 from publisher.render.email_mime import (
+    DEFAULT_MAILTO,
     MARKER_PREFIX,
     PreparedMessage,
     make_recipient,
@@ -29,6 +30,7 @@ from publisher.render.inline import absolutise, inline_css
 from publisher.render.markdown import markdown_to_html
 from publisher.render.templates import environment, text_environment
 from publisher.render.text import absolute_url, markdown_to_text, underline, wrap
+from publisher.tokens import message_id, site_link
 
 __all__ = [
     "PreparedMessage",
@@ -38,6 +40,7 @@ __all__ = [
     "prepare_issue_email",
     "prepare_message",
     "render_issue_email",
+    "sample_recipient",
 ]
 
 SAMPLE_NAME = "Sample Reader"
@@ -183,6 +186,24 @@ def _with_warnings(prepared: PreparedMessage, notes: tuple[str, ...]) -> Prepare
     return replace(prepared, warnings=prepared.warnings + notes)
 
 
+def sample_recipient(settings: Settings, secret: bytes, send_key: str) -> Recipient:
+    """The sample reader of the build's email files.
+
+    Its links are fixed placeholders, not signed tokens: tokens carry the time
+    they were made, which would change the files on every build, and a page on
+    the public site should not carry a working unsubscribe link anyway.
+    """
+    site = settings.site
+    return Recipient(
+        email=SAMPLE_EMAIL,
+        name=SAMPLE_NAME,
+        message_id=message_id(secret, send_key, SAMPLE_EMAIL, site.domain),
+        unsubscribe_url=site_link(site.url, "unsubscribe/sample-reader"),
+        preferences_url=site_link(site.url, "preferences/sample-reader"),
+        unsubscribe_mailto=DEFAULT_MAILTO.format(domain=site.domain),
+    )
+
+
 def issue_email_files(settings: Settings, issue: Issue, *, secret: bytes | None = None) -> dict[str, bytes]:
     """Build outputs for one issue, personalised for a sample reader; identical bytes on every build.
 
@@ -190,8 +211,7 @@ def issue_email_files(settings: Settings, issue: Issue, *, secret: bytes | None 
     """
     send_key = f"issue:{issue.slug}"
     prepared = prepare_issue_email(settings, issue, send_key=send_key, date=issue.date)
-    key = settings.secret_key() if secret is None else secret
-    reader = make_recipient(settings, key, send_key, SAMPLE_EMAIL, SAMPLE_NAME)
+    reader = sample_recipient(settings, settings.secret_key() if secret is None else secret, send_key)
     return {
         f"emails/{issue.slug}.html": prepared.fill_html(reader).encode("utf-8"),
         f"emails/{issue.slug}.txt": prepared.fill_text(reader).encode("utf-8"),

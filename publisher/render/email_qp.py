@@ -1,0 +1,111 @@
+"""Quoted-printable for prepared messages: slot markers kept whole, values encoded alone.
+
+The stdlib encoders cannot do this: they would split a marker across a soft
+line break, and a value substituted into a line would push it past the
+76-character limit. Here every marker sits on a line of its own, so the
+template is encoded once and each value is encoded by itself (``qp_value``,
+a C-speed ``b2a_qp`` or a plain slice for URL-safe text) at send time.
+"""
+
+from __future__ import annotations
+
+import re
+from binascii import b2a_qp
+
+QP_MAX = 76
+CRLF = b"\r\n"
+SOFT = b"=\r\n"
+
+_SAFE = frozenset(
+    b"!\"#$%&'()*+,-./0123456789:;<>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
+)
+
+
+def _qp_tokens(line: bytes) -> list[bytes]:
+    """One hard line as QP tokens: a literal byte or an ``=XX`` escape each."""
+    out = []
+    last = len(line) - 1
+    for i, b in enumerate(line):
+        if b in _SAFE or (b in (0x20, 0x09) and i != last):
+            out.append(bytes((b,)))
+        else:
+            out.append(b"=%02X" % b)
+    return out
+
+
+def qp_template(text: str, marker: re.Pattern[str]) -> list[bytes | str]:
+    """QP-encode ``text`` with markers kept whole: bytes chunks and slot names, in order.
+
+    Each marker starts a fresh line (a soft break before it) and is followed by
+    a soft break, so a substituted value of any length is encoded on its own
+    lines and never pushes a template line past 76 characters.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    out: list[bytes | str] = []
+    buf = bytearray()
+    col = 0
+    for n, line in enumerate(text.split("\n")):
+        if n:
+            buf += CRLF
+            col = 0
+        pos = 0
+        pieces: list[tuple[str, str]] = []
+        for m in marker.finditer(line):
+            pieces.append(("text", line[pos : m.start()]))
+            pieces.append(("slot", m.group(1)))
+            pos = m.end()
+        pieces.append(("text", line[pos:]))
+        for i, (kind, value) in enumerate(pieces):
+            if kind == "slot":
+                if col:
+                    buf += SOFT
+                out.append(bytes(buf))
+                out.append(value)
+                buf = bytearray(SOFT)
+                col = 0
+                continue
+            raw = value.encode("utf-8")
+            # a trailing space is only "at the end of a line" if no marker follows
+            ends_line = i == len(pieces) - 1
+            tokens = _qp_tokens(raw) if ends_line else _qp_tokens(raw + b"x")[:-1]
+            if col == 0 and raw.startswith(b"From "):
+                tokens[0] = b"=46"  # mbox readers mangle a line starting "From "
+            for tok in tokens:
+                if col + len(tok) > QP_MAX - 1:
+                    buf += SOFT
+                    col = 0
+                if col == 0 and tok == b".":
+                    tok = b"=2E"  # a line starting with '.' is special to SMTP
+                buf += tok
+                col += len(tok)
+    out.append(bytes(buf))
+    return out
+
+
+_QP_UNSAFE = re.compile(
+    r"[^!-<>-~ ]|^\.| $"
+)  # needs escaping: non-printable, '=', a leading '.', a final space
+
+
+def qp_value(value: str) -> bytes:
+    """QP-encode one substituted value; lines of at most 75 so the soft break after it fits."""
+    if value.isascii() and not _QP_UNSAFE.search(value):  # URLs and most names: no escapes needed
+        raw = value.encode("ascii")
+        if len(raw) <= QP_MAX - 1:
+            return raw
+        return SOFT.join([raw[i : i + QP_MAX - 1] for i in range(0, len(raw), QP_MAX - 1)])
+    enc = b2a_qp(value.encode("utf-8"))
+    if enc.startswith(b"."):
+        enc = b"=2E" + enc[1:]
+    if len(enc) <= QP_MAX - 1 and b"\n" not in enc:
+        return enc
+    lines = enc.split(b"=\n")
+    last = lines[-1]
+    if len(last) > QP_MAX - 1:  # b2a_qp allows 76 on its last line; we need room for '='
+        cut = QP_MAX - 1
+        if last[cut - 1 : cut] == b"=":
+            cut -= 1
+        elif last[cut - 2 : cut - 1] == b"=":
+            cut -= 2
+        lines[-1:] = [last[:cut], last[cut:]]
+    return SOFT.join(lines)
