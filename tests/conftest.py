@@ -12,7 +12,14 @@ import yaml
 
 from publisher.config import Settings, load_settings
 
-pytest_plugins = ["tests.fixtures_store", "tests.fixtures_content", "tests.fixtures_email", "tests.fixtures_smtp"]
+pytest_plugins = [
+    "tests.fixtures_store",
+    "tests.fixtures_content",
+    "tests.fixtures_email",
+    "tests.fixtures_smtp",
+    "tests.fixtures_schedule",
+    "tests.fixtures_web",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 

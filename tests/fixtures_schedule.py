@@ -1,0 +1,87 @@
+"""Fixtures for the queue, digest, scheduler and `publisher run` tests.
+
+A controllable clock, a tmp project with issues and a database (SQLite, or
+PostgreSQL through ``db_url`` when PUBLISHER_TEST_DATABASE_URL is set), and a
+helper that writes articles with tags and dates for digest scenarios.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from publisher.config import Settings
+from publisher.store import Store, open_store
+
+
+class FakeClock:
+    """A clock tests move by hand; every call returns the current time (aware, UTC)."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start.astimezone(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def set(self, when: datetime) -> datetime:
+        self.now = when.astimezone(UTC)
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+@dataclass
+class Scene:
+    """A tmp project wired to a database: settings, store, and ways to add content."""
+
+    project: Path
+    settings: Settings
+    store: Store
+    make: Callable[..., Settings]
+
+    def article(
+        self,
+        slug: str,
+        *,
+        title: str | None = None,
+        date: str = "2026-11-20T09:00:00+00:00",
+        tags: tuple[str, ...] = (),
+        body: str | None = None,
+        extra: str = "",
+    ) -> Path:
+        """Write issues/<slug>.md (one article) and return its path."""
+        lines = ["---", f"title: {title or slug.replace('-', ' ').title()}", f"date: {date}"]
+        if tags:
+            lines.append("tags: [" + ", ".join(tags) + "]")
+        if extra:
+            lines.extend(textwrap.dedent(extra).strip("\n").split("\n"))
+        lines += ["---", "", body or f"The story of {slug.replace('-', ' ')}, told in a few words.", ""]
+        path = self.project / "issues" / f"{slug}.md"
+        path.write_text("\n".join(lines), encoding="utf-8")
+        return path
+
+    def reconfigure(self, **overrides: Any) -> Settings:
+        self.settings = self.make(**overrides)
+        return self.settings
+
+
+@pytest.fixture
+def scene(project: Path, make_settings: Callable[..., Settings], db_url: str) -> Iterator[Scene]:
+    """A project on ``db_url`` with the file transport (mail lands in outbox/ as .eml files)."""
+    settings = make_settings(database={"url": db_url}, email={"transport": "file"})
+    store = open_store(db_url)
+    yield Scene(project, settings, store, make_settings)
+    store.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 11, 30, 12, 0, tzinfo=UTC))
