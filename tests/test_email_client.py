@@ -126,7 +126,10 @@ def png(width: int, height: int) -> bytes:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     need("chromium", Path(CHROMIUM).exists())
-    from playwright.sync_api import sync_playwright
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        need("the playwright Python package", False)
 
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
