@@ -89,7 +89,10 @@ def make_folder_issue() -> Issue:
             title=f"Water piece {n}",
             issue_slug="summer-of-water",
             source=Path(f"issues/summer-of-water/water-{n}.md"),
-            body=f"Piece {n} about water.[^1] See [the map](maps/{n}.png).\n\n[^1]: Note {n}.\n",
+            body=(
+                f"Piece {n} about water.[^1] See [the map](maps/{n}.png).\n\n"
+                f"## Where {n}\n\nText.\n\n[^1]: Note {n}.\n"
+            ),
             image=None,
             order=n,
         )

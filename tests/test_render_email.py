@@ -232,6 +232,7 @@ def test_folder_issue(mail_settings):
     text = part_text(msg, "plain")
     assert "A Summer of Water\n=================" in text
     assert "Water piece 2\n-------------" in text
+    assert "\n### Where 2\n" in text  # body headings sit below the article titles
     assert "Background (https://news.example.org/background/)" in " ".join(text.split())
 
 

@@ -15,6 +15,10 @@ def test_headings_are_underlined_or_prefixed():
     assert text == "Big news\n========\n\nSmaller\n-------\n\n### Smallest\n"
 
 
+def test_heading_offset_demotes_headings():
+    assert markdown_to_text("# One\n\n## Two\n", heading_offset=1) == "One\n---\n\n### Two\n"
+
+
 def test_paragraphs_wrap_at_72_without_breaking_urls():
     url = "https://example.org/" + "a" * 90
     text = markdown_to_text(("word " * 40) + url + " end\n")

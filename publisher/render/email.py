@@ -86,7 +86,7 @@ def _article_context(settings: Settings, issue: Issue, article: Article, n: int)
         "body_html": Markup(body_html),
         "heading": underline("\n".join(wrap(article.title)), "-" if issue.is_folder else "="),
         "meta": meta,
-        "body_text": markdown_to_text(article.body, base_url=site.url),
+        "body_text": markdown_to_text(article.body, base_url=site.url, heading_offset=int(issue.is_folder)),
     }
 
 

@@ -66,17 +66,22 @@ def wrap(text: str, width: int = WIDTH, initial: str = "", subsequent: str = "")
     return out
 
 
-def markdown_to_text(source: str, *, base_url: str = "", width: int = WIDTH) -> str:
-    """Render Markdown as plain text; relative links are made absolute against ``base_url``."""
+def markdown_to_text(source: str, *, base_url: str = "", width: int = WIDTH, heading_offset: int = 0) -> str:
+    """Render Markdown as plain text; relative links are made absolute against ``base_url``.
+
+    ``heading_offset`` demotes headings (an article inside a folder issue sits
+    one level below the issue's own title).
+    """
     root = SyntaxTreeNode(parser().parse(source))
-    lines = _Renderer(base_url, width).blocks(root.children, width)
+    lines = _Renderer(base_url, width, heading_offset).blocks(root.children, width)
     return "\n".join(line.rstrip() for line in lines).strip("\n") + "\n"
 
 
 class _Renderer:
-    def __init__(self, base_url: str, width: int) -> None:
+    def __init__(self, base_url: str, width: int, heading_offset: int = 0) -> None:
         self.base_url = base_url
         self.width = width
+        self.heading_offset = heading_offset
 
     # -- blocks --------------------------------------------------------------------------------
 
@@ -96,7 +101,7 @@ class _Renderer:
         if kind == "paragraph":
             return wrap(self.inline(node), width)
         if kind == "heading":
-            level = int(node.tag[1])
+            level = min(int(node.tag[1]) + self.heading_offset, 6)
             text = self.inline(node).replace("\n", " ")
             if level in _UNDERLINE:
                 return underline("\n".join(wrap(text, width)), _UNDERLINE[level]).split("\n")
