@@ -1,0 +1,169 @@
+"""The JSON admin API under ``/api``, behind a bearer token.
+
+The token comes from the environment variable ``web.api_token_env`` names.
+With none set the API answers 503 "admin API disabled" instead of being open:
+an admin API must never be reachable by accident. Tokens are compared in
+constant time. Every answer, errors included, is a declared pydantic model.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from publisher.errors import NotFoundError, PublisherError
+from publisher.models import Subscriber
+from publisher.web.api_models import (
+    DeliveryOut,
+    ExportOut,
+    IssueOut,
+    RemovedOut,
+    SendOut,
+    SubscriberOut,
+    SubscriberRecordOut,
+    error_responses,
+)
+from publisher.web.export import subscriber_export
+from publisher.web.requests import web_context
+
+
+class ApiError(PublisherError):
+    """An API refusal with its HTTP status (auth, disabled)."""
+
+    def __init__(self, status: int, message: str, hint: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.status = status
+
+
+def require_token(request: Request) -> None:
+    ctx = web_context(request)
+    if not ctx.api_token:
+        raise ApiError(
+            503,
+            "admin API disabled",
+            hint=f"set the environment variable {ctx.settings.web.api_token_env} to a long random token",
+        )
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), ctx.api_token.encode()):
+        raise ApiError(401, "a valid bearer token is required", hint="send Authorization: Bearer <token>")
+
+
+router = APIRouter(
+    prefix="/api",
+    tags=["admin"],
+    dependencies=[Depends(require_token)],
+    responses=error_responses(401, 503),
+)
+
+
+def subscriber_out(sub: Subscriber) -> SubscriberOut:
+    return SubscriberOut(
+        email=sub.email,
+        name=sub.name,
+        status=sub.status.value,
+        frequency=sub.frequency.value,
+        topics=list(sub.topics),
+        timezone=sub.timezone,
+        created_at=sub.created_at,
+        updated_at=sub.updated_at,
+    )
+
+
+@router.get("/issues", response_model=list[IssueOut], summary="Issues found under paths.issues")
+async def list_issues(request: Request) -> list[IssueOut]:
+    ctx = web_context(request)
+    library = await run_in_threadpool(lambda: ctx.topics.library)
+    base = ctx.settings.site.url.rstrip("/")
+    return [
+        IssueOut(
+            slug=i.slug,
+            title=i.title,
+            subject=i.subject,
+            date=i.date,
+            draft=i.draft,
+            send_at=i.send_at,
+            articles=len(i.articles),
+            url=f"{base}/{i.articles[0].slug}/" if i.articles else base + "/",
+        )
+        for i in library.issues
+    ]
+
+
+@router.get("/sends", response_model=list[SendOut], summary="The newest sends with their delivery counts")
+async def list_sends(request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[SendOut]:
+    ctx = web_context(request)
+    rows = await run_in_threadpool(ctx.store.ledger.sends, limit=limit)
+    return [
+        SendOut(
+            id=info.id,
+            kind=info.kind,
+            key=info.key,
+            issue_slug=info.issue_slug,
+            status=info.status,
+            created_at=info.created_at,
+            started_at=info.started_at,
+            finished_at=info.finished_at,
+            planned=counts.planned,
+            pending=counts.pending,
+            sent=counts.sent,
+            failed=counts.failed,
+            skipped=counts.skipped,
+        )
+        for info, counts in rows
+    ]
+
+
+def _no_such(email: str) -> NotFoundError:
+    return NotFoundError("no such subscriber", hint="look the address up with `publisher subscribers list`")
+
+
+@router.get(
+    "/subscribers/{email}",
+    response_model=SubscriberOut,
+    responses=error_responses(404),
+    summary="Look a subscriber up by address",
+)
+async def get_subscriber(request: Request, email: str) -> SubscriberOut:
+    ctx = web_context(request)
+    sub = await run_in_threadpool(ctx.store.subscribers.get, email)
+    if sub is None:
+        raise _no_such(email)
+    return subscriber_out(sub)
+
+
+@router.delete(
+    "/subscribers/{email}",
+    response_model=RemovedOut,
+    responses=error_responses(404),
+    summary="Forget a subscriber entirely (their deliveries go too)",
+)
+async def remove_subscriber(request: Request, email: str) -> RemovedOut:
+    ctx = web_context(request)
+    sub = await run_in_threadpool(ctx.store.subscribers.get, email)
+    if sub is None:
+        raise _no_such(email)
+    removed = await run_in_threadpool(ctx.store.subscribers.remove, sub.email)
+    return RemovedOut(email=sub.email, removed=removed)
+
+
+@router.get(
+    "/subscribers/{email}/export",
+    response_model=ExportOut,
+    responses=error_responses(404),
+    summary="Everything stored about one subscriber (for a data-access request)",
+)
+async def export_subscriber(request: Request, email: str) -> ExportOut:
+    ctx = web_context(request)
+    found = await run_in_threadpool(subscriber_export, ctx.store, email)
+    if found is None:
+        raise _no_such(email)
+    record, deliveries = found
+    return ExportOut(
+        exported_at=ctx.now(),
+        subscriber=SubscriberRecordOut(**record),
+        deliveries=[DeliveryOut(**row) for row in deliveries],
+    )

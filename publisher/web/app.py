@@ -1,0 +1,72 @@
+"""The app factory: one FastAPI app serving sign-up, links from mail, the archive and the admin API.
+
+Everything the routes need (settings, store, clock, secret, limits) is bound
+here, in ``create_app``, never at import time, so tests and ``publisher run``
+can build as many apps as they like, each with its own store and clock.
+Route order matters: the archive's catch-all comes last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI
+
+from publisher import __version__
+from publisher.config import Settings
+from publisher.store import Store
+from publisher.web import api, archive, handlers, manage, subscribe
+from publisher.web.api_models import error_responses
+from publisher.web.context import Clock, Limits, make_context
+from publisher.web.middleware import GuardMiddleware
+from publisher.web.pages import check_templates
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    clock: Clock | None = None,
+    limits: Limits | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> FastAPI:
+    """The web app for ``settings``.
+
+    ``store``: use this open store (else one is opened from ``database.url`` on
+    first use and closed at shutdown); ``clock``: a callable returning an aware
+    datetime (tests move time with it); ``limits``: rate and size limits;
+    ``environ``: where to read the API token variable (default ``os.environ``).
+    """
+    check_templates(settings)
+    ctx = make_context(settings, store=store, clock=clock, limits=limits, environ=environ)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        ctx.close()
+
+    root_path = urlsplit(settings.site.url).path.rstrip("/")
+    app = FastAPI(
+        title=f"{settings.site.title}: admin API",
+        version=__version__,
+        description="Subscriber look-up, removal and export; issues and sends. Bearer token required.",
+        docs_url=None,  # the Swagger page loads script from a CDN, which our CSP forbids
+        redoc_url=None,
+        root_path=root_path,
+        lifespan=lifespan,
+    )
+    app.state.web = ctx
+    app.state.archive = archive.Archive(settings.paths.output)
+    handlers.install(app)
+    app.add_middleware(
+        GuardMiddleware,
+        max_body=ctx.limits.max_body,
+        too_large=handlers.too_large_response(app, ctx.limits.max_body),
+    )
+    app.include_router(api.router, responses=error_responses(413, 422))
+    app.include_router(subscribe.router)
+    app.include_router(manage.router)
+    app.include_router(archive.router)  # the catch-all: last
+    return app

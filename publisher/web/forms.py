@@ -1,0 +1,140 @@
+"""Checking what people type into the subscribe and preferences forms.
+
+The store cleans values too (it strips control characters, cuts long names);
+here we *refuse* instead, with the reason, because a person at a form can fix
+their input, and silently storing a changed name or dropping a topic would
+surprise them. Every problem is reported at once; nothing is stored unless the
+whole form is good.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from zoneinfo import available_timezones
+
+from starlette.datastructures import FormData
+
+from publisher.errors import PublisherError
+from publisher.models import Frequency
+from publisher.render.email_headers import check_address
+from publisher.store.values import normalise_email
+
+MAX_EMAIL = 320
+MAX_NAME = 200
+MAX_TOPICS = 100
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_MARKUP = re.compile(r"[<>]")
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    field: str
+    message: str
+
+
+class FormError(PublisherError):
+    """One or more fields are unusable; the page shows every reason."""
+
+    status = 422
+
+    def __init__(self, problems: Sequence[FieldProblem]) -> None:
+        super().__init__(
+            "; ".join(f"{p.field}: {p.message}" for p in problems), "correct the form and send it again"
+        )
+        self.problems = list(problems)
+
+    def lines(self) -> list[str]:
+        return [f"{p.field}: {p.message}" for p in self.problems]
+
+
+@dataclass(frozen=True)
+class Choices:
+    """What a subscriber chose: the shared part of both forms."""
+
+    name: str
+    frequency: Frequency
+    topics: tuple[str, ...]
+    timezone: str
+
+
+@lru_cache(maxsize=1)
+def timezones() -> tuple[str, ...]:
+    """IANA zone names for the select (sorted, the legacy upper-case aliases left out)."""
+    return tuple(sorted(z for z in available_timezones() if "/" in z or z == "UTC"))
+
+
+@lru_cache(maxsize=1)
+def _zone_set() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def one(form: FormData, key: str) -> str:
+    """A single text field ('' when absent; a file upload counts as absent)."""
+    value = form.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def check_email(raw: str, problems: list[FieldProblem]) -> str:
+    text = raw.strip()
+    if not text:
+        problems.append(FieldProblem("email", "enter your email address"))
+        return ""
+    if len(text) > MAX_EMAIL or _CONTROL.search(text):
+        problems.append(FieldProblem("email", "this is not a valid email address"))
+        return ""
+    try:
+        address = normalise_email(text)
+        check_address(address)
+    except PublisherError:
+        problems.append(FieldProblem("email", "this is not a valid email address"))
+        return ""
+    return address
+
+
+def check_name(raw: str, problems: list[FieldProblem]) -> str:
+    name = raw.strip()
+    if len(name) > MAX_NAME:
+        problems.append(FieldProblem("name", f"keep the name under {MAX_NAME} characters"))
+    elif _CONTROL.search(name):
+        problems.append(FieldProblem("name", "the name may not contain line breaks or control characters"))
+    elif _MARKUP.search(name):
+        problems.append(FieldProblem("name", "the name may not contain < or >"))
+    return " ".join(name.split())
+
+
+def check_choices(form: FormData, known_topics: Sequence[str], problems: list[FieldProblem]) -> Choices:
+    """Name, frequency, topics and time zone from a submitted form."""
+    name = check_name(one(form, "name"), problems)
+    raw_freq = one(form, "frequency").strip().lower() or Frequency.INSTANT.value
+    try:
+        frequency = Frequency(raw_freq)
+    except ValueError:
+        allowed = ", ".join(f.value for f in Frequency)
+        problems.append(FieldProblem("frequency", f"choose one of: {allowed}"))
+        frequency = Frequency.INSTANT
+    raw_topics = [v for v in form.getlist("topics") if isinstance(v, str)]
+    known = set(known_topics)
+    chosen: set[str] = set()
+    unknown: list[str] = []
+    for value in raw_topics[:MAX_TOPICS]:
+        topic = value.strip().lower()
+        if not topic:
+            continue
+        (chosen.add if topic in known else unknown.append)(topic)
+    if len(raw_topics) > MAX_TOPICS:
+        problems.append(FieldProblem("topics", f"choose at most {MAX_TOPICS} topics"))
+    if unknown:
+        shown = ", ".join(repr(u[:40]) for u in unknown[:5])
+        problems.append(FieldProblem("topics", f"unknown topic(s): {shown}"))
+    tz = one(form, "timezone").strip()
+    if tz not in _zone_set():
+        problems.append(FieldProblem("timezone", "choose a time zone from the list (e.g. Europe/Paris)"))
+    return Choices(name=name, frequency=frequency, topics=tuple(sorted(chosen)), timezone=tz)
+
+
+def echo(value: str, limit: int = MAX_EMAIL) -> str:
+    """A submitted value as the re-shown form gets it back (escaped by the template, cut short)."""
+    return value[:limit]

@@ -1,0 +1,157 @@
+"""Turning errors into answers: a page for people, JSON (``ErrorOut``) for the admin API.
+
+This is the only place (besides the CLI) where a ``PublisherError`` becomes
+output. Token failures all get the same plain page, whatever went wrong with
+the token (forged, tampered, expired, another purpose), so a link reveals
+nothing; an unexpected error is logged with its traceback and shown as a
+generic 500 that reveals nothing either.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+from starlette.types import Scope
+
+from publisher.errors import NotFoundError, PublisherError, StoreError
+from publisher.store.values import InvalidValueError
+from publisher.tokens import TokenError
+from publisher.web.api import ApiError
+from publisher.web.api_models import ErrorOut
+from publisher.web.forms import FormError
+from publisher.web.middleware import BodyTooLargeError
+from publisher.web.pages import error_page
+from publisher.web.requests import web_context
+from publisher.web.security import ForbiddenError
+
+log = logging.getLogger("publisher.web")
+
+TITLES = {
+    400: "Bad request",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Too much data",
+    422: "Please check the form",
+    429: "Too many requests",
+    500: "Something went wrong",
+    503: "Unavailable",
+}
+LINK_MESSAGE = "This link is not valid, or it has expired."
+LINK_HINT = (
+    "Check that the whole link was copied from the email. For a new confirmation link, subscribe again."
+)
+
+
+def is_api(scope: Scope) -> bool:
+    path: str = scope.get("path", "")
+    root: str = scope.get("root_path", "")
+    path = path.removeprefix(root) if root and path.startswith(root) else path
+    return path == "/api" or path.startswith("/api/")
+
+
+def status_for(exc: PublisherError) -> int:
+    if isinstance(exc, ApiError):
+        return exc.status
+    if isinstance(exc, ForbiddenError):
+        return 403
+    if isinstance(exc, TokenError):
+        return 400
+    if isinstance(exc, FormError | InvalidValueError):
+        return 422
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, BodyTooLargeError):
+        return 413
+    if isinstance(exc, StoreError):
+        return 503
+    return 500
+
+
+def json_error(
+    status: int,
+    error: str,
+    hint: str | None = None,
+    problems: list[str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorOut(error=error, hint=hint, problems=problems or [])
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(PublisherError)
+    async def publisher_error(request: Request, exc: PublisherError) -> Response:
+        status = status_for(exc)
+        if status >= 500:
+            log.error("%s %s: %s", request.method, request.url.path, exc.message)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if is_api(request.scope):
+            problems = exc.lines() if len(exc.lines()) > 1 else []
+            return json_error(status, exc.message, exc.hint, problems, headers)
+        settings = web_context(request).settings
+        if isinstance(exc, TokenError) and not isinstance(exc, ForbiddenError):
+            return error_page(settings, 400, "Link not valid", LINK_MESSAGE, hint=LINK_HINT)
+        if status == 500:
+            return error_page(
+                settings, 500, TITLES[500], "The page could not be shown. Please try again later."
+            )
+        problems = exc.lines() if isinstance(exc, FormError) else []
+        return error_page(
+            settings, status, TITLES.get(status, "Error"), exc.message, hint=exc.hint, problems=problems
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        headers = dict(exc.headers or {})
+        detail = str(exc.detail) if exc.detail else TITLES.get(exc.status_code, "Error")
+        if is_api(request.scope):
+            return json_error(exc.status_code, detail, headers=headers)
+        return error_page(
+            web_context(request).settings,
+            exc.status_code,
+            TITLES.get(exc.status_code, "Error"),
+            detail,
+            headers=headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        problems = [
+            f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', 'invalid')}"
+            for err in exc.errors()
+        ]
+        if is_api(request.scope):
+            return json_error(422, "invalid request", problems=problems)
+        return error_page(
+            web_context(request).settings, 422, TITLES[422], "The request was not valid.", problems=problems
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        if is_api(request.scope):
+            return json_error(500, "internal error")
+        return error_page(
+            web_context(request).settings,
+            500,
+            TITLES[500],
+            "The page could not be shown. Please try again later.",
+        )
+
+
+def too_large_response(app: FastAPI, max_body: int) -> Callable[[Scope], Response]:
+    """What the body-size guard answers before the app has read anything."""
+
+    def make(scope: Scope) -> Response:
+        message = f"the request body is over {max_body // 1024} KB"
+        if is_api(scope):
+            return json_error(413, message)
+        return error_page(app.state.web.settings, 413, TITLES[413], message)
+
+    return make

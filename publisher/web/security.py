@@ -1,0 +1,99 @@
+"""Link tokens read against our clock, the preferences form's CSRF token, and the Origin check.
+
+Cross-site forgery on ``POST /preferences/{token}`` is stopped two ways:
+
+1. the form carries a CSRF token: an itsdangerous signature (own salt, 1 day)
+   over a hash of the preferences token in the URL, so a token lifted from one
+   subscriber's page is useless on another's, and the form must have been
+   fetched from us; and
+2. a browser's ``Sec-Fetch-Site: cross-site`` or an ``Origin`` that is not the
+   site's own (or the host the request came to) is refused before anything else.
+
+``POST /unsubscribe/{token}`` has neither on purpose: RFC 8058 one-click POSTs
+come from mail providers, with no cookie, no form and no Origin of ours.
+``POST /subscribe`` accepts cross-site posts (sign-up forms embedded in other
+sites are normal); double opt-in is what protects it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from urllib.parse import urlsplit
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous.encoding import base64_decode, bytes_to_int
+from starlette.requests import Request
+
+from publisher.tokens import MAX_AGE, Purpose, TokenError, read_token
+
+CSRF_MAX_AGE = 24 * 3600
+_CSRF_SALT = "publisher.web.csrf"
+
+
+class ForbiddenError(TokenError):
+    """A request that looks cross-site where only same-site is allowed."""
+
+
+def read_link_token(secret: bytes, purpose: Purpose, token: str, now: datetime) -> tuple[str, int]:
+    """(address, issued-at in epoch seconds) of a link token of ``purpose``, expiry measured by ``now``.
+
+    ``tokens.read_token`` checks the signature and the purpose (its salt); it
+    measures age with the system clock, so the age is checked here again
+    against the passed-in clock, from the token's signed timestamp.
+    """
+    if len(token) > 2048:
+        raise TokenError("this link is not valid")
+    address = read_token(secret, purpose, token, max_age=None)
+    try:
+        issued = bytes_to_int(base64_decode(token.rsplit(".", 2)[1]))
+    except Exception:  # signed, so this cannot happen short of a library change
+        raise TokenError("this link is not valid") from None
+    limit = MAX_AGE[purpose]
+    if limit is not None and now.timestamp() - issued > limit:
+        raise TokenError("this link has expired", hint="ask for a new one")
+    return address, issued
+
+
+def _csrf_serializer(secret: bytes) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret, salt=_CSRF_SALT)
+
+
+def _bind(link_token: str) -> str:
+    return hashlib.sha256(link_token.encode()).hexdigest()[:32]
+
+
+def make_csrf(secret: bytes, link_token: str) -> str:
+    """A form token valid only with this preferences link."""
+    return _csrf_serializer(secret).dumps(_bind(link_token))
+
+
+def check_csrf(secret: bytes, link_token: str, value: str | None) -> None:
+    if not value or len(value) > 512:
+        raise ForbiddenError("the form is missing its security token", hint="reload the page and try again")
+    try:
+        bound = _csrf_serializer(secret).loads(value, max_age=CSRF_MAX_AGE)
+    except SignatureExpired:
+        raise ForbiddenError("the form has expired", hint="reload the page and try again") from None
+    except BadSignature:
+        raise ForbiddenError("the form's security token is not valid", hint="reload the page") from None
+    if bound != _bind(link_token):
+        raise ForbiddenError("the form's security token is not valid", hint="reload the page")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def check_same_origin(request: Request, site_url: str) -> None:
+    """Refuse a browser request that says it comes from another site."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site == "cross-site":
+        raise ForbiddenError("this form can only be sent from this site")
+    origin = request.headers.get("origin")
+    if origin is None or (origin == "null" and fetch_site in (None, "same-origin")):
+        return
+    allowed = {_origin(site_url), f"{request.url.scheme}://{request.headers.get('host', '')}".lower()}
+    if origin.lower() not in allowed:
+        raise ForbiddenError("this form can only be sent from this site")

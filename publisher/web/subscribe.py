@@ -1,0 +1,201 @@
+"""``GET/POST /subscribe`` and ``GET /confirm/{token}``: double opt-in.
+
+A sign-up never tells the visitor whether the address was known: the page is
+the same, and the mail (confirm, or "you are already subscribed") goes out
+after the response. A confirmed subscriber is never put back to pending, and
+an existing row's choices are only replaced while it is not confirmed, so a
+stranger cannot change someone's subscription by typing their address.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from fastapi import APIRouter, BackgroundTasks, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import HTMLResponse
+
+from publisher.models import Frequency, Subscriber, SubscriberStatus
+from publisher.store import Store, SubscriberExistsError
+from publisher.tokens import Purpose, TokenError, make_token
+from publisher.web.context import WebContext
+from publisher.web.forms import (
+    Choices,
+    FieldProblem,
+    FormError,
+    check_choices,
+    check_email,
+    echo,
+    one,
+    timezones,
+)
+from publisher.web.mail import send_confirmation
+from publisher.web.pages import error_page, page, site_root
+from publisher.web.requests import read_form, web_context
+from publisher.web.security import read_link_token
+
+router = APIRouter(include_in_schema=False)
+
+
+@dataclass(frozen=True)
+class Registration:
+    address: str
+    name: str
+    already: bool  # confirmed before: send "already subscribed", not a confirm link
+
+
+def register(store: Store, address: str, choices: Choices, now: datetime) -> Registration:
+    """Add the address as pending, or refresh a not-yet-confirmed row's choices."""
+    current = store.subscribers.get(address)
+    if current is None:
+        try:
+            store.subscribers.add(
+                address,
+                now=now,
+                name=choices.name,
+                status=SubscriberStatus.PENDING,
+                frequency=choices.frequency,
+                topics=choices.topics,
+                timezone=choices.timezone,
+            )
+            return Registration(address, choices.name, already=False)
+        except SubscriberExistsError:  # a second sign-up won the race
+            current = store.subscribers.get(address)
+            assert current is not None
+    if current.status is SubscriberStatus.CONFIRMED:
+        return Registration(address, current.name, already=True)
+    store.subscribers.update_preferences(
+        address,
+        now=now,
+        name=choices.name,
+        frequency=choices.frequency,
+        topics=choices.topics,
+        timezone=choices.timezone,
+    )
+    return Registration(address, choices.name, already=False)
+
+
+def confirm(store: Store, address: str, issued: int, now: datetime) -> Subscriber | None:
+    """Confirm (idempotent). None when there is no such row, or the link predates a later change.
+
+    A confirm link mailed before the subscriber unsubscribed must not bring
+    them back (a link scanner re-visiting old mail would), so a row that is
+    not pending is confirmed only by a link issued after its last change.
+    """
+    current = store.subscribers.get(address)
+    if current is None:
+        return None
+    if current.status is SubscriberStatus.CONFIRMED:
+        return current
+    if current.status is not SubscriberStatus.PENDING:
+        changed = int(current.updated_at.timestamp()) if current.updated_at else 0
+        if issued < changed:
+            return None
+    return store.subscribers.set_status(address, SubscriberStatus.CONFIRMED, now=now)
+
+
+def _form_values(ctx: WebContext, **given: object) -> dict[str, object]:
+    values: dict[str, object] = {
+        "email": "",
+        "name": "",
+        "frequency": Frequency.INSTANT.value,
+        "topics": [],
+        "timezone": ctx.settings.site.timezone,
+    }
+    values.update(given)
+    return values
+
+
+def _subscribe_page(
+    ctx: WebContext,
+    *,
+    status: int = 200,
+    problems: list[FieldProblem] | None = None,
+    values: dict[str, object] | None = None,
+) -> HTMLResponse:
+    return page(
+        ctx.settings,
+        "subscribe.html",
+        status=status,
+        path="subscribe",
+        title=f"Subscribe to {ctx.settings.site.title}",
+        problems=problems or [],
+        values=values or _form_values(ctx),
+        frequencies=[f.value for f in Frequency],
+        topics=ctx.topics.topics,
+        timezones=timezones(),
+    )
+
+
+@router.get("/subscribe", response_class=HTMLResponse)
+async def subscribe_form(request: Request) -> HTMLResponse:
+    ctx = web_context(request)
+    return await run_in_threadpool(_subscribe_page, ctx)
+
+
+@router.post("/subscribe", response_class=HTMLResponse)
+async def subscribe(request: Request, background: BackgroundTasks) -> HTMLResponse:
+    ctx = web_context(request)
+    now = ctx.now()
+    client = request.client.host if request.client else "unknown"
+    if not ctx.ip_buckets.take(client, now.timestamp()):
+        return _too_many(ctx, ctx.ip_buckets.retry_after(client))
+    form = await read_form(request)
+    problems: list[FieldProblem] = []
+    address = check_email(one(form, "email"), problems)
+    topics = await run_in_threadpool(lambda: ctx.topics.topics)
+    choices = check_choices(form, topics, problems)
+    if problems:
+        values = _form_values(
+            ctx,
+            email=echo(one(form, "email")),
+            name=echo(one(form, "name")),
+            frequency=choices.frequency.value,
+            topics=list(choices.topics),
+            timezone=echo(one(form, "timezone"), 64),
+        )
+        return await run_in_threadpool(
+            lambda: _subscribe_page(ctx, status=FormError.status, problems=problems, values=values)
+        )
+    if not ctx.address_buckets.take(address, now.timestamp()):
+        return _too_many(ctx, ctx.address_buckets.retry_after(address))
+    reg = await run_in_threadpool(register, ctx.store, address, choices, now)
+    background.add_task(
+        send_confirmation,
+        ctx.settings,
+        ctx.secret,
+        reg.address,
+        reg.name,
+        already=reg.already,
+        now=now,
+        stop=ctx.stopping,
+    )
+    return page(
+        ctx.settings, "subscribe_sent.html", path="subscribe", title="Check your inbox", email=address
+    )
+
+
+def _too_many(ctx: WebContext, retry_after: int) -> HTMLResponse:
+    return error_page(
+        ctx.settings,
+        429,
+        "Too many sign-ups",
+        "Too many sign-up attempts came from here or for this address.",
+        hint=f"wait about {max(1, retry_after // 60)} minute(s) and try again",
+        headers={"Retry-After": str(max(1, retry_after))},
+    )
+
+
+@router.get("/confirm/{token}", response_class=HTMLResponse)
+async def confirm_link(request: Request, token: str) -> HTMLResponse:
+    ctx = web_context(request)
+    now = ctx.now()
+    address, issued = read_link_token(ctx.secret, Purpose.CONFIRM, token, now)
+    sub = await run_in_threadpool(confirm, ctx.store, address, issued, now)
+    if sub is None:
+        raise TokenError("this link is no longer valid", hint="subscribe again to get a new link")
+    prefs = site_root(ctx.settings) + "preferences/" + make_token(ctx.secret, Purpose.PREFERENCES, address)
+    return page(
+        ctx.settings, "confirmed.html", path="confirm", title="Subscription confirmed", preferences_url=prefs
+    )

@@ -1,0 +1,228 @@
+"""Double opt-in over the in-process client: subscribe, the confirmation mail, confirm, rate limits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from publisher.config import Settings
+from publisher.models import Frequency, SubscriberStatus
+from publisher.store import Store
+from publisher.tokens import Purpose, make_token, read_token
+from publisher.web import Limits
+from tests.fixtures_content import article
+from tests.fixtures_web import NS, Clock, form_fields, link_from, outbox_messages
+from tests.fixtures_web import parse_html as parse
+
+
+def path_of(url: str) -> str:
+    return urlsplit(url).path
+
+
+def subscribe(client: TestClient, email: str, **fields: object) -> object:
+    data: dict[str, object] = {"email": email, "frequency": "instant", "timezone": "Europe/London"}
+    data.update(fields)
+    return client.post("/subscribe", data=data)
+
+
+def test_form_offers_the_sites_tags_and_prefills_the_site_time_zone(
+    web_settings: Callable[..., Settings], make_app: Callable[..., FastAPI], write_issue
+) -> None:
+    write_issue("issues/one.md", article("One", extra="tags: [science, cities]"))
+    write_issue("issues/two.md", article("Two", extra="tags: [food]\ndraft: true"))
+    settings = web_settings()
+    with TestClient(make_app(settings)) as client:
+        page = client.get("/subscribe")
+        assert page.status_code == 200
+        fields = form_fields(page.text)
+        assert fields["topics"] == ["cities", "science"]  # drafts' tags are not offered
+        assert fields["timezone"] == [settings.site.timezone]
+        assert set(fields["frequency"]) == {"*instant", "daily", "weekly"}
+        # a new article's tag shows up without restarting the app
+        write_issue("issues/three.md", article("Three", extra="tags: [bread]"))
+        time.sleep(2.1)  # the tag list is re-scanned at most every 2 s
+        assert "bread" in form_fields(client.get("/subscribe").text)["topics"]
+
+
+def test_subscribe_stores_pending_and_mails_a_confirm_link(
+    web_client: TestClient, web_settings: Callable[..., Settings], store: Store
+) -> None:
+    settings = web_settings()
+    r = subscribe(
+        web_client, "Ann@Example.org", name="Ann Smith", frequency="weekly", timezone="Europe/Paris"
+    )
+    assert r.status_code == 200
+    assert "Check your inbox" in r.text
+    sub = store.subscribers.get("ann@example.org")
+    assert sub is not None and sub.status is SubscriberStatus.PENDING
+    assert (sub.name, sub.frequency, sub.timezone) == ("Ann Smith", Frequency.WEEKLY, "Europe/Paris")
+
+    [msg] = outbox_messages(settings)
+    assert msg["To"].addresses[0].addr_spec == "ann@example.org"
+    assert msg["To"].addresses[0].display_name == "Ann Smith"
+    assert "Confirm your subscription" in msg["Subject"]
+    assert msg["Message-ID"].endswith("@news.example.org>")
+    assert msg["Date"] and msg["From"].addresses[0].addr_spec == "news@example.org"
+    assert msg.get_body(("html",)) is not None
+    link = link_from(msg, "confirm")
+    assert link.startswith(settings.site.url + "/confirm/")
+    token = link.rsplit("/", 1)[1]
+    assert read_token(settings.secret_key(), Purpose.CONFIRM, token) == "ann@example.org"
+    html_part = msg.get_body(("html",)).get_content()
+    assert link in html_part
+
+    page = web_client.get(path_of(link))
+    assert page.status_code == 200 and "You are subscribed" in page.text
+    assert store.subscribers.get("ann@example.org").status is SubscriberStatus.CONFIRMED
+    again = web_client.get(path_of(link))  # idempotent
+    assert again.status_code == 200 and "You are subscribed" in again.text
+    # the confirmed page links to working preferences
+    prefs = parse(page.text).find(".//h:a[@href]", NS)
+    hrefs = [a.get("href") for a in parse(page.text).iter(f"{{{NS['h']}}}a")]
+    pref_link = next(h for h in hrefs if "/preferences/" in h)
+    assert prefs is not None and web_client.get(pref_link).status_code == 200
+
+
+def test_same_answer_for_known_and_unknown_and_confirmed_is_not_repended(
+    web_client: TestClient, web_settings: Callable[..., Settings], store: Store, clock: Clock
+) -> None:
+    settings = web_settings()
+    store.subscribers.add("old@example.org", now=clock(), name="Old", frequency="daily", topics=())
+    fresh = subscribe(web_client, "new@example.org")
+    clock.advance(seconds=1)
+    known = subscribe(web_client, "old@example.org", name="Mallory", frequency="weekly")
+    assert fresh.status_code == known.status_code == 200
+
+    def body(text: str) -> str:
+        main = parse(text).find(".//h:main", NS)
+        return "".join(main.itertext()).replace("new@example.org", "X").replace("old@example.org", "X")
+
+    assert body(fresh.text) == body(known.text)
+    old = store.subscribers.get("old@example.org")
+    assert old.status is SubscriberStatus.CONFIRMED  # not put back to pending
+    assert (old.name, old.frequency) == ("Old", Frequency.DAILY)  # a stranger cannot change it
+    msgs = {m["To"].addresses[0].addr_spec: m for m in outbox_messages(settings)}
+    assert "already subscribed" in msgs["old@example.org"]["Subject"]
+    assert "/confirm/" not in msgs["old@example.org"].get_body(("plain",)).get_content()
+    assert link_from(msgs["old@example.org"], "preferences")
+
+
+def test_pending_subscriber_resubscribing_updates_choices_and_gets_a_new_link(
+    web_client: TestClient, web_settings: Callable[..., Settings], store: Store, clock: Clock
+) -> None:
+    subscribe(web_client, "p@example.org", frequency="daily")
+    clock.advance(seconds=5)
+    subscribe(web_client, "p@example.org", frequency="weekly")
+    sub = store.subscribers.get("p@example.org")
+    assert sub.status is SubscriberStatus.PENDING and sub.frequency is Frequency.WEEKLY
+    assert len(outbox_messages(web_settings())) == 2
+
+
+def test_confirm_link_expires_by_the_clock_and_purpose_is_checked(
+    web_client: TestClient, web_settings: Callable[..., Settings], store: Store, clock: Clock
+) -> None:
+    settings = web_settings()
+    secret = settings.secret_key()
+    subscribe(web_client, "late@example.org")
+    token = make_token(secret, Purpose.CONFIRM, "late@example.org")
+    clock.advance(days=7, hours=1)
+    r = web_client.get(f"/confirm/{token}")
+    assert r.status_code == 400
+    assert "not valid" in r.text and "late@example.org" not in r.text
+    assert store.subscribers.get("late@example.org").status is SubscriberStatus.PENDING
+    # an unsubscribe or preferences token is not a confirm token
+    for purpose in (Purpose.UNSUBSCRIBE, Purpose.PREFERENCES):
+        other = make_token(secret, purpose, "late@example.org")
+        assert web_client.get(f"/confirm/{other}").status_code == 400
+    assert store.subscribers.get("late@example.org").status is SubscriberStatus.PENDING
+    clock.advance(days=-1)
+    assert web_client.get(f"/confirm/{token}").status_code == 200
+    assert store.subscribers.get("late@example.org").status is SubscriberStatus.CONFIRMED
+
+
+def test_an_old_confirm_link_does_not_undo_an_unsubscribe(
+    web_settings: Callable[..., Settings], store: Store, make_app: Callable[..., FastAPI]
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    settings = web_settings()
+    secret = settings.secret_key()
+    old_token = make_token(secret, Purpose.CONFIRM, "gone@example.org")
+    later = Clock(datetime.now(UTC) + timedelta(minutes=5))
+    with TestClient(make_app(settings, store, clock=later)) as client:
+        subscribe(client, "gone@example.org")
+        assert client.get(f"/confirm/{old_token}").status_code == 200
+        unsub = make_token(secret, Purpose.UNSUBSCRIBE, "gone@example.org")
+        later.advance(minutes=1)
+        assert client.post(f"/unsubscribe/{unsub}").status_code == 200
+        assert store.subscribers.get("gone@example.org").status is SubscriberStatus.UNSUBSCRIBED
+        r = client.get(f"/confirm/{old_token}")  # a scanner re-visiting the old mail
+        assert r.status_code == 400
+        assert store.subscribers.get("gone@example.org").status is SubscriberStatus.UNSUBSCRIBED
+
+
+def test_confirm_for_a_removed_subscriber_answers_plainly(
+    web_client: TestClient, web_settings: Callable[..., Settings], store: Store
+) -> None:
+    token = make_token(web_settings().secret_key(), Purpose.CONFIRM, "never@example.org")
+    r = web_client.get(f"/confirm/{token}")
+    assert r.status_code == 400 and "never@example.org" not in r.text
+    assert store.subscribers.get("never@example.org") is None
+
+
+def test_rate_limits_per_ip_and_per_address(
+    web_settings: Callable[..., Settings], store: Store, make_app: Callable[..., FastAPI], clock: Clock
+) -> None:
+    settings = web_settings()
+    limits = Limits(ip_burst=5, ip_per_hour=60, address_burst=2, address_per_hour=6)
+    with TestClient(make_app(settings, store, limits=limits)) as client:
+        assert subscribe(client, "x@example.org").status_code == 200
+        assert subscribe(client, "x@example.org").status_code == 200
+        third = subscribe(client, "x@example.org")
+        assert third.status_code == 429
+        assert int(third.headers["Retry-After"]) > 0
+        assert "Too many" in third.text
+        assert len(outbox_messages(settings)) <= 2
+        # other addresses still work from this IP until its bucket is empty
+        assert subscribe(client, "y@example.org").status_code == 200
+        assert subscribe(client, "z@example.org").status_code == 200
+        assert subscribe(client, "w@example.org").status_code == 429  # 6th from this IP
+        assert store.subscribers.get("w@example.org") is None
+        clock.advance(minutes=10)  # both buckets refill with time
+        assert subscribe(client, "x@example.org").status_code == 200
+
+
+def test_invalid_form_is_a_422_page_with_reasons_and_nothing_stored(
+    web_client: TestClient, web_settings: Callable[..., Settings], store: Store
+) -> None:
+    r = subscribe(web_client, "not-an-address", frequency="hourly", timezone="Mars/Olympus", topics=["nope"])
+    assert r.status_code == 422
+    text = "".join(parse(r.text).find(".//h:main", NS).itertext())
+    for reason in ("not a valid email address", "choose one of", "time zone", "unknown topic"):
+        assert reason in text
+    assert store.subscribers.count() == 0
+    assert outbox_messages(web_settings()) == []
+    # the form comes back with what was typed, for correcting
+    assert form_fields(r.text)["email"] == ["not-an-address"]
+
+
+@pytest.mark.parametrize("transport", ["smtp"])
+def test_confirmation_goes_through_smtp_when_configured(
+    transport: str,
+    web_settings: Callable[..., Settings],
+    store: Store,
+    make_app: Callable[..., FastAPI],
+    smtp_server,
+) -> None:
+    settings = web_settings(email={"transport": transport, "smtp": {"port": smtp_server.port}})
+    with TestClient(make_app(settings, store)) as client:
+        assert subscribe(client, "smtp@example.org", name="S").status_code == 200
+    [got] = smtp_server.received()
+    assert got.rcpt == "smtp@example.org" and got.mail_from == "news@example.org"
+    msg = got.message()
+    assert "/confirm/" in link_from(msg, "confirm")
