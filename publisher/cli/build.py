@@ -35,6 +35,10 @@ OutOption = Annotated[
 WatchOption = Annotated[
     bool, typer.Option("--watch", "-w", help="Rebuild whenever issues/, templates/ or config.yaml change.")
 ]
+EmailsOption = Annotated[
+    bool,
+    typer.Option("--emails/--no-emails", help="Also write emails/<issue>.html/.txt/.eml (the slow part)."),
+]
 JobsOption = Annotated[
     int | None,
     typer.Option(
@@ -53,13 +57,14 @@ def build_command(
     out: OutOption = None,
     watch: WatchOption = False,
     jobs: JobsOption = None,
+    emails: EmailsOption = True,
 ) -> None:
     """Build the web archive, RSS/Atom/JSON feeds and issue emails (only changed files are written)."""
     cfg = settings(config)
-    report = build(cfg, out, jobs=jobs, progress=progress)
+    report = build(cfg, out, jobs=jobs, progress=progress, emails=emails)
     show(report, cfg)
     if watch:
-        watch_loop(config, out, jobs)
+        watch_loop(config, out, jobs, emails=emails)
 
 
 def show(report: BuildReport, cfg: Settings) -> None:
@@ -91,7 +96,12 @@ def show(report: BuildReport, cfg: Settings) -> None:
 
 
 def watch_loop(
-    config: Path | None, out: Path | None, jobs: int | None, stop: threading.Event | None = None
+    config: Path | None,
+    out: Path | None,
+    jobs: int | None,
+    stop: threading.Event | None = None,
+    *,
+    emails: bool = True,
 ) -> None:
     """Rebuild on every change; a content error is shown and the watch goes on."""
     cfg = settings(config)
@@ -110,7 +120,7 @@ def watch_loop(
         )
         try:
             cfg = settings(config)
-            show(build(cfg, out, jobs=jobs), cfg)
+            show(build(cfg, out, jobs=jobs, emails=emails), cfg)
         except PublisherError as exc:
             for line in exc.lines():
                 err_console.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)

@@ -15,7 +15,7 @@ import shutil
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,21 +60,28 @@ class _Run:
     progress: Progress | None
     written: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    prefix: str = ""  # str(out) + "/", for cheap stats
+    akeys: dict[str, str] = field(default_factory=dict)  # slug -> what the article is made from
+    ekeys: dict[str, str] = field(default_factory=dict)  # slug -> what a list shows of it
+    dirty: bool = False  # cache state changed in a way the counts do not show
+
+    def __post_init__(self) -> None:
+        self.prefix = str(self.out) + os.sep
 
     def want(self, path: str, key: str) -> bool:
         """True if ``path`` must be (re)made: new key, or the file is gone or was altered."""
         entry = self.old.get(path)
-        if entry is None or entry.key != key:
+        if entry is None or entry[0] != key:
             return True
         try:
-            return (self.out / path).stat().st_size != entry.size
+            return os.stat(self.prefix + path).st_size != entry[1]
         except OSError:
             return True
 
     def put(self, path: str, key: str, data: bytes) -> None:
         if write_if_changed(self.out / path, data):
             self.written.append(path)
-        self.state.outputs[path] = OutputEntry(key, len(data))
+        self.state.outputs[path] = (key, len(data))
 
     def keep(self, path: str) -> None:
         self.state.outputs[path] = self.old[path]
@@ -100,8 +107,13 @@ def build(
     *,
     jobs: int | None = None,
     progress: Progress | None = None,
+    emails: bool = True,
 ) -> BuildReport:
-    """Build the site into ``out_dir`` (default ``paths.output``); see the module docstring."""
+    """Build the site into ``out_dir`` (default ``paths.output``); see the module docstring.
+
+    ``emails=False`` skips the issue emails (their outputs from an earlier build are then
+    removed as stale): rendering and inlining one costs ~25 ms, the bulk of a cold build.
+    """
     started = time.perf_counter()
     out = (out_dir or settings.paths.output).resolve()
     state = load_state(settings, out)
@@ -113,6 +125,8 @@ def build(
     related = _related(settings, state, articles)
     base = digest(settings.model_dump_json(), tree_digest(settings.paths.templates))
     by_slug = {a.slug: a for a in articles}
+    run.akeys = {a.slug: _article_key(a) for a in library_articles(library)}
+    run.ekeys = {a.slug: _entry_key(a) for a in articles}
 
     n_pages = _article_pages(run, base, articles, html, related, by_slug)
     run_archive(run, base, articles)
@@ -120,11 +134,12 @@ def build(
     for tag, tagged in tags.items():
         _tag_outputs(run, base, tag, tagged, html)
     _site_feeds(run, base, articles, html)
-    n_emails = _emails(run, base, library)
+    n_emails = _emails(run, base, library) if emails else 0
     _media(run, articles)
     _static(run)
     removed = _remove_stale(out, set(run.old) - set(state.outputs))
-    save_state(settings, out, state)
+    if run.written or removed or reloaded or rendered or state.outputs != run.old or run.dirty:
+        save_state(settings, out, state)
     return BuildReport(
         out_dir=out,
         articles=len(articles),
@@ -155,9 +170,18 @@ def _related(settings: Settings, state: CacheState, articles: list[Article]) -> 
     return idx.top
 
 
-def _entry_key(a: Article) -> tuple[str, str, str, str, str | None]:
+def library_articles(library: Library) -> list[Article]:
+    return [a for i in library.issues for a in i.articles]
+
+
+def _article_key(a: Article) -> str:
+    """An article is a function of its source bytes, its path and its image (and the settings)."""
+    return digest(a.content_hash, str(a.source), a.issue_slug, a.image, a.image_length, a.image_type)
+
+
+def _entry_key(a: Article) -> str:
     """What a list shows of an article (a list's page changes only if one of these does)."""
-    return (a.slug, a.title, a.date.isoformat(), a.summary, a.author)
+    return digest(a.slug, a.title, a.date.isoformat(), a.summary, a.author)
 
 
 def _article_pages(
@@ -176,10 +200,9 @@ def _article_pages(
         latest = pages.latest_for(a, newest)
         key = digest(
             base,
-            a,
-            digest(html[a.slug]),
-            [_entry_key(x) for x in latest],
-            [_entry_key(x) for x in rel],
+            run.akeys[a.slug],
+            " ".join(run.ekeys[x.slug] for x in latest),
+            " ".join(run.ekeys[x.slug] for x in rel),
         )
         if run.want(path, key):
             todo.append((path, key, i))
@@ -196,7 +219,7 @@ def _article_pages(
     ctx["out"] = run.out
     results = parallel_map(_render_article, todo, run.jobs, ctx)
     for path, key, size, changed in _with_progress(run, results, len(todo), "article pages"):
-        run.state.outputs[path] = OutputEntry(key, size)
+        run.state.outputs[path] = (key, size)
         if changed:
             run.written.append(path)
     return len(articles)
@@ -221,7 +244,7 @@ def _render_article(item: tuple[str, str, int]) -> tuple[str, str, int, bool]:
 
 
 def run_archive(run: _Run, base: str, articles: list[Article]) -> None:
-    key = digest(base, [_entry_key(a) for a in articles])
+    key = digest(base, " ".join(run.ekeys[a.slug] for a in articles))
     if run.want("index.html", key):
         run.put("index.html", key, pages.archive_page(run.settings, articles))
     else:
@@ -236,18 +259,18 @@ def _tags(articles: list[Article]) -> dict[str, list[Article]]:
     return dict(sorted(out.items()))
 
 
-def _feed_key(base: str, articles: list[Article], html: dict[str, str], n: int) -> str:
-    return digest(base, [(a, digest(html[a.slug])) for a in articles[:n]])
+def _feed_key(run: _Run, base: str, articles: list[Article], n: int) -> str:
+    return digest(base, [run.akeys[a.slug] for a in articles[:n]])
 
 
 def _tag_outputs(run: _Run, base: str, tag: str, tagged: list[Article], html: dict[str, str]) -> None:
     folder = pages.tag_path(tag)
-    key = digest(base, tag, [_entry_key(a) for a in tagged])
+    key = digest(base, tag, " ".join(run.ekeys[a.slug] for a in tagged))
     if run.want(folder + "index.html", key):
         run.put(folder + "index.html", key, pages.tag_page(run.settings, tag, tagged))
     else:
         run.keep(folder + "index.html")
-    fkey = _feed_key(base, tagged, html, run.settings.feeds.max_items)
+    fkey = _feed_key(run, base, tagged, run.settings.feeds.max_items)
     if all(not run.want(folder + name, fkey) for name in FEED_FILES):
         for name in FEED_FILES:
             run.keep(folder + name)
@@ -257,7 +280,7 @@ def _tag_outputs(run: _Run, base: str, tag: str, tagged: list[Article], html: di
 
 
 def _site_feeds(run: _Run, base: str, articles: list[Article], html: dict[str, str]) -> None:
-    key = _feed_key(base, articles, html, run.settings.feeds.max_items)
+    key = _feed_key(run, base, articles, run.settings.feeds.max_items)
     if all(not run.want(name, key) for name in FEED_FILES):
         for name in FEED_FILES:
             run.keep(name)
@@ -267,33 +290,32 @@ def _site_feeds(run: _Run, base: str, articles: list[Article], html: dict[str, s
 
 
 def _emails(run: _Run, base: str, library: Library) -> int:
-    """emails/<slug>.html/.txt/.eml per published issue, from the email renderer."""
-    try:
-        from publisher.render.email import issue_email_files
-    except ImportError:  # the email stage is optional to the build
-        run.notes.append("emails skipped: publisher.render.email is not available")
-        return 0
+    """emails/<slug>.html/.txt/.eml per published issue, from the email renderer.
+
+    The renderer (and premailer behind it) is imported only when an email must be made.
+    """
     secret = run.settings.secret_key()
+    base = digest(base, digest(secret))
     count = 0
     for issue in library.published_issues:
         live = tuple(a for a in issue.articles if not a.draft)
         if not live:
             continue
         count += 1
-        key = digest(base, issue, digest(secret))
+        key = digest(base, replace(issue, articles=()), [run.akeys[a.slug] for a in live])
         names = [f"emails/{issue.slug}{ext}" for ext in (".html", ".txt", ".eml")]
         if all(not run.want(n, key) for n in names):
             for n in names:
                 run.keep(n)
             continue
+        from publisher.render.email import issue_email_files
+
         for name, data in issue_email_files(run.settings, _published(issue, live), secret=secret).items():
             run.put(name, key, data)
     return count
 
 
 def _published(issue: Issue, live: tuple[Article, ...]) -> Issue:
-    from dataclasses import replace
-
     return issue if live == issue.articles else replace(issue, articles=live)
 
 

@@ -64,6 +64,17 @@ def _unit_files(unit: Unit) -> list[Path]:
     return sorted(p for p in unit.paths if p.suffix.lower() == ".md")
 
 
+def _stats(files: list[Path]) -> tuple[tuple[str, int, int], ...]:
+    out = []
+    for f in files:
+        try:
+            st = os.stat(f)
+            out.append((str(f), st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((str(f), -1, -1))
+    return tuple(out)
+
+
 def _image_stats(articles: Iterable[Article]) -> tuple[tuple[str, int, int], ...]:
     out = []
     for a in articles:
@@ -94,7 +105,8 @@ def _load_unit(item: tuple[Unit, str]) -> tuple[str, UnitEntry | None, list[Prob
     if loader.problems:
         return str(unit.path), None, loader.problems
     arts = list(issue.articles if issue else ()) + list(drafts)
-    return str(unit.path), UnitEntry(fingerprint, issue, tuple(drafts), _image_stats(arts)), []
+    entry = UnitEntry(fingerprint, issue, tuple(drafts), _image_stats(arts), _stats(_unit_files(unit)))
+    return str(unit.path), entry, []
 
 
 def load_library(settings: Settings, state: CacheState, jobs: int) -> tuple[Library, int]:
@@ -110,9 +122,15 @@ def load_library(settings: Settings, state: CacheState, jobs: int) -> tuple[Libr
     fresh: dict[str, UnitEntry] = {}
     todo: list[tuple[Unit, str]] = []
     for unit in found.units:
-        fp = files_digest(_unit_files(unit))
+        files = _unit_files(unit)
         old = state.units.get(str(unit.path))
+        stats = _stats(files)
+        if old is not None and old.stats == stats and _images_unchanged(old.images):
+            fresh[str(unit.path)] = old  # same sizes and mtimes: no need to read the bytes
+            continue
+        fp = files_digest(files)
         if old is not None and old.fingerprint == fp and _images_unchanged(old.images):
+            old.stats = stats  # touched but not changed
             fresh[str(unit.path)] = old
         else:
             todo.append((unit, fp))

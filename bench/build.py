@@ -1,0 +1,258 @@
+"""Full build of a large archive, against Pelican on the same articles, plus one-edit rebuilds.
+
+Articles are made from the Wikinews corpus text (shared/samples/news-corpus),
+cycled to reach ``--n`` (default 10,000), written as Markdown issues with
+front matter under bench/.out/. Tags come from the text (the two most
+frequent of the corpus's 150 commonest long words that the article uses),
+never from the category. Each build runs in its own process; seconds are wall
+time and memory is the child's peak RSS.
+
+Pelican (default theme, feeds on: all/category/tag feeds in Atom and RSS) is
+installed into bench/.out/pelican-venv if absent. It builds pages and feeds
+only: no related lists, no emails, so the comparison flatters Pelican.
+
+Usage: .venv/bin/python bench/build.py [--n 10000] [--no-pelican] [--jobs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / ".out"
+CORPUS = Path(os.environ.get("PUBLISHER_SAMPLES", "/work/shared/samples")) / "news-corpus" / "articles.jsonl"
+PY = ROOT / ".venv" / "bin" / "python"
+PELICAN_VENV = OUT / "pelican-venv"
+STOP = set(
+    [
+        "about",
+        "after",
+        "again",
+        "against",
+        "although",
+        "another",
+        "around",
+        "because",
+        "before",
+        "being",
+        "between",
+        "could",
+        "during",
+        "first",
+        "former",
+        "further",
+        "however",
+        "including",
+        "itself",
+        "might",
+        "other",
+        "people",
+        "percent",
+        "president",
+        "reported",
+        "should",
+        "since",
+        "still",
+        "their",
+        "there",
+        "these",
+        "those",
+        "three",
+        "through",
+        "under",
+        "until",
+        "where",
+        "which",
+        "while",
+        "would",
+        "years",
+        "according",
+        "government",
+        "minister",
+        "saying",
+        "statement",
+        "said",
+    ]
+)
+
+
+def slug_of(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].strip("-")
+
+
+def make_articles(n: int) -> list[dict[str, object]]:
+    rows = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    words = re.compile(r"[a-z]{7,}")
+    df: collections.Counter[str] = collections.Counter()
+    for r in rows:
+        df.update(set(words.findall(r["text"].lower())) - STOP)
+    vocab = {w for w, _ in df.most_common(150)}
+    out = []
+    start = datetime(2010, 1, 1, 8, 0, tzinfo=UTC)
+    for i in range(n):
+        r = rows[i % len(rows)]
+        round_ = i // len(rows)
+        counts = collections.Counter(w for w in words.findall(r["text"].lower()) if w in vocab)
+        tags = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:2]]
+        sentences = re.split(r"(?<=[.!?])\s+", r["text"])
+        paras = [
+            "\n".join(textwrap.wrap(" ".join(sentences[j : j + 4]), 100)) for j in range(0, len(sentences), 4)
+        ]
+        title = r["title"] if round_ == 0 else f"{r['title']} ({round_ + 1})"
+        out.append(
+            {
+                "slug": f"a{i:05d}-{slug_of(r['title'])}",
+                "title": title,
+                "date": start + timedelta(hours=7 * i),
+                "tags": tags,
+                "body": "\n\n".join(paras),
+            }
+        )
+    return out
+
+
+def write_publisher(project: Path, arts: list[dict[str, object]]) -> None:
+    shutil.rmtree(project, ignore_errors=True)
+    (project / "issues").mkdir(parents=True)
+    shutil.copytree(ROOT / "templates", project / "templates")
+    shutil.copy(ROOT / "config.yaml", project / "config.yaml")
+    for a in arts:
+        tags = ", ".join(a["tags"])  # type: ignore[arg-type]
+        front = f"title: {json.dumps(a['title'], ensure_ascii=False)}\ndate: {a['date'].isoformat()}\n"  # type: ignore[union-attr]
+        front += f"author: Wikinews contributors\ntags: [{tags}]\n"
+        (project / "issues" / f"{a['slug']}.md").write_text(
+            f"---\n{front}---\n\n{a['body']}\n", encoding="utf-8"
+        )
+
+
+def write_pelican(project: Path, arts: list[dict[str, object]]) -> None:
+    shutil.rmtree(project, ignore_errors=True)
+    (project / "content").mkdir(parents=True)
+    for a in arts:
+        head = (
+            f"Title: {a['title']}\nDate: {a['date']:%Y-%m-%d %H:%M}\nSlug: {a['slug']}\n"
+            f"Tags: {', '.join(a['tags'])}\nAuthor: Wikinews contributors\nCategory: news\n"  # type: ignore[arg-type]
+        )
+        (project / "content" / f"{a['slug']}.md").write_text(f"{head}\n{a['body']}\n", encoding="utf-8")
+    (project / "pelicanconf.py").write_text(
+        textwrap.dedent(
+            """
+            AUTHOR = "Wikinews contributors"
+            SITENAME = "The Example Gazette"
+            SITEURL = "https://news.example.org"
+            PATH = "content"
+            TIMEZONE = "UTC"
+            DEFAULT_LANG = "en"
+            FEED_DOMAIN = SITEURL
+            FEED_ALL_ATOM = "feeds/all.atom.xml"
+            FEED_ALL_RSS = "feeds/all.rss.xml"
+            CATEGORY_FEED_ATOM = "feeds/{slug}.atom.xml"
+            TAG_FEED_ATOM = "feeds/tag.{slug}.atom.xml"
+            TAG_FEED_RSS = "feeds/tag.{slug}.rss.xml"
+            FEED_MAX_ITEMS = 50
+            DEFAULT_PAGINATION = False
+            LOAD_CONTENT_CACHE = False
+            """
+        )
+    )
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MiB of the child, stdout) for one command in a fresh process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    out = proc.stdout.read() if proc.stdout else ""
+    err = proc.stderr.read() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{out}\n{err}")
+    return wall, usage.ru_maxrss / 1024, out
+
+
+BUILD_SNIPPET = """
+import sys, time, json
+t0 = time.perf_counter()
+from pathlib import Path
+from publisher.config import load_settings
+from publisher.ops.build import build
+s = load_settings(Path(sys.argv[1]) / "config.yaml")
+t1 = time.perf_counter()
+r = build(s, jobs=int(sys.argv[3]) if len(sys.argv) > 3 else None, emails=sys.argv[2] == "emails")
+print(json.dumps({"build": r.seconds, "imports": t1 - t0, "written": len(r.written), "outputs": r.outputs}))
+"""
+
+
+def ensure_pelican() -> Path:
+    exe = PELICAN_VENV / "bin" / "pelican"
+    if not exe.exists():
+        print("installing pelican into bench/.out/pelican-venv ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(PELICAN_VENV)], check=True)
+        subprocess.run(
+            [str(PELICAN_VENV / "bin" / "pip"), "install", "-q", "pelican", "markdown"], check=True
+        )
+    return exe
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--jobs", type=int, default=None)
+    ap.add_argument("--no-pelican", action="store_true")
+    ap.add_argument("--emails", action="store_true", help="also build one email per article (~25 ms each)")
+    args = ap.parse_args()
+    arts = make_articles(args.n)
+    project = OUT / "publisher-site"
+    write_publisher(project, arts)
+    env = dict(os.environ, PUBLISHER_SECRET_KEY="bench", PYTHONPATH=str(ROOT))
+    mode = "emails" if args.emails else "no-emails"
+    cmd = [str(PY), "-c", BUILD_SNIPPET, str(project), mode] + ([str(args.jobs)] if args.jobs else [])
+
+    cold_wall, cold_rss, out = timed(cmd, project, env)
+    cold = json.loads(out)
+    same_wall, _, out = timed(cmd, project, env)
+    same = json.loads(out)
+    victim = sorted((project / "issues").glob("*.md"))[len(arts) // 3]
+    victim.write_text(victim.read_text(encoding="utf-8") + "\nOne more sentence about the story.\n")
+    edit_wall, edit_rss, out = timed(cmd, project, env)
+    edit = json.loads(out)
+
+    print(
+        f"publisher cold build {cold_wall:.1f} s wall ({cold['build']:.1f} s in build, "
+        f"{cold['imports']:.1f} s start-up), peak {cold_rss:.0f} MiB, {cold['outputs']:,} files "
+        f"for {len(arts):,} articles ({mode})"
+    )
+    print(
+        f"rebuild, nothing changed: {same['build']:.2f} s in build, {same['written']} files written "
+        f"({same_wall:.1f} s with start-up)"
+    )
+    print(
+        f"rebuild after one edit: {edit['build']:.2f} s in build (goal < 1 s), {edit['written']} files "
+        f"written ({edit_wall:.1f} s with start-up, peak {edit_rss:.0f} MiB)"
+    )
+    if args.no_pelican:
+        return
+    pel = ensure_pelican()
+    pproject = OUT / "pelican-site"
+    write_pelican(pproject, arts)
+    p_wall, p_rss, _ = timed([str(pel), "content", "-o", "output", "-s", "pelicanconf.py", "-q"], pproject)
+    ratio = p_wall / cold_wall
+    print(
+        f"pelican cold build {p_wall:.1f} s wall, peak {p_rss:.0f} MiB | publisher is {ratio:.1f}x faster "
+        f"(goal >= 3x) | publisher also writes related lists, JSON feeds and emails"
+    )
+
+
+if __name__ == "__main__":
+    main()
