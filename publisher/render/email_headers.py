@@ -167,8 +167,13 @@ def check_address(addr: str) -> str:
 
 def format_mailbox(name: str, addr: str) -> str:
     """``Name <addr>`` (or the bare address) with the name cleaned and encoded."""
+    return mailbox(clean_name(name), addr)
+
+
+def mailbox(name: str, addr: str) -> str:
+    """``format_mailbox`` for a name already passed through ``clean_name``."""
     addr = check_address(addr)
-    phrase = encode_phrase(clean_name(name))
+    phrase = encode_phrase(name)
     if not phrase:
         return addr
     last = phrase.rsplit("\n", 1)[-1]

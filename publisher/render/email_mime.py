@@ -108,23 +108,32 @@ class PreparedMessage:
         vals = self.values(recipient)
         mailto = hdr.clean_text(recipient.unsubscribe_mailto) or self.default_mailto
         encoded: dict[str, bytes] = {
-            "h_to": hdr.format_mailbox(vals["name"], recipient.email).encode("ascii"),
+            "h_to": hdr.mailbox(vals["name"], recipient.email).encode("ascii"),
             "h_message_id": hdr.check_message_id(recipient.message_id).encode("ascii"),
             "h_unsubscribe": _list_unsubscribe(vals["unsubscribe_url"], mailto),
         }
         out = list(self.chunks)
         memo: dict[str, bytes] = {}  # the same text in both parts is encoded once
-        for key in self.slot_keys:
+        for key, part, name, positions in self._plan:
             value = encoded.get(key)
             if value is None:
-                part, _, name = key.partition(":")
                 plain = self._html_value(name, vals) if part == "html" else _lookup(vals, name)
                 value = memo.get(plain)
                 if value is None:
                     value = memo[plain] = qp_value(plain)
-            for pos in self.slot_positions[key]:
+            for pos in positions:
                 out[pos] = value
         return b"".join(out)  # type: ignore[arg-type]
+
+    @cached_property
+    def _plan(self) -> tuple[tuple[str, str, str, tuple[int, ...]], ...]:
+        """(slot, part, name, positions) for each slot: the per-message loop does no parsing."""
+        return tuple((k, *_split_key(k), pos) for k, pos in self.slot_positions.items())
+
+    @cached_property
+    def _greeting_html(self) -> tuple[str, str]:
+        before, _, after = self.greeting.partition("{name}")
+        return html_lib.escape(before), html_lib.escape(after)
 
     def fill_html(self, recipient: Recipient) -> str:
         """The HTML part for one recipient, as text."""
@@ -134,15 +143,19 @@ class PreparedMessage:
     def _html_value(self, key: str, vals: Mapping[str, str]) -> str:
         """A value escaped for HTML; the name in the greeting is isolated so RTL text cannot reorder it."""
         if key == "greeting" and vals["name"]:
-            before, _, after = self.greeting.partition("{name}")
-            name = html_lib.escape(vals["name"], quote=True)
-            return f"{html_lib.escape(before)}<bdi>{name}</bdi>{html_lib.escape(after)}"
+            before, after = self._greeting_html
+            return f"{before}<bdi>{html_lib.escape(vals['name'], quote=True)}</bdi>{after}"
         value = _lookup(vals, key)
         return html_lib.escape(value, quote=True) if _HTML_SPECIAL.search(value) else value
 
     def fill_text(self, recipient: Recipient) -> str:
         vals = self.values(recipient)
         return _MARKER.sub(lambda m: _lookup(vals, m.group(1)), self.text)
+
+
+def _split_key(key: str) -> tuple[str, str]:
+    part, _, name = key.partition(":")
+    return part, name
 
 
 def _lookup(vals: Mapping[str, str], key: str) -> str:
