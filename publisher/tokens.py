@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import datetime
 from enum import StrEnum
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
 from publisher.errors import PublisherError
 
@@ -30,19 +31,32 @@ class TokenError(PublisherError):
     """A token that is forged, tampered with, expired or for another purpose."""
 
 
-def _serializer(secret: bytes, purpose: Purpose) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret, salt=f"publisher.{purpose.value}")
+def _serializer(secret: bytes, purpose: Purpose, now: datetime | None) -> URLSafeTimedSerializer:
+    salt = f"publisher.{purpose.value}"
+    if now is None:
+        return URLSafeTimedSerializer(secret, salt=salt)
+    stamp = int(now.timestamp())
+
+    class _ClockSigner(TimestampSigner):
+        """Signs and checks ages against the clock the caller passed in, not the wall clock."""
+
+        def get_timestamp(self) -> int:
+            return stamp
+
+    return URLSafeTimedSerializer(secret, salt=salt, signer=_ClockSigner)
 
 
-def make_token(secret: bytes, purpose: Purpose, email: str) -> str:
-    return _serializer(secret, purpose).dumps(email)
+def make_token(secret: bytes, purpose: Purpose, email: str, *, now: datetime | None = None) -> str:
+    return _serializer(secret, purpose, now).dumps(email)
 
 
-def read_token(secret: bytes, purpose: Purpose, token: str, max_age: int | None = -1) -> str:
+def read_token(
+    secret: bytes, purpose: Purpose, token: str, max_age: int | None = -1, *, now: datetime | None = None
+) -> str:
     """The address a token was made for; TokenError if it is not a valid token of ``purpose``."""
     age = MAX_AGE[purpose] if max_age == -1 else max_age
     try:
-        value = _serializer(secret, purpose).loads(token, max_age=age)
+        value = _serializer(secret, purpose, now).loads(token, max_age=age)
     except SignatureExpired:
         raise TokenError("this link has expired", hint="ask for a new one") from None
     except BadSignature:
@@ -66,8 +80,10 @@ def site_link(site_url: str, path: str) -> str:
     return f"{site_url.rstrip('/')}/{path.lstrip('/')}"
 
 
-def recipient_links(secret: bytes, site_url: str, email: str) -> tuple[str, str]:
+def recipient_links(
+    secret: bytes, site_url: str, email: str, *, now: datetime | None = None
+) -> tuple[str, str]:
     """(unsubscribe URL, preferences URL) for one subscriber; the web app serves both."""
-    unsub = site_link(site_url, f"unsubscribe/{make_token(secret, Purpose.UNSUBSCRIBE, email)}")
-    prefs = site_link(site_url, f"preferences/{make_token(secret, Purpose.PREFERENCES, email)}")
+    unsub = site_link(site_url, f"unsubscribe/{make_token(secret, Purpose.UNSUBSCRIBE, email, now=now)}")
+    prefs = site_link(site_url, f"preferences/{make_token(secret, Purpose.PREFERENCES, email, now=now)}")
     return unsub, prefs
