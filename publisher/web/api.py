@@ -12,22 +12,30 @@ import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from publisher.errors import NotFoundError, PublisherError
 from publisher.models import Subscriber
+from publisher.ops.queue import QueueError, list_queue, queue_issue, unqueue_issue
+from publisher.store.queue import QueuedIssue
 from publisher.web.api_models import (
     DeliveryOut,
     ExportOut,
     IssueOut,
+    QueuedOut,
+    QueueIn,
     RemovedOut,
     SendOut,
     SubscriberOut,
     SubscriberRecordOut,
+    UnqueuedOut,
     error_responses,
 )
 from publisher.web.export import subscriber_export
 from publisher.web.requests import web_context
+
+MAX_QUEUE_DAYS = 3660  # ten years: anything further is a typo
 
 
 class ApiError(PublisherError):
@@ -38,7 +46,13 @@ class ApiError(PublisherError):
         self.status = status
 
 
-def require_token(request: Request) -> None:
+bearer = HTTPBearer(auto_error=False, description="the token in the variable web.api_token_env names")
+
+
+def require_token(
+    request: Request, _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None
+) -> None:
+    """The bearer check (declared through HTTPBearer so the OpenAPI schema shows the scheme)."""
     ctx = web_context(request)
     if not ctx.api_token:
         raise ApiError(
@@ -167,3 +181,55 @@ async def export_subscriber(request: Request, email: str) -> ExportOut:
         subscriber=SubscriberRecordOut(**record),
         deliveries=[DeliveryOut(**row) for row in deliveries],
     )
+
+
+def queued_out(q: QueuedIssue) -> QueuedOut:
+    return QueuedOut(
+        slug=q.slug,
+        send_at=q.send_at,
+        status=q.status,
+        source=q.source,
+        note=q.note,
+        created_at=q.created_at,
+        updated_at=q.updated_at,
+    )
+
+
+@router.get("/queue", response_model=list[QueuedOut], summary="Queued issues (and missed or failed ones)")
+async def get_queue(request: Request) -> list[QueuedOut]:
+    ctx = web_context(request)
+    rows = await run_in_threadpool(list_queue, ctx.store)
+    return [queued_out(q) for q in rows]
+
+
+@router.put(
+    "/issues/{slug}/queue",
+    response_model=QueuedOut,
+    responses=error_responses(404, 409),
+    summary="Queue an issue to be sent at a time (re-queuing moves it)",
+)
+async def put_queue(request: Request, slug: str, body: QueueIn) -> QueuedOut:
+    ctx = web_context(request)
+    now = ctx.now()
+    at = body.at if body.at.tzinfo is not None else body.at.replace(tzinfo=ctx.settings.site.tz)
+    try:
+        ahead = at - now
+    except OverflowError:
+        ahead = None
+    if ahead is None or abs(ahead.days) > MAX_QUEUE_DAYS or not 1900 < at.year < 9000:
+        raise QueueError("that time is out of range", hint=f"queue within {MAX_QUEUE_DAYS} days from now")
+    queued = await run_in_threadpool(lambda: queue_issue(ctx.settings, ctx.store, slug, at, now=now))
+    return queued_out(queued)
+
+
+@router.delete(
+    "/issues/{slug}/queue",
+    response_model=UnqueuedOut,
+    responses=error_responses(409),
+    summary="Take an issue off the queue",
+)
+async def delete_queue(request: Request, slug: str) -> UnqueuedOut:
+    ctx = web_context(request)
+    now = ctx.now()
+    done = await run_in_threadpool(lambda: unqueue_issue(ctx.settings, ctx.store, slug, now=now))
+    return UnqueuedOut(slug=slug, unqueued=done)

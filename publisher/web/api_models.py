@@ -101,8 +101,17 @@ class QueueIn(BaseModel):
 
 class QueuedOut(BaseModel):
     slug: str
-    at: datetime | None = None
-    detail: dict[str, Any] = Field(default_factory=dict)
+    send_at: datetime
+    status: str
+    source: str
+    note: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class UnqueuedOut(BaseModel):
+    slug: str
+    unqueued: bool = Field(description="false when the issue was not queued")
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -18,7 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import Scope
 
-from publisher.errors import NotFoundError, PublisherError, StoreError
+from publisher.errors import ContentError, NotFoundError, PublisherError, StoreError
+from publisher.ops.queue import QueueError
 from publisher.store.values import InvalidValueError
 from publisher.tokens import TokenError
 from publisher.web.api import ApiError
@@ -62,8 +63,10 @@ def status_for(exc: PublisherError) -> int:
         return 403
     if isinstance(exc, TokenError):
         return 400
-    if isinstance(exc, FormError | InvalidValueError):
+    if isinstance(exc, FormError | InvalidValueError | ContentError):
         return 422
+    if isinstance(exc, QueueError):
+        return 409
     if isinstance(exc, NotFoundError):
         return 404
     if isinstance(exc, BodyTooLargeError):

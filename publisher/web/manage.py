@@ -37,7 +37,7 @@ def unsubscribe(store: Store, address: str, now: datetime) -> None:
         store.subscribers.set_status(address, SubscriberStatus.UNSUBSCRIBED, now=now)
 
 
-@router.get("/unsubscribe/{token}", response_class=HTMLResponse)
+@router.api_route("/unsubscribe/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
     ctx = web_context(request)
     address, _ = read_link_token(ctx.secret, Purpose.UNSUBSCRIBE, token, ctx.now())
@@ -118,7 +118,7 @@ def _current(store: Store, address: str) -> Subscriber:
     return sub
 
 
-@router.get("/preferences/{token}", response_class=HTMLResponse)
+@router.api_route("/preferences/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def preferences_form(request: Request, token: str) -> HTMLResponse:
     ctx = web_context(request)
     address, _ = read_link_token(ctx.secret, Purpose.PREFERENCES, token, ctx.now())

@@ -128,7 +128,7 @@ def _subscribe_page(
     )
 
 
-@router.get("/subscribe", response_class=HTMLResponse)
+@router.api_route("/subscribe", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def subscribe_form(request: Request) -> HTMLResponse:
     ctx = web_context(request)
     return await run_in_threadpool(_subscribe_page, ctx)
@@ -187,7 +187,7 @@ def _too_many(ctx: WebContext, retry_after: int) -> HTMLResponse:
     )
 
 
-@router.get("/confirm/{token}", response_class=HTMLResponse)
+@router.api_route("/confirm/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def confirm_link(request: Request, token: str) -> HTMLResponse:
     ctx = web_context(request)
     now = ctx.now()
