@@ -7,6 +7,7 @@ helper that writes articles with tags and dates for digest scenarios.
 
 from __future__ import annotations
 
+import json
 import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -58,7 +59,8 @@ class Scene:
         extra: str = "",
     ) -> Path:
         """Write issues/<slug>.md (one article) and return its path."""
-        lines = ["---", f"title: {title or slug.replace('-', ' ').title()}", f"date: {date}"]
+        shown = title or slug.replace("-", " ").title()
+        lines = ["---", f"title: {json.dumps(shown)}", f"date: {date}"]
         if tags:
             lines.append("tags: [" + ", ".join(tags) + "]")
         if extra:

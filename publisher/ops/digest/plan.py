@@ -1,0 +1,146 @@
+"""Who is due for a digest now, and what each of them gets. Pure: the caller brings the data.
+
+A subscriber is due when their zone's current period (see ``periods``) has
+no digest for them yet, the period began after they subscribed (so a new
+subscriber's first digest comes at their next delivery time, not the
+minute they join), and it did not begin longer than ``max_lateness`` before
+the scheduler came up (a digest does not go out hours late after downtime; its
+articles simply roll into the next one). What they get: the articles that
+*arrived* after their mark, matching their topics, newest first, at most
+``max_latest``. Subscribers of one zone with the same list share a variant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from publisher.config import DigestsConfig
+from publisher.content import slugify
+from publisher.models import Article
+from publisher.ops.digest.periods import Period, current_period, zone
+from publisher.store.digests import Candidate
+
+
+@dataclass
+class ZonePlan:
+    """One zone's round: the variants (article list -> subscriber ids) and who gets no mail."""
+
+    zone: str
+    period: Period
+    variants: dict[tuple[str, ...], list[int]] = field(default_factory=dict)
+    quiet: list[int] = field(default_factory=list)  # due, but nothing new for them: no mail
+
+    @property
+    def mailed(self) -> int:
+        return sum(len(ids) for ids in self.variants.values())
+
+
+@dataclass
+class RoundPlan:
+    frequency: str
+    now: datetime
+    to_seq: int  # the newest arrival considered: every planned subscriber's mark moves here
+    zones: list[ZonePlan]
+    too_late: dict[str, Period]  # zones whose period began too long before the scheduler came up
+    not_yet: int = 0  # due by the clock, but subscribed after the period began
+
+    @property
+    def due(self) -> int:
+        return sum(z.mailed + len(z.quiet) for z in self.zones)
+
+    @property
+    def mailed(self) -> int:
+        return sum(z.mailed for z in self.zones)
+
+    @property
+    def quiet(self) -> int:
+        return sum(len(z.quiet) for z in self.zones)
+
+    @property
+    def variant_count(self) -> int:
+        return sum(len(z.variants) for z in self.zones)
+
+    def article_lists(self) -> set[tuple[str, ...]]:
+        return {slugs for z in self.zones for slugs in z.variants}
+
+
+def zone_periods(
+    zones: Iterable[str],
+    now: datetime,
+    frequency: str,
+    cfg: DigestsConfig,
+    *,
+    up_since: datetime,
+    max_lateness: timedelta,
+) -> tuple[dict[str, Period], dict[str, Period]]:
+    """(zones whose period may be sent now, zones whose period began too long before ``up_since``)."""
+    ok: dict[str, Period] = {}
+    late: dict[str, Period] = {}
+    for name in zones:
+        period = current_period(now, zone(name), frequency, cfg)
+        if up_since - period.starts > max_lateness:
+            late[name] = period
+        else:
+            ok[name] = period
+    return ok, late
+
+
+class _Picker:
+    """Chooses a subscriber's articles; cached per (mark, topics), which most subscribers share."""
+
+    def __init__(self, arrivals: dict[str, int], articles: Sequence[Article], max_latest: int) -> None:
+        published = [(arrivals[a.slug], a) for a in articles if not a.draft and a.slug in arrivals]
+        # newest first by date (ties by slug) so every list is already in display order
+        self.pool = sorted(published, key=lambda p: (-p[1].date.timestamp(), p[1].slug))
+        self.tags = {a.slug: frozenset(a.tags) for _, a in self.pool}
+        self.max_latest = max_latest
+        self.cache: dict[tuple[int, tuple[str, ...]], tuple[str, ...]] = {}
+
+    def pick(self, last_seq: int | None, topics: tuple[str, ...]) -> tuple[str, ...]:
+        key = (last_seq or 0, topics)
+        got = self.cache.get(key)
+        if got is None:
+            wanted = frozenset(slugify(t) for t in topics)
+            out: list[str] = []
+            for seq, a in self.pool:
+                if seq > key[0] and (not wanted or wanted & self.tags[a.slug]):
+                    out.append(a.slug)
+                    if len(out) == self.max_latest:
+                        break
+            got = self.cache[key] = tuple(out)
+        return got
+
+
+def plan_round(
+    frequency: str,
+    now: datetime,
+    candidates: Sequence[Candidate],
+    periods: dict[str, Period],
+    arrivals: dict[str, int],
+    articles: Sequence[Article],
+    max_latest: int,
+    too_late: dict[str, Period] | None = None,
+) -> RoundPlan:
+    """Group due candidates into per-zone variants; candidates outside ``periods`` are ignored."""
+    picker = _Picker(arrivals, articles, max_latest)
+    plans: dict[str, ZonePlan] = {}
+    not_yet = 0
+    for c in candidates:
+        period = periods.get(c.timezone)
+        if period is None:
+            continue
+        if c.created_at > period.starts:
+            not_yet += 1
+            continue
+        plan = plans.get(c.timezone)
+        if plan is None:
+            plan = plans[c.timezone] = ZonePlan(c.timezone, period)
+        slugs = picker.pick(c.last_seq, c.topics)
+        if slugs:
+            plan.variants.setdefault(slugs, []).append(c.id)
+        else:
+            plan.quiet.append(c.id)
+    to_seq = max(arrivals.values(), default=0)
+    return RoundPlan(frequency, now, to_seq, [plans[z] for z in sorted(plans)], too_late or {}, not_yet)
