@@ -147,15 +147,35 @@ class RelatedIndex:
         if self.components is not None:
             s = (1 - p.lsa_weight) * s + p.lsa_weight * (zq @ self.z.T)
         if p.tag_weight and any(self.tags):
-            has = np.array([bool(t) for t in self.tags])
-            for r, mine in enumerate(tq):
-                if mine:
-                    jac = np.array([len(mine & t) / len(mine | t) if t else 0.0 for t in self.tags])
-                    s[r] = np.where(has, (1 - p.tag_weight) * s[r] + p.tag_weight * jac, s[r])
+            s = self._blend_tags(s, tq)
         if p.recency_weight:
             gap = np.abs(dq[:, None] - self.days[None, :])
             s *= 1 - p.recency_weight * (gap / (gap + p.half_life_days))
         return np.round(s.astype(np.float64), 9)  # float noise must not reorder near-ties
+
+    def _tag_matrix(self, tags: list[frozenset[str]], names: dict[str, int]) -> sparse.csr_matrix:
+        rows, cols = [], []
+        for r, ts in enumerate(tags):
+            for t in ts:
+                if t in names:
+                    rows.append(r)
+                    cols.append(names[t])
+        data = np.ones(len(rows), dtype=np.float32)
+        return sparse.csr_matrix((data, (rows, cols)), shape=(len(tags), len(names)))
+
+    def _blend_tags(self, s: np.ndarray, tq: list[frozenset[str]]) -> np.ndarray:
+        """Mix in the Jaccard overlap of tags, where both articles have tags (vectorised)."""
+        w = self.params.tag_weight
+        names = {t: i for i, t in enumerate(sorted(set().union(*self.tags)))}
+        mine = self._tag_matrix(tq, names)
+        theirs = self._tag_matrix(self.tags, names)
+        inter = (mine @ theirs.T).toarray()
+        nq = np.array([len(t) for t in tq], dtype=np.float32)  # all of a query's tags count
+        nt = np.array([len(t) for t in self.tags], dtype=np.float32)
+        union = nq[:, None] + nt[None, :] - inter
+        both = (nq[:, None] > 0) & (nt[None, :] > 0)
+        jac = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        return np.where(both, (1 - w) * s + w * jac, s)
 
     def _rank(self, rows: np.ndarray) -> None:
         for start in range(0, len(rows), self.params.chunk):

@@ -22,7 +22,15 @@ from typing import Any
 from publisher.config import Settings
 from publisher.feeds import FEED_FILES, site_feeds, tag_feeds
 from publisher.models import Article, Issue, Library
-from publisher.ops.build_cache import CacheState, OutputEntry, digest, load_state, save_state, tree_digest
+from publisher.ops.build_cache import (
+    CacheState,
+    OutputEntry,
+    digest,
+    hkey,
+    load_state,
+    save_state,
+    tree_digest,
+)
 from publisher.ops.build_content import jobs_default, load_library, parallel_map, render_html, shared
 from publisher.related import RelatedIndex
 from publisher.render import pages
@@ -125,8 +133,10 @@ def build(
     related = _related(settings, state, articles)
     base = digest(settings.model_dump_json(), tree_digest(settings.paths.templates))
     by_slug = {a.slug: a for a in articles}
-    run.akeys = {a.slug: _article_key(a) for a in library_articles(library)}
-    run.ekeys = {a.slug: _entry_key(a) for a in articles}
+    for unit in state.units.values():
+        for slug, (akey, ekey) in unit.keys.items():
+            run.akeys[slug] = akey
+            run.ekeys[slug] = ekey
 
     n_pages = _article_pages(run, base, articles, html, related, by_slug)
     run_archive(run, base, articles)
@@ -170,20 +180,6 @@ def _related(settings: Settings, state: CacheState, articles: list[Article]) -> 
     return idx.top
 
 
-def library_articles(library: Library) -> list[Article]:
-    return [a for i in library.issues for a in i.articles]
-
-
-def _article_key(a: Article) -> str:
-    """An article is a function of its source bytes, its path and its image (and the settings)."""
-    return digest(a.content_hash, str(a.source), a.issue_slug, a.image, a.image_length, a.image_type)
-
-
-def _entry_key(a: Article) -> str:
-    """What a list shows of an article (a list's page changes only if one of these does)."""
-    return digest(a.slug, a.title, a.date.isoformat(), a.summary, a.author)
-
-
 def _article_pages(
     run: _Run,
     base: str,
@@ -193,17 +189,18 @@ def _article_pages(
     by_slug: dict[str, Article],
 ) -> int:
     newest = articles[: pages.LATEST + 1]
+    newest_slugs = {a.slug for a in newest}
     todo: list[tuple[str, str, int]] = []
+    ek = run.ekeys
+    common_latest = " ".join(ek[x.slug] for x in pages.latest_for(articles[-1], newest)) if articles else ""
     for i, a in enumerate(articles):
-        path = pages.article_path(a.slug) + "index.html"
-        rel = [by_slug[s] for s in related.get(a.slug, ()) if s in by_slug]
-        latest = pages.latest_for(a, newest)
-        key = digest(
-            base,
-            run.akeys[a.slug],
-            " ".join(run.ekeys[x.slug] for x in latest),
-            " ".join(run.ekeys[x.slug] for x in rel),
-        )
+        path = a.slug + "/index.html"
+        if a.slug in newest_slugs:
+            latest = " ".join(ek[x.slug] for x in pages.latest_for(a, newest))
+        else:
+            latest = common_latest
+        rel = " ".join(ek.get(s, s) for s in related.get(a.slug, ()))
+        key = hkey(base, run.akeys[a.slug], latest, rel)
         if run.want(path, key):
             todo.append((path, key, i))
         else:

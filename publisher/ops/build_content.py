@@ -57,6 +57,16 @@ def shared(name: str) -> Any:
     return _SHARED[name]
 
 
+def article_key(a: Article) -> str:
+    """An article is a function of its source bytes, its path and its image (and the settings)."""
+    return digest(a.content_hash, str(a.source), a.issue_slug, a.image, a.image_length, a.image_type)
+
+
+def entry_key(a: Article) -> str:
+    """What a list shows of an article (a list's page changes only if one of these does)."""
+    return digest(a.slug, a.title, a.date.isoformat(), a.summary, a.author)
+
+
 # -- loading ------------------------------------------------------------------------------
 
 
@@ -105,7 +115,11 @@ def _load_unit(item: tuple[Unit, str]) -> tuple[str, UnitEntry | None, list[Prob
     if loader.problems:
         return str(unit.path), None, loader.problems
     arts = list(issue.articles if issue else ()) + list(drafts)
-    entry = UnitEntry(fingerprint, issue, tuple(drafts), _image_stats(arts), _stats(_unit_files(unit)))
+    files = _unit_files(unit)
+    keys = {a.slug: (article_key(a), entry_key(a)) for a in arts}
+    entry = UnitEntry(fingerprint, issue, tuple(drafts), _image_stats(arts), _stats(files))
+    entry.files = tuple(str(f) for f in files)
+    entry.keys = keys
     return str(unit.path), entry, []
 
 
@@ -122,8 +136,8 @@ def load_library(settings: Settings, state: CacheState, jobs: int) -> tuple[Libr
     fresh: dict[str, UnitEntry] = {}
     todo: list[tuple[Unit, str]] = []
     for unit in found.units:
-        files = _unit_files(unit)
         old = state.units.get(str(unit.path))
+        files = _unit_files(unit)
         stats = _stats(files)
         if old is not None and old.stats == stats and _images_unchanged(old.images):
             fresh[str(unit.path)] = old  # same sizes and mtimes: no need to read the bytes
