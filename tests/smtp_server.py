@@ -1,7 +1,7 @@
 """A real SMTP server (aiosmtpd) for the tests, run in its own process.
 
     python -m tests.smtp_server --db received.sqlite --control faults.json [--tls-cert C --tls-key K]
-        [--auth USER:PASSWORD]
+        [--auth USER:PASSWORD] [--no-pipelining]
 
 It prints ``PORT <n>`` once listening on 127.0.0.1. Every accepted message is
 committed to the SQLite file *before* the 250 reply goes out, so the file holds
@@ -57,8 +57,9 @@ class Faults:
 
 
 class Recorder:
-    def __init__(self, db: Path, faults: Faults) -> None:
+    def __init__(self, db: Path, faults: Faults, pipelining: bool = True) -> None:
         self.faults = faults
+        self.pipelining = pipelining
         self.db = sqlite3.connect(db, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(
@@ -76,6 +77,8 @@ class Recorder:
     ):
         self.db.execute("INSERT INTO connections (at) VALUES (?)", (time.time(),))
         session.host_name = hostname
+        if self.pipelining:  # aiosmtpd reads commands in order, so it handles pipelined ones
+            responses.insert(1, "250-PIPELINING")
         return responses
 
     async def handle_RCPT(self, server: SMTP, session: Any, envelope: Any, address: str, options: list[str]):
@@ -131,8 +134,9 @@ async def main() -> None:
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
     ap.add_argument("--auth")
+    ap.add_argument("--no-pipelining", action="store_true")
     args = ap.parse_args()
-    handler = Recorder(args.db, Faults(args.control))
+    handler = Recorder(args.db, Faults(args.control), pipelining=not args.no_pipelining)
     tls = None
     if args.tls_cert:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

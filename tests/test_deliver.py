@@ -51,6 +51,10 @@ def smtp_factory(port: int, **kw):
     return lambda: SmtpTransport(params)
 
 
+# The server offers PIPELINING; the client uses it (one write for MAIL, RCPT, DATA) or not.
+both_ways = pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "classic"])
+
+
 def run(pool: DeliveryPool, items: list, *, timeout: float = 60) -> list:
     """Submit everything, collect one result per item, ack each as a ledger would."""
     pool.start()
@@ -75,9 +79,12 @@ def addresses(n: int) -> list[tuple[int, str]]:
 # -- the happy path --------------------------------------------------------------------------------
 
 
-def test_pool_delivers_each_message_once_over_reused_connections(smtp_server) -> None:
+@both_ways
+def test_pool_delivers_each_message_once_over_reused_connections(smtp_server, pipelining: bool) -> None:
     items = addresses(200)
-    pool = DeliveryPool(smtp_factory(smtp_server.port), build, concurrency=4, retry=FAST)
+    pool = DeliveryPool(
+        smtp_factory(smtp_server.port, pipelining=pipelining), build, concurrency=4, retry=FAST
+    )
     results = run(pool, items)
     assert sorted(r.item[0] for r in results if r.status is Status.SENT) == list(range(200))
     got = smtp_server.received()
@@ -103,9 +110,12 @@ def test_bare_lf_messages_are_sent_with_crlf(smtp_server) -> None:
 # -- faults ----------------------------------------------------------------------------------------
 
 
-def test_tempfail_451_for_a_while_then_all_delivered(smtp_server) -> None:
+@both_ways
+def test_tempfail_451_for_a_while_then_all_delivered(smtp_server, pipelining: bool) -> None:
     smtp_server.set_faults(tempfail_count=12)
-    pool = DeliveryPool(smtp_factory(smtp_server.port), build, concurrency=3, retry=FAST)
+    pool = DeliveryPool(
+        smtp_factory(smtp_server.port, pipelining=pipelining), build, concurrency=3, retry=FAST
+    )
     results = run(pool, addresses(30))
     assert {r.status for r in results} == {Status.SENT}
     assert len(smtp_server.events("tempfail")) == 12
@@ -113,32 +123,41 @@ def test_tempfail_451_for_a_while_then_all_delivered(smtp_server) -> None:
     assert pool.stats.retries >= 1
 
 
-def test_421_closes_the_connection_and_we_reconnect(smtp_server) -> None:
+@both_ways
+def test_421_closes_the_connection_and_we_reconnect(smtp_server, pipelining: bool) -> None:
     smtp_server.set_faults(tempfail_count=3, tempfail_reply="421 4.4.2 Too busy, closing")
-    pool = DeliveryPool(smtp_factory(smtp_server.port), build, concurrency=2, retry=FAST)
+    pool = DeliveryPool(
+        smtp_factory(smtp_server.port, pipelining=pipelining), build, concurrency=2, retry=FAST
+    )
     results = run(pool, addresses(10))
     assert {r.status for r in results} == {Status.SENT}
     assert smtp_server.count() == 10
     assert smtp_server.connections() > 2
 
 
-def test_connection_dropped_mid_data_is_retried(smtp_server) -> None:
+@both_ways
+def test_connection_dropped_mid_data_is_retried(smtp_server, pipelining: bool) -> None:
     smtp_server.set_faults(drop_data_count=3)
-    pool = DeliveryPool(smtp_factory(smtp_server.port), build, concurrency=2, retry=FAST)
+    pool = DeliveryPool(
+        smtp_factory(smtp_server.port, pipelining=pipelining), build, concurrency=2, retry=FAST
+    )
     results = run(pool, addresses(20))
     assert {r.status for r in results} == {Status.SENT}
     assert len(smtp_server.events("drop")) == 3
     assert sorted(m.rcpt for m in smtp_server.received()) == sorted(a for _, a in addresses(20))
 
 
-def test_5xx_fails_that_recipient_only_and_flags_hard_bounces(smtp_server) -> None:
+@both_ways
+def test_5xx_fails_that_recipient_only_and_flags_hard_bounces(smtp_server, pipelining: bool) -> None:
     smtp_server.set_faults(
         reject={
             "reader3@example.org": "550 5.1.1 <reader3@example.org>: No such user",
             "reader5@example.org": "554 5.7.1 Message refused as spam",
         }
     )
-    pool = DeliveryPool(smtp_factory(smtp_server.port), build, concurrency=2, retry=FAST)
+    pool = DeliveryPool(
+        smtp_factory(smtp_server.port, pipelining=pipelining), build, concurrency=2, retry=FAST
+    )
     results = {r.item[0]: r for r in run(pool, addresses(8))}
     assert results[3].status is Status.FAILED and results[3].hard_bounce
     assert results[3].reason == "550 5.1.1 <reader3@example.org>: No such user"
@@ -289,12 +308,14 @@ def test_password_comes_from_the_named_environment_variable(make_settings) -> No
 # -- single transport errors -----------------------------------------------------------------------
 
 
-def test_transport_translates_replies(smtp_server) -> None:
+@both_ways
+def test_transport_translates_replies(smtp_server, pipelining: bool) -> None:
     smtp_server.set_faults(reject={"no@example.org": "550 5.1.1 nope"}, tempfail_count=1)
-    t = SmtpTransport(SmtpParams("127.0.0.1", smtp_server.port, timeout=5))
+    t = SmtpTransport(SmtpParams("127.0.0.1", smtp_server.port, timeout=5, pipelining=pipelining))
     with pytest.raises(Deferred, match="451"):
         t.send(build((1, "a@example.org")))
     assert t.send(build((1, "a@example.org"))).startswith("250")
+    assert t._pipelining is pipelining  # the server offers it; the client takes it when asked
     with pytest.raises(Rejected) as exc:
         t.send(build((2, "no@example.org")))
     assert exc.value.code == 550 and exc.value.hard_bounce

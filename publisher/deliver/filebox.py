@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from publisher.deliver.envelope import Deferred, Envelope
@@ -34,7 +35,7 @@ class FileTransport:
     def open(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
 
-    def send(self, env: Envelope) -> str:
+    def send(self, env: Envelope, gate: Callable[[], None] | None = None) -> str:
         stem = env.message_id.strip("<>").split("@")[0] if env.message_id else env.recipient
         target = self.folder / f"{safe_name(stem)}.eml"
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -42,9 +43,13 @@ class FileTransport:
             self.open()
             with open(tmp, "wb") as fh:
                 fh.write(env.data)
+            if gate is not None:
+                gate()
             os.replace(tmp, target)
-        except OSError as exc:
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
+            if not isinstance(exc, OSError):
+                raise
             raise Deferred(f"cannot write {target}: {exc.strerror or exc}", connection=True) from None
         return f"250 written to {target.name}"
 

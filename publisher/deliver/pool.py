@@ -5,10 +5,11 @@ item. The pool knows nothing of databases: ``build(item)`` turns an item into
 an ``Envelope`` (personalisation happens there, in the worker thread).
 
 Never more than one unrecorded acceptance per connection: after a 250 the
-worker waits until the caller ``ack``s the result (after writing it to the
-ledger) before it starts its next message. A crash at any moment therefore
-re-sends at most one message per connection. The caller batches its writes, so
-in practice one commit covers the results of all connections at once.
+caller ``ack``s the result once it is written to the ledger, and the
+connection's next message stops just before its final dot (the moment the
+server would accept it) until that ack has come. Building the next message and
+its MAIL/RCPT/DATA round trips overlap the ledger write, so the guarantee costs
+little; a crash at any moment re-sends at most one message per connection.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ _STOP = object()
 
 class Transport(Protocol):
     def open(self) -> None: ...
-    def send(self, env: Envelope) -> str: ...
+    def send(self, env: Envelope, gate: Callable[[], None] | None = None) -> str: ...
     def close(self) -> None: ...
 
 
@@ -126,6 +127,16 @@ class DeliveryPool(Generic[T]):
     # -- worker side ---------------------------------------------------------------
     def _work(self, ack: threading.Event) -> None:
         transport = self._factory()
+        unacked = False  # our last acceptance is not recorded yet
+
+        def gate() -> None:
+            nonlocal unacked
+            if unacked:
+                ack.wait()
+                unacked = False
+            if self._stop.is_set():
+                raise Deferred("stopped before the server accepted it")
+
         try:
             while True:
                 item = self._jobs.get()
@@ -134,18 +145,16 @@ class DeliveryPool(Generic[T]):
                 if self._stop.is_set():
                     self._results.put(Result(item, Status.ABANDONED, reason="not attempted"))
                     continue
-                result = self._one(transport, item)
+                result = self._one(transport, item, gate if self._wait_for_ack else None)
                 if result.status is Status.SENT and self._wait_for_ack:
                     ack.clear()
                     result.ack = ack
-                    self._results.put(result)
-                    ack.wait()
-                else:
-                    self._results.put(result)
+                    unacked = True
+                self._results.put(result)
         finally:
             transport.close()
 
-    def _one(self, transport: Transport, item: T) -> Result:
+    def _one(self, transport: Transport, item: T, gate: Callable[[], None] | None) -> Result:
         try:
             env = self._build(item)
             if self._signer is not None:
@@ -160,14 +169,16 @@ class DeliveryPool(Generic[T]):
         def attempt() -> str:
             if not self._limiter.acquire(self._stop):
                 raise Deferred("stopped")
-            return transport.send(env)
+            return transport.send(env, gate)
 
         try:
             self._retry.run(attempt, stop=self._stop, on_retry=self.stats.retried)
         except Rejected as exc:
             return Result(item, Status.FAILED, env.message_id, exc.reason, exc.hard_bounce)
         except Deferred as exc:
-            if exc.connection and not self._stop.is_set():
+            if self._stop.is_set():
+                return Result(item, Status.ABANDONED, env.message_id, exc.reason)
+            if exc.connection:
                 self.abort(FatalDeliveryError(f"giving up after retries: {exc.reason}"))
             return Result(item, Status.DEFERRED, env.message_id, exc.reason)
         except FatalDeliveryError as exc:

@@ -13,6 +13,7 @@ import os
 import smtplib
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from publisher.config import Settings
@@ -29,6 +30,7 @@ class SmtpParams:
     timeout: float = 30.0
     ssl_context: ssl.SSLContext | None = None  # default: the system's trusted CAs
     local_hostname: str | None = None
+    pipelining: bool = True  # used when the server offers it
 
     @classmethod
     def from_settings(cls, settings: Settings, environ: dict[str, str] | None = None) -> SmtpParams:
@@ -58,12 +60,14 @@ class SmtpTransport:
         self.params = params
         self._smtp: smtplib.SMTP | None = None
         self._utf8 = False
+        self._pipelining = False
 
     def open(self) -> None:
         if self._smtp is not None:
             return
         p = self.params
-        context = p.ssl_context or ssl.create_default_context()
+        # Loading the system CAs costs ~80 ms: only when TLS is actually used.
+        context = p.ssl_context or (ssl.create_default_context() if p.security != "none" else None)
         try:
             if p.security == "ssl":
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(
@@ -71,6 +75,10 @@ class SmtpTransport:
                 )
             else:
                 smtp = smtplib.SMTP(p.host, p.port, timeout=p.timeout, local_hostname=p.local_hostname)
+            # The final dot goes out as its own small write (see _data): without
+            # NODELAY, Nagle's algorithm holds it for the server's delayed ACK (~40 ms).
+            if smtp.sock is not None:
+                smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             smtp.ehlo()
             if p.security == "starttls":
                 if not smtp.has_extn("starttls"):
@@ -102,21 +110,30 @@ class SmtpTransport:
             raise Deferred(f"cannot connect to {p.where}: {_describe(exc)}", connection=True) from None
         self._smtp = smtp
         self._utf8 = smtp.has_extn("smtputf8")
+        self._pipelining = self.params.pipelining and smtp.has_extn("pipelining")
 
-    def send(self, env: Envelope) -> str:
-        """Hand one message over; the server's 250 reply, or Rejected / Deferred."""
+    def send(self, env: Envelope, gate: Callable[[], None] | None = None) -> str:
+        """Hand one message over; the server's 250 reply, or Rejected / Deferred.
+
+        ``gate`` is called after the message body is on the wire and before the
+        final dot that asks the server to accept it (see ``pool``).
+        """
         self.open()
         smtp = self._smtp
         assert smtp is not None
         try:
             options = ["SMTPUTF8"] if self._utf8 and not env.recipient.isascii() else []
-            code, msg = smtp.mail(env.sender, options)
-            if code != 250:
-                self._after_refusal(code, msg, "MAIL FROM", fatal_5xx=True)
-            code, msg = smtp.rcpt(env.recipient)
-            if code not in (250, 251):
-                self._after_refusal(code, msg, "RCPT TO")
-            code, msg = smtp.data(_crlf(env.data))
+            if self._pipelining:
+                self._envelope_pipelined(smtp, env, options)
+            else:
+                code, msg = smtp.mail(env.sender, options)
+                if code != 250:
+                    self._after_refusal(code, msg, "MAIL FROM", fatal_5xx=True)
+                code, msg = smtp.rcpt(env.recipient)
+                if code not in (250, 251):
+                    self._after_refusal(code, msg, "RCPT TO")
+                smtp.putcmd("data")
+            code, msg = self._data(smtp, _crlf(env.data), gate)
             if code != 250:
                 self._after_refusal(code, msg, "end of DATA")
             return reply_text(code, msg)
@@ -132,6 +149,51 @@ class SmtpTransport:
             raise Deferred(
                 f"connection to {self.params.where} lost: {_describe(exc)}", connection=True
             ) from None
+
+    def _envelope_pipelined(self, smtp: smtplib.SMTP, env: Envelope, options: list[str]) -> None:
+        """MAIL, RCPT and DATA in one write (RFC 2920), then their first two replies.
+
+        Two round trips fewer per message: on a busy list that is most of the
+        client's work besides the body itself.
+        """
+        extra = (" " + " ".join(options)) if options else ""
+        # Addresses were validated when stored (and the sender at start), so no
+        # per-message smtplib.quoteaddr: its email.utils parse costs ~30 us each.
+        if "\r" in env.sender + env.recipient or "\n" in env.sender + env.recipient:
+            raise Rejected(553, "553 address contains a line break")
+        commands = f"MAIL FROM:<{env.sender}>{extra}\r\nRCPT TO:<{env.recipient}>\r\nDATA\r\n"
+        smtp.send(commands.encode("utf-8" if options else "ascii"))
+        mail = smtp.getreply()
+        rcpt = smtp.getreply()
+        if mail[0] == 250 and rcpt[0] in (250, 251):
+            return
+        data = smtp.getreply()
+        if data[0] == 354:  # a server that took DATA with no recipient: end that empty message
+            smtp.send(b".\r\n")
+            smtp.getreply()
+        if mail[0] != 250:
+            self._after_refusal(mail[0], mail[1], "MAIL FROM", fatal_5xx=True)
+        self._after_refusal(rcpt[0], rcpt[1], "RCPT TO")
+
+    def _data(self, smtp: smtplib.SMTP, data: bytes, gate: Callable[[], None] | None) -> tuple[int, bytes]:
+        """smtplib's DATA (the command already sent), split so ``gate`` runs before the final dot."""
+        code, repl = smtp.getreply()
+        if code != 354:
+            raise smtplib.SMTPDataError(code, repl)
+        # Dot-stuffing only when a line starts with a dot: skips a regex pass over most messages.
+        stuff = data.startswith(b".") or b"\n." in data
+        body = smtplib._quote_periods(data) if stuff else data  # type: ignore[attr-defined]
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        smtp.send(body)
+        if gate is not None:
+            try:
+                gate()
+            except BaseException:
+                self.close()  # mid-DATA: the session cannot be reused
+                raise
+        smtp.send(b".\r\n")
+        return smtp.getreply()
 
     def _after_refusal(self, code: int, msg: bytes, stage: str, *, fatal_5xx: bool = False) -> None:
         text = reply_text(code, msg)

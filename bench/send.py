@@ -1,0 +1,254 @@
+"""Send throughput, held against a raw smtplib blast to the same sink, plus memory and DKIM cost.
+
+    .venv/bin/python bench/send.py [--subscribers 10000] [--big 100000] [--quick]
+
+Starts a minimal SMTP sink (asyncio, accepts and discards; far cheaper per
+message than any client) in its own process, then in one run measures:
+
+- ``send_issue`` of one sample issue to N subscribers (plan + render + drain,
+  ledger included, SQLite), in a fresh process, in messages per second;
+- a raw smtplib blast of the same prepared bytes over the same number of
+  connections to the same sink;
+- peak memory (max RSS) of the send at N and at --big subscribers (should be flat);
+- DKIM signing cost per message (2048-bit RSA, dkimpy).
+
+Goals: ours >= 0.7 x raw and >= 1,500 msg/s with 4 connections; memory flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shutil
+import smtplib
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_ISSUE = "why-bread-rises"
+CONCURRENCY = 4
+
+
+# -- the sink -------------------------------------------------------------------------------------
+
+
+class _Sink(asyncio.Protocol):
+    """Just enough SMTP: answers every command, finds the end of DATA with one bytes.find."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.t = transport  # type: ignore[assignment]
+        self.buf = b""
+        self.in_data = False
+        self.t.write(b"220 sink ESMTP\r\n")  # type: ignore[attr-defined]
+
+    def data_received(self, chunk: bytes) -> None:
+        buf = self.buf + chunk
+        out = []
+        while True:
+            if self.in_data:
+                i = buf.find(b"\r\n.\r\n")
+                if i < 0:
+                    buf = buf[-4:]
+                    break
+                buf = buf[i + 5 :]
+                self.in_data = False
+                out.append(b"250 2.0.0 OK\r\n")
+                continue
+            i = buf.find(b"\r\n")
+            if i < 0:
+                break
+            line, buf = buf[:i], buf[i + 2 :]
+            cmd = line[:4].upper()
+            if cmd == b"EHLO":
+                out.append(b"250-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 50000000\r\n")
+            elif cmd == b"DATA":
+                self.in_data = True
+                out.append(b"354 go ahead\r\n")
+                buf = b"\r\n" + buf
+            elif cmd == b"QUIT":
+                self.t.write(b"".join([*out, b"221 bye\r\n"]))  # type: ignore[attr-defined]
+                self.t.close()
+                return
+            else:
+                out.append(b"250 OK\r\n")
+        self.buf = buf
+        if out:
+            self.t.write(b"".join(out))  # type: ignore[attr-defined]
+
+
+def run_sink() -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(_Sink, "127.0.0.1", 0)
+        print(server.sockets[0].getsockname()[1], flush=True)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def start_sink() -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen([sys.executable, __file__, "--sink"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, int(proc.stdout.readline())
+
+
+# -- a throwaway project ------------------------------------------------------------------------------
+
+
+def make_project(folder: Path, port: int, dkim: Path | None = None) -> Path:
+    shutil.copytree(ROOT / "templates", folder / "templates")
+    (folder / "issues").mkdir()
+    shutil.copy(ROOT / "issues" / f"{SAMPLE_ISSUE}.md", folder / "issues")
+    dkim_yaml = f"  dkim: {{domain: example.org, selector: news, private_key_file: {dkim}}}\n" if dkim else ""
+    (folder / "config.yaml").write_text(
+        "site: {title: Bench, url: 'https://news.example.org'}\n"
+        "database: {url: 'sqlite:///bench.db'}\n"
+        "email:\n"
+        "  from: 'Bench <news@example.org>'\n"
+        "  transport: smtp\n"
+        f"  smtp: {{host: 127.0.0.1, port: {port}, timeout: 30}}\n"
+        f"  concurrency: {CONCURRENCY}\n" + dkim_yaml
+    )
+    return folder / "config.yaml"
+
+
+def child_send(config: Path, n: int) -> None:
+    """In a fresh process: import n subscribers, then time send_issue; print JSON."""
+    import io
+
+    from publisher.config import load_settings
+    from publisher.ops.send import send_issue
+    from publisher.store import open_store
+
+    settings = load_settings(config, environ={"PUBLISHER_SECRET_KEY": "bench"})
+    store = open_store(settings.database.url)
+    csv = "email,name\n" + "".join(f"reader{i:07d}@example.org,Reader {i}\n" for i in range(n))
+    store.subscribers.import_csv(io.StringIO(csv), now=datetime.now(UTC))
+    del csv
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    outcome = send_issue(settings, store, SAMPLE_ISSUE, clock=lambda: datetime.now(UTC))
+    seconds = time.perf_counter() - t0
+    assert outcome.drain is not None and outcome.drain.counts.sent == n, outcome.drain
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": seconds, "rate": n / seconds, "maxrss_kb": rss, "before_kb": rss_before}))
+
+
+def run_child(config: Path, n: int) -> dict[str, float]:
+    env = {**os.environ, "PUBLISHER_SECRET_KEY": "bench"}
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(config), str(n)], env=env, capture_output=True, text=True
+    )
+    if out.returncode:
+        raise SystemExit(out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -- the raw baseline and DKIM ------------------------------------------------------------------------------
+
+
+def prepared_bytes(config: Path) -> bytes:
+    from publisher.config import load_settings
+    from publisher.content import load_issue
+    from publisher.render.email import prepare_issue_email
+    from publisher.render.email_mime import make_recipient
+
+    settings = load_settings(config, environ={"PUBLISHER_SECRET_KEY": "bench"})
+    issue = load_issue(settings, SAMPLE_ISSUE)
+    prepared = prepare_issue_email(settings, issue, send_key="bench", date=datetime.now(UTC))
+    return prepared.personalise(make_recipient(settings, b"bench", "bench", "reader@example.org", "Reader"))
+
+
+def raw_blast(port: int, data: bytes, n: int) -> float:
+    def worker(count: int) -> None:
+        s = smtplib.SMTP("127.0.0.1", port)
+        s.ehlo()
+        for _ in range(count):
+            s.sendmail("news@example.org", ["reader@example.org"], data)
+        s.quit()
+
+    threads = [threading.Thread(target=worker, args=(n // CONCURRENCY,)) for _ in range(CONCURRENCY)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return n / (time.perf_counter() - t0)
+
+
+def dkim_cost(key: Path, data: bytes, n: int = 200) -> float:
+    from publisher.deliver import DkimSigner
+
+    signer = DkimSigner("example.org", "news", key.read_bytes())
+    t0 = time.perf_counter()
+    for _ in range(n):
+        signer.sign(data)
+    return (time.perf_counter() - t0) / n * 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--subscribers", type=int, default=10_000)
+    ap.add_argument("--big", type=int, default=100_000)
+    ap.add_argument("--quick", action="store_true", help="skip the big memory run")
+    args = ap.parse_args()
+    sink, port = start_sink()
+    work = Path(tempfile.mkdtemp(prefix="bench-send-"))
+    try:
+        n = args.subscribers
+        data = prepared_bytes(make_project(work / "probe", port))
+        raw = [raw_blast(port, data, n)]
+        ours = [run_child(make_project(work / "run1", port), n)]
+        raw.append(raw_blast(port, data, n))
+        ours.append(run_child(make_project(work / "run2", port), n))
+        best_raw = max(raw)
+        best = max(ours, key=lambda r: r["rate"])
+        ratio = best["rate"] / best_raw
+        rates = ", ".join(f"{r['rate']:,.0f}" for r in ours)
+        print(f"message size: {len(data):,} bytes, {CONCURRENCY} connections, sink in its own process")
+        print(f"raw smtplib blast:  {', '.join(f'{r:,.0f}' for r in raw)} msg/s (best {best_raw:,.0f})")
+        print(
+            f"publisher send:     {rates} msg/s "
+            f"(best {best['rate']:,.0f}; {n:,} subscribers, plan + render + drain, SQLite ledger)"
+        )
+        print(f"ratio send/raw:     {ratio:.2f}  (goal >= 0.70)  {'OK' if ratio >= 0.7 else 'BELOW GOAL'}")
+        verdict = "OK" if best["rate"] >= 1500 else "BELOW GOAL"
+        print(f"send rate:          {best['rate']:,.0f} msg/s  (goal >= 1,500)  {verdict}")
+        small = best["maxrss_kb"] / 1024
+        print(f"peak RSS at {n:,}:   {small:,.0f} MB")
+        if not args.quick:
+            big = run_child(make_project(work / "big", port), args.big)
+            growth = big["maxrss_kb"] / best["maxrss_kb"]
+            print(
+                f"peak RSS at {args.big:,}: {big['maxrss_kb'] / 1024:,.0f} MB  "
+                f"(x{growth:.2f} for x{args.big // n} subscribers; goal: flat, <= x1.25)  "
+                f"{'OK' if growth <= 1.25 else 'NOT FLAT'}; "
+                f"{big['rate']:,.0f} msg/s"
+            )
+        key = work / "dkim.pem"
+        subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+        ms = dkim_cost(key, data)
+        print(
+            f"DKIM (rsa-sha256, 2048-bit) per message: {ms:.2f} ms  (caps one CPU at ~{1000 / ms:,.0f} msg/s)"
+        )
+    finally:
+        sink.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--sink":
+        run_sink()
+    elif len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child_send(Path(sys.argv[2]), int(sys.argv[3]))
+    else:
+        main()
