@@ -1,0 +1,39 @@
+"""`publisher serve [--host --port]`: the web app alone (sign-up, links from mail, archive, admin API)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from publisher.cli.common import ConfigOption, console, reports_errors, settings
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve_command)
+
+
+@reports_errors
+def serve_command(
+    host: Annotated[
+        str | None,
+        typer.Option("--host", help="Address to listen on (default: web.host).", show_default=False),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option("--port", "-p", min=0, max=65535, help="Port (default: web.port).", show_default=False),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Serve the web app: subscribe, confirm, unsubscribe, preferences, the archive, feeds and /api."""
+    from publisher.web import create_app, serve
+
+    cfg = settings(config)
+    app = create_app(cfg)  # refuses to start without the web templates, before binding the port
+    where = f"{host or cfg.web.host}:{cfg.web.port if port is None else port}"
+    console.print(
+        f"serving {cfg.site.title} on http://{where} (Ctrl-C stops)", highlight=False, soft_wrap=True
+    )
+    if not (cfg.paths.output / "index.html").exists():
+        console.print("note: the site is not built yet; run `publisher build` for the archive and feeds")
+    serve(cfg, host=host, port=port, app=app)
