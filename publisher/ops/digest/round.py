@@ -196,7 +196,7 @@ def run_digest(
         )
         if rec.mailed:
             report.sends.append(key)
-    log.info(
+    (log.info if plan.due else log.debug)(
         "%s digest round: %d due, %d to mail in %d variant(s), %d with nothing new",
         frequency,
         plan.due,

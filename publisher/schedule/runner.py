@@ -1,0 +1,246 @@
+"""`publisher run`: the one long-running process that sends queued issues and digests on time.
+
+The loop is plain: reconcile (content and queue table -> wake-ups), send what
+is due, run the digest rounds when their check is due, then wait for a wake-up
+(APScheduler at an issue's exact time or the digest interval) or the poll
+interval, whichever comes first. All work happens on this one thread, so a
+stop (SIGTERM/SIGINT) is a flag: a send in progress records what its
+connections had in flight and gives its lease back (rows become ``sent`` only
+after the server's 250), the scheduler lease is released, and the next start
+resumes from the tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from publisher.config import Settings
+from publisher.errors import Problem, PublisherError
+from publisher.models import Library
+from publisher.ops.digest import FREQUENCIES, run_digest
+from publisher.ops.queue import (
+    Stopped,
+    list_queue,
+    load_tolerant,
+    reconcile_front_matter,
+    send_due,
+)
+from publisher.schedule.apscheduler_adapter import Wakeups
+from publisher.schedule.guard import RunGuard
+from publisher.schedule.web import WebServer, start_web
+from publisher.store import Store
+
+log = logging.getLogger("publisher.run")
+POLL_SECONDS = 5.0  # content and queue changes are picked up at least this often
+DIGEST_SECONDS = 60.0  # how often the digest planner looks for subscribers whose time has come
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def jobstore_url(settings: Settings) -> str:
+    """The job store: its own SQLite file under paths.state, or a table beside ours in PostgreSQL."""
+    if settings.database.url.startswith("postgresql"):
+        return settings.database.url
+    return f"sqlite:///{settings.paths.state / 'scheduler-jobs.sqlite'}"
+
+
+def content_signature(root: Path) -> tuple[tuple[str, int, int], ...]:
+    """What changes when any issue file is added, edited or removed (cheap: stat only)."""
+    if not root.is_dir():
+        return ()
+    out = []
+    for path in root.rglob("*.md"):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        out.append((str(path), st.st_mtime_ns, st.st_size))
+    return tuple(sorted(out))
+
+
+@dataclass
+class RunOptions:
+    poll: float = POLL_SECONDS
+    digest_every: float = DIGEST_SECONDS
+    web: bool = True
+    digests: bool = True
+
+
+@dataclass
+class _State:
+    signature: tuple[tuple[str, int, int], ...] | None = None
+    library: Library = field(default_factory=Library)
+    broken: dict[str, list[Problem]] = field(default_factory=dict)
+    last_digest: float = float("-inf")
+    reported_late: set[str] = field(default_factory=set)  # "zone period" already logged as skipped
+
+
+class Runner:
+    """Holds the pieces of one `publisher run`; :meth:`run` blocks until stopped."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        options: RunOptions | None = None,
+    ) -> None:
+        self.settings, self.store, self.clock = settings, store, clock
+        self.options = options or RunOptions()
+        self.stop = threading.Event()
+        self.wake: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+        self.guard = RunGuard(settings, store, clock)
+        self.wakeups = Wakeups(jobstore_url(settings), lambda kind, arg: self.wake.put((kind, arg)))
+        self.state = _State()
+        self.up_since = clock()
+        self.web: WebServer | None = None
+
+    # -- life cycle -------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Refuse if another run holds the database; otherwise serve until stopped."""
+        self.guard.acquire()  # AlreadyRunningError, with who and since when
+        self.up_since = self.clock()
+        try:
+            self.wakeups.start()
+            self.wakeups.every(self.options.digest_every)
+            self._reconcile(startup=True)
+            self.wakeups.resume()
+            if self.options.web:
+                self.web = start_web(self.settings)
+            log.info(
+                "publisher run: up (pid lease %s); %d issue(s) queued; digests checked every %gs%s",
+                self.guard.owner,
+                len(list_queue(self.store, ("queued",))),
+                self.options.digest_every,
+                f"; web on {self.web.url}" if self.web else "",
+            )
+            self._loop()
+        finally:
+            self._shutdown()
+
+    def request_stop(self, *_: Any) -> None:
+        if not self.stop.is_set():
+            log.info("stopping: finishing the message(s) in flight, then giving the send back")
+        self.stop.set()
+        self.wake.put(("stop", ""))
+
+    def install_signals(self) -> None:
+        """SIGTERM/SIGINT ask for a clean stop (main thread only; a second ^C is the usual interrupt)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.stop.is_set() and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.request_stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def _shutdown(self) -> None:
+        self.wakeups.shutdown()
+        if self.web is not None:
+            self.web.stop()
+        self.guard.release()
+        log.info("publisher run: stopped")
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            if self.guard.lost.is_set():
+                raise PublisherError(
+                    "lost the scheduler lease to another process; stopped to avoid double sends"
+                )
+            try:
+                self._cycle()
+            except Stopped:
+                break
+            except PublisherError as exc:
+                log.error("%s%s", exc.message, f" ({exc.hint})" if exc.hint else "")
+            except Exception:  # keep the scheduler alive; the tables say what is left to do
+                log.exception("unexpected error in the scheduler loop; retrying at the next wake-up")
+            self._wait()
+
+    def _wait(self) -> None:
+        try:
+            self.wake.get(timeout=self.options.poll)
+        except queue.Empty:
+            return
+        while True:  # several wake-ups at once are one cycle
+            try:
+                self.wake.get_nowait()
+            except queue.Empty:
+                return
+
+    def _cycle(self) -> None:
+        self._reconcile()
+        for event in send_due(
+            self.settings, self.store, clock=self.clock, up_since=self.up_since, stop=self.stop
+        ):
+            (log.warning if event.action in ("missed", "failed", "partial") else log.info)(
+                "queued issue %s: %s: %s", event.slug, event.action, event.message
+            )
+        if (
+            self.options.digests
+            and time.monotonic() - self.state.last_digest >= self.options.digest_every - 0.5
+        ):
+            self.state.last_digest = time.monotonic()
+            for frequency in FREQUENCIES:
+                if self.stop.is_set():
+                    return
+                report = run_digest(
+                    self.settings,
+                    self.store,
+                    frequency,
+                    clock=self.clock,
+                    up_since=self.up_since,
+                    library=self.state.library,
+                    stop=self.stop,
+                )
+                late = [z for z in report.too_late if z not in self.state.reported_late]
+                self.state.reported_late.update(late)
+                if report.due or report.sent or late:
+                    log.info(
+                        "%s digests: %d due, %d sent, %d with nothing new%s",
+                        frequency,
+                        report.due,
+                        report.sent,
+                        report.quiet,
+                        f"; skipped, their time passed while down: {', '.join(late)}" if late else "",
+                    )
+
+    def _reconcile(self, *, startup: bool = False) -> None:
+        """Content changed? Re-read it and apply send_at. Then make the wake-ups match the queue table."""
+        signature = content_signature(self.settings.paths.issues)
+        if signature != self.state.signature:
+            library, broken = load_tolerant(self.settings)
+            self.state.signature, self.state.library, self.state.broken = signature, library, broken
+            for slug, problems in sorted(broken.items()):
+                log.warning(
+                    "issue %s has problems and is left as it is: %s", slug, problems[0] if problems else ""
+                )
+            for line in reconcile_front_matter(self.settings, self.store, library, broken, now=self.clock()):
+                log.info("%s", line)
+        wanted = {q.slug: q.send_at for q in list_queue(self.store, ("queued",))}
+        added, removed = self.wakeups.sync_issues(wanted)
+        if startup or added or removed:
+            log.info("wake-ups: %d queued issue(s) (%d set, %d dropped)", len(wanted), added, removed)
+
+
+def run_scheduler(settings: Settings, store: Store, *, options: RunOptions | None = None) -> None:
+    """Entry point for the CLI: signals, then :meth:`Runner.run`."""
+    runner = Runner(settings, store, options=options)
+    runner.install_signals()
+    runner.run()
