@@ -162,20 +162,39 @@ def status(config: ConfigOption = None) -> None:
     if not sends:
         console.print("no sends yet")
         return
-    table = Table("send", "status", "planned", "sent", "failed", "pending", "skipped", "started", "finished")
-    for info, c in sends:
-        table.add_row(
-            escape(info.key),
-            info.status,
-            str(c.planned),
-            str(c.sent),
-            str(c.failed),
-            str(c.pending),
-            str(c.skipped),
-            _when(info.started_at),
-            _when(info.finished_at),
-        )
-    console.print(table)
+    columns = ("send", "status", "planned", "sent", "failed", "pending", "skipped", "started", "finished")
+    _show(
+        columns,
+        [
+            (
+                info.key,
+                info.status,
+                str(c.planned),
+                str(c.sent),
+                str(c.failed),
+                str(c.pending),
+                str(c.skipped),
+                _when(info.started_at),
+                _when(info.finished_at),
+            )
+            for info, c in sends
+        ],
+    )
+
+
+def _show(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """A Rich table on a terminal; tab-separated lines elsewhere (whole values, easy to pipe)."""
+    if console.is_terminal:
+        table = Table()
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*(escape(cell) for cell in row))
+        console.print(table)
+        return
+    typer.echo("\t".join(columns))
+    for row in rows:
+        typer.echo("\t".join(row))
 
 
 def _when(value: datetime | None) -> str:
@@ -275,18 +294,21 @@ def subscribers_list(
     with _store(cfg) as store:
         rows = store.subscribers.list(flt, limit=limit)
         total = store.subscribers.count(flt)
-    table = Table("email", "name", "status", "frequency", "topics", "timezone", "since")
-    for s in rows:
-        table.add_row(
-            escape(s.email),
-            escape(s.name),
-            s.status.value,
-            s.frequency.value,
-            escape(";".join(s.topics)),
-            s.timezone,
-            _when(s.created_at),
-        )
-    console.print(table)
+    _show(
+        ("email", "name", "status", "frequency", "topics", "timezone", "since"),
+        [
+            (
+                x.email,
+                x.name,
+                x.status.value,
+                x.frequency.value,
+                ";".join(x.topics),
+                x.timezone,
+                _when(x.created_at),
+            )
+            for x in rows
+        ],
+    )
     more = f" (showing {len(rows)}; use --limit)" if total > len(rows) else ""
     console.print(f"{total} subscriber(s){more}")
 
