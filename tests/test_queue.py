@@ -276,3 +276,77 @@ def test_stop_check_raises_once() -> None:
     with pytest.raises(Stopped):
         check(1, 2)
     check(2, 2)  # the drainer's final flush must not be interrupted again
+
+
+# -- the commands ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, project):
+    from typer.testing import CliRunner
+
+    from publisher.cli import app
+
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-secret")
+    monkeypatch.setenv("COLUMNS", "200")
+    runner = CliRunner()
+    cfg = str(project / "config.yaml")
+
+    def invoke(*args: str):
+        return runner.invoke(app, [*args, "--config", cfg])
+
+    return invoke
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_cli_queue_refusals_exit_1_with_the_reason(scene, cli) -> None:
+    scene.article("news")
+    scene.article("draft-one", extra="draft: true")
+    cases = [
+        (("queue", "nope", "--at", "2099-01-01 08:00"), "no issue 'nope'"),
+        (("queue", "draft-one", "--at", "2099-01-01 08:00"), "draft-one is a draft"),
+        (("queue", "news", "--at", "2020-01-01 08:00"), "is in the past"),
+        (("queue", "news", "--at", "soon"), "not a time: 'soon'"),
+        (("queue", "news"), "say when: --at WHEN"),
+        (("unqueue", "news"), "news is not queued"),
+    ]
+    for args, message in cases:
+        result = cli(*args)
+        assert result.exit_code == 1, (args, result.output)
+        assert message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_cli_queue_list_unqueue_and_already_sent(scene, cli) -> None:
+    scene.article("news")
+    result = cli("queue", "news", "--at", "2099-12-01 08:00")
+    assert result.exit_code == 0, result.output
+    assert "queued news for 2099-12-01 08:00 GMT" in result.stdout
+    listing = cli("queue")
+    assert listing.exit_code == 0 and "news: queued for 2099-12-01 08:00 GMT" in listing.stdout
+    result = cli("unqueue", "news")
+    assert (result.exit_code, result.stdout.strip()) == (0, "unqueued news")
+    assert "nothing is queued" in cli("queue").stdout
+    scene.store.subscribers.add("a@example.org", now=T0)
+    assert cli("send", "news").exit_code == 0
+    result = cli("queue", "news", "--at", "2099-12-01 08:00")
+    assert result.exit_code == 1 and "news was already sent" in result.stderr
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_cli_digest_round_by_hand(scene, cli) -> None:
+    scene.article("story")
+    scene.store.subscribers.add("d@example.org", now=T0, frequency="daily", timezone="Asia/Tokyo")
+    dry = cli("digest", "daily", "--now", "2026-12-01T07:05+09:00", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "1 subscriber(s) due (1 with news, 0 with nothing new) in 1 zone(s); 1 variant(s)" in dry.stdout
+    assert "would send 1 message(s)" in dry.stdout
+    real = cli("digest", "daily", "--now", "2026-12-01T07:05+09:00")
+    assert real.exit_code == 0 and "sent 1 message(s), 0 failed, 0 pending" in real.stdout
+    again = cli("digest", "daily", "--now", "2026-12-01T07:06+09:00")
+    assert (
+        again.exit_code == 0 and "0 subscriber(s) due" in again.stdout and "sent 0 message(s)" in again.stdout
+    )
+    bad = cli("digest", "hourly")
+    assert bad.exit_code == 2 and "expected daily or weekly" in bad.output

@@ -91,7 +91,7 @@ def queue(
 
 @reports_errors
 def unqueue(
-    issue: Annotated[str, typer.Argument(help="The issue's slug.")],
+    issue: Annotated[str, typer.Argument(metavar="ISSUE", help="The issue's slug.")],
     config: ConfigOption = None,
 ) -> None:
     """Take an issue off the queue (it is not sent; queue it again any time)."""
