@@ -329,7 +329,12 @@ class DigestState:
         rows = (
             select(literal(send_id, s.c.id.type), sub.c.id, sub.c.email, literal("pending"), literal(0))
             .select_from(rcp.join(sub, sub.c.id == rcp.c.subscriber_id))
-            .where(rcp.c.variant_id == variant_id, sub.c.status == "confirmed", ~planned)
+            .where(
+                rcp.c.send_id == send_id,  # indexed; the variant alone is not
+                rcp.c.variant_id == variant_id,
+                sub.c.status == "confirmed",
+                ~planned,
+            )
         )
         before = conn.execute(select(func.count()).where(d.c.send_id == send_id)).scalar_one()
         conn.execute(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,6 +54,7 @@ class DigestReport:
     sends: list[str] = field(default_factory=list)  # send keys written by this round
     drains: list[DrainReport] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)  # plan, render, record, drain
 
     @property
     def sent(self) -> int:
@@ -75,7 +77,7 @@ def related_for(settings: Settings, articles: list[Article], slugs: set[str]) ->
     return related_articles(articles, k + settings.digests.max_latest, for_slugs=sorted(slugs))
 
 
-class _Renderers:
+class Renderers:
     """A renderer per frequency over one library; related news computed for what is asked, once."""
 
     def __init__(self, settings: Settings, library: Library) -> None:
@@ -152,35 +154,43 @@ def run_digest(
     progress: Callable[[str], Progress | None] | None = None,
     retry: RetryPolicy | None = None,
     transports: Callable[[str], Callable[[], Transport]] | None = None,
+    send: bool = True,
 ) -> DigestReport:
     """Run one ``frequency`` round at ``clock()``: plan, record, render, then drain every digest send left.
 
     ``up_since`` is when the scheduler came up (default: now, for a round run
     by hand); periods that began more than ``schedule.max_lateness`` before it
-    are skipped. Raises ``ops.queue.Stopped`` if ``stop`` is set mid-drain.
+    are skipped. ``send=False`` records the round but leaves the draining to a
+    later round (or a worker). Raises ``ops.queue.Stopped`` if ``stop`` is set
+    mid-drain.
     """
     if frequency not in FREQUENCIES:
         raise ValueError(f"no digest for frequency {frequency!r}")
     now = clock()
     if library is None:
         library, _ = load_tolerant(settings)
+    started = time.perf_counter()
     plan = plan_digest(
         settings, store, frequency, library, now=now, up_since=up_since or now, dry_run=dry_run
     )
     report = DigestReport(frequency, now, dry_run)
+    report.seconds["plan"] = time.perf_counter() - started
     report.due, report.mailed, report.quiet, report.not_yet = plan.due, plan.mailed, plan.quiet, plan.not_yet
     report.zones = sum(1 for z in plan.zones if z.variants)
     report.variants = plan.variant_count
     report.too_late = [f"{z} {p.label}" for z, p in sorted(plan.too_late.items())]
-    renderers = _Renderers(settings, library)
+    started = time.perf_counter()
+    renderers = Renderers(settings, library)
     lists = plan.article_lists()
     renderers.warm(lists)
     renderer = renderers.get(frequency)
     for slugs in sorted(lists):  # render before recording: a template error must not strand a plan
         report.warnings.extend(renderer.rendered(slugs).notes)
     report.rendered = len(lists)
+    report.seconds["render"] = time.perf_counter() - started
     if dry_run:
         return report
+    started = time.perf_counter()
     state = DigestState(store)
     for z in plan.zones:
         key = digest_key(frequency, z.period.label, z.zone)
@@ -196,6 +206,7 @@ def run_digest(
         )
         if rec.mailed:
             report.sends.append(key)
+    report.seconds["record"] = time.perf_counter() - started
     (log.info if plan.due else log.debug)(
         "%s digest round: %d due, %d to mail in %d variant(s), %d with nothing new",
         frequency,
@@ -204,6 +215,9 @@ def run_digest(
         plan.variant_count,
         plan.quiet,
     )
+    if not send:
+        return report
+    started = time.perf_counter()
     drain_digests(
         settings,
         store,
@@ -215,13 +229,14 @@ def run_digest(
         retry=retry,
         transports=transports,
     )
+    report.seconds["drain"] = time.perf_counter() - started
     return report
 
 
 def drain_digests(
     settings: Settings,
     store: Store,
-    renderers: _Renderers,
+    renderers: Renderers,
     report: DigestReport,
     *,
     clock: Clock,
@@ -235,7 +250,7 @@ def drain_digests(
     for send in state.unfinished():
         if stop is not None and stop.is_set():
             return
-        prepared = _prepared(settings, state, renderers, send)
+        prepared = prepared_messages(settings, state, renderers, send)
         vmap = state.variant_map(send.id)
 
         def prepared_for(
@@ -263,9 +278,10 @@ def drain_digests(
             return  # the server is unusable now; the next round resumes
 
 
-def _prepared(
-    settings: Settings, state: DigestState, renderers: _Renderers, send: DigestSend
+def prepared_messages(
+    settings: Settings, state: DigestState, renderers: Renderers, send: DigestSend
 ) -> dict[int, PreparedMessage]:
+    """variant id -> the send's prepared message for it (render cached per article list)."""
     frequency = json.loads(send.meta or "{}").get("frequency") or send.key.split(":")[1]
     variants = state.variants(send.id)
     renderers.warm(set(variants.values()))
