@@ -11,6 +11,7 @@ unsubscribed, bounced or complained: only they can undo that.
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,6 +44,7 @@ _GONE = {
     SubscriberStatus.COMPLAINED.value,
 }
 _WRITABLE = ("name", "status", "frequency", "topics", "timezone")
+_SURROGATE = re.compile("[\udc80-\udcff]")  # undecodable bytes, read with errors="surrogateescape"
 
 
 class CsvHeaderError(ProblemsError):
@@ -160,9 +162,8 @@ def _header(reader: Any, where: str) -> list[str]:
 
 
 def _row(line: int, cells: dict[str, str]) -> _Row:
-    for value in cells.values():
-        if any("\udc80" <= ch <= "\udcff" for ch in value):
-            raise InvalidValueError("not UTF-8 text (save the file as UTF-8)")
+    if _SURROGATE.search("".join(cells.values())):
+        raise InvalidValueError("not UTF-8 text (save the file as UTF-8)")
     given: dict[str, Any] = {}
     if cells.get("name", "").strip():
         given["name"] = clean_name(cells["name"])
