@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -10,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from publisher.config import Settings
-from publisher.store import Store
+from publisher.store import Store, open_store
 from publisher.tokens import Purpose, make_token
 from publisher.web import ServerHandle
 from tests.fixtures_content import article
@@ -26,6 +27,15 @@ HOSTILE = [
     "\x00\x07",
 ]
 GOOD = {"email": "ok@example.org", "name": "Ok", "frequency": "daily", "timezone": "Europe/Paris"}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """SQLite only: these tests are about validation, which runs before the database is touched
+    (the store tests run both backends)."""
+    s = open_store(f"sqlite:///{tmp_path / 'hostile.db'}")
+    yield s
+    s.close()
 
 
 @pytest.fixture
@@ -46,36 +56,32 @@ def assert_no_injected_markup(html: str) -> None:
 
 
 @pytest.mark.parametrize("field", ["email", "name", "frequency", "topics", "timezone"])
-@pytest.mark.parametrize("value", HOSTILE, ids=["script", "crlf", "lf", "10kb", "attr", "control"])
 def test_subscribe_refuses_hostile_values(
-    client: TestClient, store: Store, web_settings: Callable[..., Settings], field: str, value: str
+    client: TestClient, store: Store, web_settings: Callable[..., Settings], field: str
 ) -> None:
-    r = client.post("/subscribe", data={**GOOD, field: value})
-    assert r.status_code == 422, (field, value[:20])
-    assert field in main_text(r.text)  # the reason names the field
-    assert_no_injected_markup(r.text)
+    for value in HOSTILE:
+        r = client.post("/subscribe", data={**GOOD, field: value})
+        assert r.status_code == 422, (field, value[:20])
+        assert field in main_text(r.text)  # the reason names the field
+        assert_no_injected_markup(r.text)
     assert store.subscribers.count() == 0
     assert outbox_messages(web_settings()) == []
 
 
 @pytest.mark.parametrize("field", ["name", "frequency", "topics", "timezone"])
-@pytest.mark.parametrize("value", HOSTILE, ids=["script", "crlf", "lf", "10kb", "attr", "control"])
 def test_preferences_refuse_hostile_values(
-    client: TestClient,
-    store: Store,
-    web_settings: Callable[..., Settings],
-    clock: Clock,
-    field: str,
-    value: str,
+    client: TestClient, store: Store, web_settings: Callable[..., Settings], clock: Clock, field: str
 ) -> None:
     store.subscribers.add("p@example.org", now=clock(), name="Pat", frequency="weekly", topics=("science",))
     before = store.subscribers.get("p@example.org")
     path = f"/preferences/{make_token(web_settings().secret_key(), Purpose.PREFERENCES, 'p@example.org')}"
     page = client.get(path)
     csrf = parse_html(page.text).find(".//h:input[@name='csrf']", NS).get("value")
-    r = client.post(path, data={**GOOD, "csrf": csrf, field: value})
-    assert r.status_code == 422
-    assert_no_injected_markup(r.text)
+    for value in HOSTILE:
+        r = client.post(path, data={**GOOD, "csrf": csrf, field: value})
+        assert r.status_code == 422, (field, value[:20])
+        assert field in main_text(r.text)
+        assert_no_injected_markup(r.text)
     assert store.subscribers.get("p@example.org") == before
 
 
