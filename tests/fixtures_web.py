@@ -80,7 +80,8 @@ class Clock:
 
 
 @pytest.fixture
-def clock() -> Clock:
+def web_clock() -> Clock:
+    """The web app's clock in a test (named apart from the scheduler tests' ``clock``)."""
     return Clock()
 
 
@@ -95,11 +96,11 @@ def web_settings(make_settings: Callable[..., Settings], project: Path) -> Calla
 
 
 @pytest.fixture
-def make_app(clock: Clock) -> Callable[..., FastAPI]:
+def make_app(web_clock: Clock) -> Callable[..., FastAPI]:
     """create_app with the test clock, the API token set and generous limits unless given."""
 
     def factory(settings: Settings, store: Store | None = None, **kw: Any) -> FastAPI:
-        kw.setdefault("clock", clock)
+        kw.setdefault("clock", web_clock)
         kw.setdefault("environ", {settings.web.api_token_env: API_TOKEN})
         kw.setdefault("limits", Limits(ip_burst=1000, address_burst=1000))
         return create_app(settings, store=store, **kw)

@@ -64,8 +64,8 @@ def test_issues_and_unknown_endpoint(api: TestClient) -> None:
     assert r.status_code == 404 and r.json()["error"] == "no such API endpoint"
 
 
-def test_subscriber_lookup_export_and_removal(api: TestClient, store: Store, clock: Clock) -> None:
-    now = clock()
+def test_subscriber_lookup_export_and_removal(api: TestClient, store: Store, web_clock: Clock) -> None:
+    now = web_clock()
     store.subscribers.add(
         "ann@example.org", now=now, name="Ann", topics=("science",), timezone="Europe/Paris"
     )
@@ -108,8 +108,8 @@ def test_subscriber_lookup_export_and_removal(api: TestClient, store: Store, clo
     assert api.get("/api/subscribers/ann@example.org/export", headers=AUTH).status_code == 404
 
 
-def test_queue_and_unqueue(api: TestClient, store: Store, clock: Clock) -> None:
-    at = (clock() + timedelta(days=2)).replace(microsecond=0)
+def test_queue_and_unqueue(api: TestClient, store: Store, web_clock: Clock) -> None:
+    at = (web_clock() + timedelta(days=2)).replace(microsecond=0)
     r = api.put("/api/issues/first/queue", json={"at": at.isoformat()}, headers=AUTH)
     assert r.status_code == 200, r.text
     assert r.json()["slug"] == "first" and r.json()["status"] == "queued"
@@ -117,7 +117,7 @@ def test_queue_and_unqueue(api: TestClient, store: Store, clock: Clock) -> None:
     assert [q["slug"] for q in queue] == ["first"]
     # refused with the reason: a draft, the past, an unknown issue, a silly time
     assert api.put("/api/issues/later/queue", json={"at": at.isoformat()}, headers=AUTH).status_code == 409
-    past = (clock() - timedelta(hours=1)).isoformat()
+    past = (web_clock() - timedelta(hours=1)).isoformat()
     r = api.put("/api/issues/first/queue", json={"at": past}, headers=AUTH)
     assert r.status_code == 409 and "past" in r.json()["error"]
     assert api.put("/api/issues/nope/queue", json={"at": at.isoformat()}, headers=AUTH).status_code == 404

@@ -70,9 +70,11 @@ def test_subscribe_refuses_hostile_values(
 
 @pytest.mark.parametrize("field", ["name", "frequency", "topics", "timezone"])
 def test_preferences_refuse_hostile_values(
-    client: TestClient, store: Store, web_settings: Callable[..., Settings], clock: Clock, field: str
+    client: TestClient, store: Store, web_settings: Callable[..., Settings], web_clock: Clock, field: str
 ) -> None:
-    store.subscribers.add("p@example.org", now=clock(), name="Pat", frequency="weekly", topics=("science",))
+    store.subscribers.add(
+        "p@example.org", now=web_clock(), name="Pat", frequency="weekly", topics=("science",)
+    )
     before = store.subscribers.get("p@example.org")
     path = f"/preferences/{make_token(web_settings().secret_key(), Purpose.PREFERENCES, 'p@example.org')}"
     page = client.get(path)

@@ -89,12 +89,12 @@ def test_subscribe_stores_pending_and_mails_a_confirm_link(
 
 
 def test_same_answer_for_known_and_unknown_and_confirmed_is_not_repended(
-    web_client: TestClient, web_settings: Callable[..., Settings], store: Store, clock: Clock
+    web_client: TestClient, web_settings: Callable[..., Settings], store: Store, web_clock: Clock
 ) -> None:
     settings = web_settings()
-    store.subscribers.add("old@example.org", now=clock(), name="Old", frequency="daily", topics=())
+    store.subscribers.add("old@example.org", now=web_clock(), name="Old", frequency="daily", topics=())
     fresh = subscribe(web_client, "new@example.org")
-    clock.advance(seconds=1)
+    web_clock.advance(seconds=1)
     known = subscribe(web_client, "old@example.org", name="Mallory", frequency="weekly")
     assert fresh.status_code == known.status_code == 200
 
@@ -113,10 +113,10 @@ def test_same_answer_for_known_and_unknown_and_confirmed_is_not_repended(
 
 
 def test_pending_subscriber_resubscribing_updates_choices_and_gets_a_new_link(
-    web_client: TestClient, web_settings: Callable[..., Settings], store: Store, clock: Clock
+    web_client: TestClient, web_settings: Callable[..., Settings], store: Store, web_clock: Clock
 ) -> None:
     subscribe(web_client, "p@example.org", frequency="daily")
-    clock.advance(seconds=5)
+    web_clock.advance(seconds=5)
     subscribe(web_client, "p@example.org", frequency="weekly")
     sub = store.subscribers.get("p@example.org")
     assert sub.status is SubscriberStatus.PENDING and sub.frequency is Frequency.WEEKLY
@@ -124,13 +124,13 @@ def test_pending_subscriber_resubscribing_updates_choices_and_gets_a_new_link(
 
 
 def test_confirm_link_expires_by_the_clock_and_purpose_is_checked(
-    web_client: TestClient, web_settings: Callable[..., Settings], store: Store, clock: Clock
+    web_client: TestClient, web_settings: Callable[..., Settings], store: Store, web_clock: Clock
 ) -> None:
     settings = web_settings()
     secret = settings.secret_key()
     subscribe(web_client, "late@example.org")
     token = make_token(secret, Purpose.CONFIRM, "late@example.org")
-    clock.advance(days=7, hours=1)
+    web_clock.advance(days=7, hours=1)
     r = web_client.get(f"/confirm/{token}")
     assert r.status_code == 400
     assert "not valid" in r.text and "late@example.org" not in r.text
@@ -140,7 +140,7 @@ def test_confirm_link_expires_by_the_clock_and_purpose_is_checked(
         other = make_token(secret, purpose, "late@example.org")
         assert web_client.get(f"/confirm/{other}").status_code == 400
     assert store.subscribers.get("late@example.org").status is SubscriberStatus.PENDING
-    clock.advance(days=-1)
+    web_clock.advance(days=-1)
     assert web_client.get(f"/confirm/{token}").status_code == 200
     assert store.subscribers.get("late@example.org").status is SubscriberStatus.CONFIRMED
 
@@ -176,7 +176,7 @@ def test_confirm_for_a_removed_subscriber_answers_plainly(
 
 
 def test_rate_limits_per_ip_and_per_address(
-    web_settings: Callable[..., Settings], store: Store, make_app: Callable[..., FastAPI], clock: Clock
+    web_settings: Callable[..., Settings], store: Store, make_app: Callable[..., FastAPI], web_clock: Clock
 ) -> None:
     settings = web_settings()
     limits = Limits(ip_burst=5, ip_per_hour=60, address_burst=2, address_per_hour=6)
@@ -193,7 +193,7 @@ def test_rate_limits_per_ip_and_per_address(
         assert subscribe(client, "z@example.org").status_code == 200
         assert subscribe(client, "w@example.org").status_code == 429  # 6th from this IP
         assert store.subscribers.get("w@example.org") is None
-        clock.advance(minutes=10)  # both buckets refill with time
+        web_clock.advance(minutes=10)  # both buckets refill with time
         assert subscribe(client, "x@example.org").status_code == 200
 
 

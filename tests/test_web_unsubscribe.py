@@ -35,11 +35,11 @@ def token(settings: Settings, purpose: Purpose, address: str) -> str:
 
 
 def test_one_click_post_multipart_and_urlencoded_without_cookies(
-    server: ServerHandle, web_settings: Callable[..., Settings], store: Store, clock: Clock
+    server: ServerHandle, web_settings: Callable[..., Settings], store: Store, web_clock: Clock
 ) -> None:
     settings = web_settings()
     for address in ("multi@example.org", "form@example.org"):
-        store.subscribers.add(address, now=clock())
+        store.subscribers.add(address, now=web_clock())
     with httpx.Client(base_url=server.url, follow_redirects=False) as http:
         multi = http.post(
             f"/unsubscribe/{token(settings, Purpose.UNSUBSCRIBE, 'multi@example.org')}",
@@ -60,10 +60,10 @@ def test_one_click_post_multipart_and_urlencoded_without_cookies(
 
 
 def test_get_never_unsubscribes_and_shows_a_button(
-    server: ServerHandle, web_settings: Callable[..., Settings], store: Store, clock: Clock
+    server: ServerHandle, web_settings: Callable[..., Settings], store: Store, web_clock: Clock
 ) -> None:
     settings = web_settings()
-    store.subscribers.add("reader@example.org", now=clock())
+    store.subscribers.add("reader@example.org", now=web_clock())
     path = f"/unsubscribe/{token(settings, Purpose.UNSUBSCRIBE, 'reader@example.org')}"
     with httpx.Client(base_url=server.url) as http:
         for _ in range(3):
@@ -87,11 +87,11 @@ def fields_to_data(fields: dict[str, list[str]]) -> dict[str, str]:
 
 
 def test_unknown_address_answers_the_same_and_bounced_stays_bounced(
-    server: ServerHandle, web_settings: Callable[..., Settings], store: Store, clock: Clock
+    server: ServerHandle, web_settings: Callable[..., Settings], store: Store, web_clock: Clock
 ) -> None:
     settings = web_settings()
-    store.subscribers.add("known@example.org", now=clock())
-    store.subscribers.add("bounced@example.org", now=clock(), status="bounced")
+    store.subscribers.add("known@example.org", now=web_clock())
+    store.subscribers.add("bounced@example.org", now=web_clock(), status="bounced")
     with httpx.Client(base_url=server.url) as http:
         known = http.post(f"/unsubscribe/{token(settings, Purpose.UNSUBSCRIBE, 'known@example.org')}")
         unknown = http.post(f"/unsubscribe/{token(settings, Purpose.UNSUBSCRIBE, 'ghost@example.org')}")
@@ -103,10 +103,10 @@ def test_unknown_address_answers_the_same_and_bounced_stays_bounced(
 
 
 def test_tokens_of_other_purposes_forged_or_tampered_are_refused(
-    server: ServerHandle, web_settings: Callable[..., Settings], store: Store, clock: Clock
+    server: ServerHandle, web_settings: Callable[..., Settings], store: Store, web_clock: Clock
 ) -> None:
     settings = web_settings()
-    store.subscribers.add("t@example.org", now=clock())
+    store.subscribers.add("t@example.org", now=web_clock())
     good = token(settings, Purpose.UNSUBSCRIBE, "t@example.org")
     bad = [
         token(settings, Purpose.CONFIRM, "t@example.org"),
@@ -138,12 +138,12 @@ def prefs(
     store: Store,
     make_app: Callable[..., FastAPI],
     write_issue,
-    clock: Clock,
+    web_clock: Clock,
 ):
     write_issue("issues/a.md", article("A", extra="tags: [science, food]"))
     settings = web_settings()
     store.subscribers.add(
-        "p@example.org", now=clock(), name="Pat", topics=("science",), timezone="Europe/London"
+        "p@example.org", now=web_clock(), name="Pat", topics=("science",), timezone="Europe/London"
     )
     with TestClient(make_app(settings, store)) as client:
         yield client, f"/preferences/{token(settings, Purpose.PREFERENCES, 'p@example.org')}"
@@ -198,11 +198,11 @@ def test_preferences_refuse_cross_site_posts(prefs, store: Store, headers: dict[
 
 
 def test_preferences_need_a_csrf_token_bound_to_this_link(
-    prefs, store: Store, web_settings: Callable[..., Settings], clock: Clock
+    prefs, store: Store, web_settings: Callable[..., Settings], web_clock: Clock
 ) -> None:
     client, path = prefs
     settings = web_settings()
-    store.subscribers.add("other@example.org", now=clock())
+    store.subscribers.add("other@example.org", now=web_clock())
     other_path = f"/preferences/{token(settings, Purpose.PREFERENCES, 'other@example.org')}"
     other_csrf = form_fields(client.get(other_path).text)["csrf"][0]
     data = {"name": "Hacked", "frequency": "daily", "timezone": "UTC"}
