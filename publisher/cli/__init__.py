@@ -13,6 +13,7 @@ from publisher import __version__
 from publisher.cli import build as _build
 from publisher.cli import content as _content
 from publisher.cli import delivery as _delivery
+from publisher.cli import demo as _demo
 from publisher.cli import schedule as _schedule
 from publisher.cli import web as _web
 
@@ -41,7 +42,7 @@ def _root(
     """Publish a Markdown newsletter as email, RSS/Atom feeds and a web archive."""
 
 
-for _module in (_content, _build, _delivery, _web, _schedule):
+for _module in (_content, _build, _delivery, _demo, _web, _schedule):
     _module.register(app)
 
 
