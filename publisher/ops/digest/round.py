@@ -136,6 +136,10 @@ def plan_digest(
         max_lateness=settings.schedule.max_lateness,
     )
     candidates = state.candidates(frequency, {z: p.label for z, p in periods.items()})
+    if late:  # only just after a start: say so only where someone really misses a digest
+        waiting = state.candidates(frequency, {z: p.label for z, p in late.items()})
+        missed = {c.timezone for c in waiting if c.created_at <= late[c.timezone].starts}
+        late = {z: p for z, p in late.items() if z in missed}
     return plan_round(
         frequency, now, candidates, periods, arrivals, articles, settings.digests.max_latest, late
     )
