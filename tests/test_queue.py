@@ -211,6 +211,18 @@ def test_issue_due_during_an_outage(scene, lateness, sent) -> None:
     assert outbox_count(scene, "news") == (1 if sent else 0)
 
 
+@pytest.mark.parametrize(("ago", "action"), [(timedelta(minutes=10), "sent"), (timedelta(hours=2), "missed")])
+def test_front_matter_time_already_past_when_written(scene, ago, action) -> None:
+    """Written while the scheduler is up with a send_at already past: within max_lateness, sent."""
+    s, store = scene.settings, scene.store
+    now = T0 + timedelta(hours=5)
+    scene.article("news", extra=f"send_at: {(now - ago).isoformat()}")
+    store.subscribers.add("a@example.org", now=T0)
+    reconcile_front_matter(s, store, *load_tolerant(s), now=now)
+    events = send_due(s, store, clock=FakeClock(now), up_since=T0)
+    assert [e.action for e in events] == [action]
+
+
 def test_late_because_busy_is_not_missed(scene) -> None:
     """Due while the scheduler was up (but busy for hours): sent, not missed."""
     s, store = scene.settings, scene.store

@@ -220,9 +220,9 @@ class QueueEvent:
     message: str
 
 
-def lateness(send_at: datetime, up_since: datetime) -> timedelta:
-    """How late an issue is *because nothing was running*: 0 if it fell due while we were up."""
-    return max(timedelta(0), up_since - send_at)
+def lateness(send_at: datetime, known_since: datetime) -> timedelta:
+    """How late an issue is *because we could not send it*: 0 if it fell due while we were up and knew it."""
+    return max(timedelta(0), known_since - send_at)
 
 
 def send_due(
@@ -237,8 +237,9 @@ def send_due(
     """Send every queued issue whose time has come; resume any interrupted send.
 
     ``up_since`` is when the caller (the scheduler) started: an issue due
-    before then waited through downtime and is sent only within
-    ``schedule.max_lateness``. Raises :class:`Stopped` if ``stop`` is set
+    before then (or before it was queued, e.g. a ``send_at`` already past when
+    written) is sent only within ``schedule.max_lateness`` of that moment; one
+    that fell due while we were up is sent however busy we were. Raises :class:`Stopped` if ``stop`` is set
     mid-send (the row stays ``sending`` and is resumed next time).
     """
     queue = Queue(store)
@@ -249,10 +250,12 @@ def send_due(
             break
         now = clock()
         if row.status == "queued":
-            late = lateness(row.send_at, up_since)
+            # late counted from when we could first have sent it: the start, or when it was queued
+            late = lateness(row.send_at, max(up_since, row.updated_at))
             if late > limit:
                 note = (
-                    f"due {row.send_at:%Y-%m-%d %H:%M} UTC while the scheduler was not running; "
+                    f"due {row.send_at:%Y-%m-%d %H:%M} UTC while the scheduler was not running "
+                    "(or before it was queued); "
                     f"{_span(late)} late is over schedule.max_lateness ({_span(limit)}): "
                     f"queue it again or run `publisher send {row.slug}`"
                 )
