@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.fixtures_smtp",
     "tests.fixtures_schedule",
     "tests.fixtures_web",
+    "tests.fixtures_worker",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

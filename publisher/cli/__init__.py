@@ -16,6 +16,7 @@ from publisher.cli import delivery as _delivery
 from publisher.cli import demo as _demo
 from publisher.cli import schedule as _schedule
 from publisher.cli import web as _web
+from publisher.cli import worker as _worker
 
 app = typer.Typer(
     name="publisher",
@@ -42,7 +43,7 @@ def _root(
     """Publish a Markdown newsletter as email, RSS/Atom feeds and a web archive."""
 
 
-for _module in (_content, _build, _delivery, _demo, _web, _schedule):
+for _module in (_content, _build, _delivery, _demo, _web, _schedule, _worker):
     _module.register(app)
 
 
