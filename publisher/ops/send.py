@@ -46,6 +46,11 @@ HEARTBEAT = 10.0  # seconds between lease renewals (well inside the TTL)
 CHUNK = 500  # ledger rows fetched at a time
 FLUSH_ROWS = 100  # write results at least this often...
 FLUSH_SECONDS = 0.05  # ...or after this long, whichever comes first
+# An acceptance waits at most this long for others to share its commit. Its
+# connection meanwhile builds and transmits the next message, and stops only
+# before that message's final dot, so a short wait costs no throughput while
+# one commit per 1.5 messages (measured: ~150 us each on SQLite) would.
+HOLD_SECONDS = 0.002
 
 
 class Personalisable(Protocol):
@@ -219,6 +224,7 @@ class _Drainer:
         after = 0
         exhausted = False
         last_flush = last_beat = time.monotonic()
+        held_since = 0.0  # when the oldest result still waiting for its write arrived
         self.pool.start()
         try:
             while True:
@@ -243,14 +249,23 @@ class _Drainer:
                     self.in_flight += 1
                 if self.in_flight == 0 and (self.pool.stopping or (exhausted and not buffer)):
                     break
-                result = self.pool.get(timeout=FLUSH_SECONDS)
+                wait = FLUSH_SECONDS if not self.held else held_since + HOLD_SECONDS - time.monotonic()
+                result = self.pool.get(timeout=wait) if wait > 0 else self.pool.get()
                 while result is not None:
                     self._take(result)
                     result = self.pool.get()
                 now = time.monotonic()
-                if len(self.outcomes) >= FLUSH_ROWS or self.held or now - last_flush >= FLUSH_SECONDS:
+                if self.held and held_since == 0.0:
+                    held_since = now
+                if (
+                    len(self.held) >= self.pool.concurrency  # every connection is waiting on us
+                    or (self.held and now - held_since >= HOLD_SECONDS)
+                    or len(self.outcomes) >= FLUSH_ROWS
+                    or now - last_flush >= FLUSH_SECONDS
+                ):
                     self._flush()
                     last_flush = now
+                    held_since = 0.0
                 if now - last_beat >= HEARTBEAT:
                     last_beat = now
                     if not self.store.ledger.renew(self.send.id, self.owner, now=self.clock(), ttl=LEASE_TTL):
