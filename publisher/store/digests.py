@@ -30,7 +30,6 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    and_,
     case,
     exists,
     func,
@@ -391,12 +390,3 @@ class DigestState:
         )
         with self._store.read() as conn:
             return [(f, p, k, tuple(json.loads(a)) if a else ()) for f, p, k, a in conn.execute(query)]
-
-    def mark(self, subscriber_id: int) -> int | None:
-        with self._store.read() as conn:
-            return conn.execute(select(mk.c.last_seq).where(mk.c.subscriber_id == subscriber_id)).scalar()
-
-    def periods_done(self, frequency: str, period: str) -> int:
-        query = select(func.count()).where(and_(rcp.c.frequency == frequency, rcp.c.period == period))
-        with self._store.read() as conn:
-            return int(conn.execute(query).scalar_one())
