@@ -495,3 +495,23 @@ def test_summary_of_long_bodies_matches_a_full_parse():
     # no top-level paragraph in the opening blocks: the whole body is parsed
     items = "\n".join(f"- item {i} with some words to make it long" for i in range(200))
     assert summarize(items + "\n\nThe real paragraph.\n") == "The real paragraph."
+
+
+def test_summary_from_the_opening_blocks_matches_a_full_parse():
+    from publisher.content.summary import _first, first_paragraph
+
+    bodies = [
+        "Plain first paragraph.\n\nSecond one.",
+        "# Heading\n\nThen a paragraph.\n\nMore.",
+        "- a list\n\n  continued item\n\nTop paragraph after it.",
+        "```\ncode\n\nstill code\n```\n\nAfter the fence.",
+        "    indented code\n\n    more code\n\nA paragraph.",
+        "> quoted\n\nOutside the quote.",
+        "A [link][r] and a note[^n].\n\nMore.\n\n[r]: https://example.org\n\n[^n]: The note.",
+        "[r]: https://example.org\n\nUses [r] here.",
+        "Title\n=====\n\nBody under a setext heading.",
+        "| a | b |\n|---|---|\n| 1 | 2 |\n\nAfter the table.",
+        "Lazy\ncontinuation lines\nof one paragraph.\n\nNext.",
+    ]
+    for body in bodies:
+        assert first_paragraph(body) == _first(body)[0], body

@@ -58,9 +58,14 @@ class Loader:
     settings: Settings
     problems: list[Problem] = field(default_factory=list)
     _media: dict[str, Path] = field(default_factory=dict)
+    _rel: dict[Path, str] = field(default_factory=dict)
 
     def rel(self, path: Path) -> str:
-        return relative(path, self.settings)
+        """Memoised: each file is named up to three times, and resolving a path costs ~0.1 ms."""
+        found = self._rel.get(path)
+        if found is None:
+            found = self._rel[path] = relative(path, self.settings)
+        return found
 
     def issue(self, unit: Unit) -> tuple[Issue | None, list[Article]]:
         """The unit as an Issue (None if it has problems) and the draft articles left out of it."""

@@ -30,16 +30,23 @@ def _parser() -> MarkdownIt:
 def first_paragraph(markdown: str) -> str:
     """Plain text of the first top-level paragraph (any paragraph if none is top-level).
 
-    Only the opening blocks are parsed when they hold a top-level paragraph:
-    a long article costs no more than a short one.
+    Only the opening blocks are parsed when they hold a top-level paragraph
+    (first the first block, then the first ~3000 characters): the summary of
+    an article costs a fraction of rendering it, however long it is. A
+    top-level paragraph that ends at a blank line is final, and the only
+    things later text can change in it (link and footnote definitions) are
+    carried along.
     """
+    cuts = [markdown.find("\n\n")]
     if len(markdown) > _PREFIX:
-        cut = markdown.find("\n\n", _PREFIX)
-        if cut != -1:
-            refs = "\n".join(_REFERENCE.findall(markdown[cut:]))  # link definitions may come last
-            found, top = _first(markdown[:cut] + "\n\n" + refs)
-            if top:
-                return found
+        cuts.append(markdown.find("\n\n", _PREFIX))
+    for cut in cuts:
+        if cut == -1:
+            continue
+        refs = "\n".join(_REFERENCE.findall(markdown[cut:]))  # link definitions may come last
+        found, top = _first(markdown[:cut] + "\n\n" + refs)
+        if top:
+            return found
     return _first(markdown)[0]
 
 
