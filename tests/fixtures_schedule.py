@@ -82,8 +82,3 @@ def scene(project: Path, make_settings: Callable[..., Settings], db_url: str) ->
     store = open_store(db_url)
     yield Scene(project, settings, store, make_settings)
     store.close()
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(datetime(2026, 11, 30, 12, 0, tzinfo=UTC))
