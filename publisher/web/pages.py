@@ -29,6 +29,8 @@ log = logging.getLogger("publisher.web")
 
 WEB_TEMPLATES = (
     "web/layout.html",
+    "web/_choices.html",
+    "web/_problems.html",
     "web/subscribe.html",
     "web/subscribe_sent.html",
     "web/confirmed.html",
