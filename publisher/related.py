@@ -3,35 +3,78 @@
 Score (tuned on the Wikinews corpus by bench/related.py, which says how):
 
 - TF-IDF over title (counted twice: it names the story) and body, sublinear tf,
-  English stop words, terms in more than half the articles dropped;
+  English stop words, plurals folded ("courts" counts as "court"), terms in
+  more than half the articles dropped;
 - proper nouns (terms written capitalised most of the time) weighted down:
   a shared country or person name says less about what a story is *about*
-  than shared common words do (this alone took p@3 from 0.54 to 0.58);
-- blended with a 50-dimension LSA cosine (topic-level similarity);
+  than shared common words do;
 - blended with shared tags (Jaccard) when both articles have tags;
 - times a mild preference for articles close in time.
 
 Matches under ``min_score`` are dropped (no related item beats a weak one);
-ties break by slug. ``RelatedIndex.update`` re-scores a few changed articles
-against a fitted model, so a rebuild after one edit does not refit a 10,000
-article archive. Pure: no I/O.
+ties break by slug.
+
+The answer is a pure function of the articles: ``RelatedIndex.update`` after
+an edit gives exactly what ``RelatedIndex.fit`` on the edited archive gives,
+byte for byte. It can, because every score is computed by the same float32
+operations in the same order whichever way it is reached (each row's terms
+in alphabetical order, no BLAS), and the index keeps each article's exact
+top ``k + slack`` candidates: an edit changes the vectors only of the edited
+articles and of those sharing a term whose weight moved, so only their
+scores are recomputed and merged into the other lists. (A 50-dimension LSA
+blend scored p@3 0.61 against 0.59 here, but a global basis moves every
+score on any edit, so an incremental build could not match a full one.)
+Pure: no I/O; ``jobs`` threads share the work (scipy and numpy release the GIL).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, TypeVar
 
 import numpy as np
 from scipy import sparse
-from sklearn.decomposition import TruncatedSVD
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
-from sklearn.preprocessing import normalize
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from publisher.models import Article
 
+T = TypeVar("T")
 TOKEN = r"(?u)\b[^\W\d_][\w'-]*[^\W_]\b"
+_TOKEN = re.compile(TOKEN)
+_KEEP_S = frozenset(
+    [
+        "news",
+        "series",
+        "species",
+        "physics",
+        "politics",
+        "economics",
+        "mathematics",
+        "statistics",
+        "analysis",
+        "crisis",
+        "basis",
+        "thesis",
+        "status",
+        "bus",
+        "gas",
+        "lens",
+        "chaos",
+        "atlas",
+        "alias",
+        "bias",
+        "diabetes",
+        "aids",
+    ]
+)
+# One article's terms: (terms in alphabetical order, counts, capitalised counts).
+DocTerms = tuple[tuple[str, ...], np.ndarray, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -39,46 +82,101 @@ class RelatedParams:
     """The knobs; defaults are the values bench/related.py picked on held-out rows."""
 
     title_repeat: int = 2
-    proper_weight: float = 0.4  # weight of terms that are capitalised in most of their uses
+    proper_weight: float = 0.5  # weight of terms that are capitalised in most of their uses
     proper_share: float = 0.5  # "most": the share of capitalised uses that makes a proper noun
-    lsa_dims: int = 50
-    lsa_weight: float = 0.2
     tag_weight: float = 0.25
     recency_weight: float = 0.1  # how much of the score a large gap in time can take away
     half_life_days: float = 30.0  # gap at which half of that is taken
     min_score: float = 0.05
     max_df: float = 0.5
     min_df: int = 2
-    chunk: int = 512  # query rows scored at once (bounds memory on big archives)
+    slack: int = 8  # candidates kept beyond k, so an edit rarely forces a row to be rescored
+    chunk: int = 512  # rows scored at once (bounds memory on big archives)
 
 
 DEFAULT = RelatedParams()
 
 
-def _doc(a: Article, p: RelatedParams) -> str:
-    return ". ".join([a.title] * p.title_repeat + [a.body])
+def doc_key(a: Article) -> str:
+    """A hash of what the model reads of an article: if this is unchanged, so is its row."""
+    text = "\0".join([a.title, a.body, a.date.isoformat(), ",".join(sorted(a.tags))])
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+@lru_cache(maxsize=1 << 18)
+def _term(token: str) -> str | None:
+    """The counted form of a token (lowercase, plural folded), or None for a stop word."""
+    word = token.lower()
+    if word in ENGLISH_STOP_WORDS:
+        return None
+    if word.endswith("'s"):
+        word = word[:-2]
+    if len(word) > 3 and word not in _KEEP_S:
+        if word.endswith("ies") and len(word) > 4:
+            word = word[:-3] + "y"
+        elif word.endswith("sses"):
+            word = word[:-2]
+        elif word.endswith("s") and not word.endswith(("ss", "us", "is")):
+            word = word[:-1]
+    return None if word in ENGLISH_STOP_WORDS or len(word) < 2 else word
+
+
+def doc_terms(a: Article, params: RelatedParams = DEFAULT) -> DocTerms:
+    """Count one article's terms (cheap and per article: the build runs it in its workers)."""
+    counts: dict[str, int] = {}
+    caps: dict[str, int] = {}
+    text = ". ".join([a.title] * params.title_repeat + [a.body])
+    for token in _TOKEN.findall(text):
+        term = _term(token)
+        if term is None:
+            continue
+        counts[term] = counts.get(term, 0) + 1
+        if token[0].isupper():
+            caps[term] = caps.get(term, 0) + 1
+    terms = tuple(sorted(counts))
+    return (
+        terms,
+        np.array([counts[t] for t in terms], dtype=np.int32),
+        np.array([caps.get(t, 0) for t in terms], dtype=np.int32),
+    )
 
 
 @dataclass
 class RelatedIndex:
-    """A fitted model, every article's vectors and its current top list."""
+    """Every article's terms and its exact best candidates: enough to update exactly."""
 
     params: RelatedParams
     k: int
-    vocab: dict[str, int]  # lowercase term -> column
-    idf: np.ndarray
-    weight: np.ndarray  # idf x proper-noun weight per column
-    components: np.ndarray | None  # LSA basis (dims x terms)
-    slugs: list[str]
-    hashes: list[str]
-    x: sparse.csr_matrix  # L2-normalised weighted tf-idf rows
-    z: np.ndarray  # L2-normalised LSA rows
-    days: np.ndarray
-    tags: list[frozenset[str]]
+    slugs: list[str] = field(default_factory=list)  # sorted: index order is slug order (breaks ties)
+    keys: list[str] = field(default_factory=list)  # doc_key per row
+    terms: list[str] = field(default_factory=list)  # term id -> term (ids only grow)
+    term_ids: dict[str, int] = field(default_factory=dict)
+    indptr: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))  # CSR rows over term ids
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    caps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    days: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    tags: list[frozenset[str]] = field(default_factory=list)
+    weight: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # per term id
+    # Per row, the exact best m = k + slack columns by (score desc, slug): column (-1 pads), -score
+    # (+inf pads), and the bound (-score, slug) every column not listed sorts after (+inf: none).
+    cand_col: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int32))
+    cand_neg: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    bound_neg: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    bound_slug: list[str] = field(default_factory=list)
+    complete: bool = True  # every row ranked (False after fit(..., rank=some))
+    rescored: int = 0  # rows ranked against every column by the last fit or update
     top: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    kth: dict[str, float] = field(default_factory=dict)  # score of the k-th pick (or -inf)
+    _x: sparse.csr_matrix | None = field(default=None, repr=False)
+    _xt: sparse.csr_matrix | None = field(default=None, repr=False)
+    _tags: sparse.csr_matrix | None = field(default=None, repr=False)
+    _ntags: np.ndarray | None = field(default=None, repr=False)
 
-    # ---- fitting -------------------------------------------------------------------------
+    @property
+    def m(self) -> int:
+        return self.k + self.params.slack
+
+    # ---- building ------------------------------------------------------------------------
 
     @classmethod
     def fit(
@@ -87,235 +185,338 @@ class RelatedIndex:
         k: int,
         params: RelatedParams = DEFAULT,
         rank: Iterable[str] | None = None,
+        *,
+        terms: dict[str, DocTerms] | None = None,
+        keys: dict[str, str] | None = None,
+        jobs: int = 1,
+        previous: RelatedIndex | None = None,
     ) -> RelatedIndex:
-        """Fit on every published article; rank all of them, or only the slugs in ``rank``."""
+        """Fit on every published article; rank all of them, or only the slugs in ``rank``.
+
+        ``terms`` may carry ``doc_terms`` already counted for some articles, and
+        ``keys`` stand-ins for ``doc_key`` (by slug): any string that changes
+        whenever the article's title, body, date or tags do (the build passes
+        the source file's hash and the date, cheaper than hashing the text).
+        ``previous`` lends the term counts of articles whose key it has.
+        """
         pool = sorted((a for a in articles if not a.draft), key=lambda a: a.slug)
-        n = len(pool)
-        counts, vocab, weight, idf = _fit_terms([_doc(a, params) for a in pool], params, n)
-        x = _weigh(counts, weight)
-        components = None
-        z = np.zeros((n, 0), dtype=np.float32)
-        dims = min(params.lsa_dims, x.shape[1] - 1, n // 4)
-        if params.lsa_weight and n >= 40 and dims >= 2:  # topics need a few dozen articles
-            svd = TruncatedSVD(dims, random_state=0, algorithm="randomized", n_iter=5)
-            svd.fit(x)
-            components = svd.components_.astype(np.float32)
-            z = _project(x, components)
-        idx = cls(
-            params=params,
-            k=k,
-            vocab=vocab,
-            idf=idf,
-            weight=weight,
-            components=components,
-            slugs=[a.slug for a in pool],
-            hashes=[_key(a) for a in pool],
-            x=x,
-            z=z,
-            days=np.array([a.date.timestamp() / 86400.0 for a in pool]),
-            tags=[frozenset(t.casefold() for t in a.tags) for a in pool],
-        )
+        idx = cls(params, k)
+        new_keys = _keys(pool, keys)
+        reuse: dict[str, int] = {}
+        if previous is not None and previous.params == params:
+            for name in ("slugs", "keys", "terms", "term_ids", "indptr", "ids", "counts", "caps"):
+                setattr(idx, name, getattr(previous, name))
+            reuse = previous._same(pool, new_keys)
+        idx._load(pool, reuse, terms or {}, new_keys)
+        idx.weight = idx._weights()
+        idx._reset_lists()
         if rank is None:
-            idx._rank(np.arange(n))
+            rows = np.arange(len(pool))
         else:
             where = {s: i for i, s in enumerate(idx.slugs)}
-            idx._rank(np.array(sorted(where[s] for s in set(rank) if s in where), dtype=np.int64))
+            rows = np.array(sorted(where[s] for s in set(rank) if s in where), dtype=np.int64)
+            idx.complete = False
+        idx._matrix()
+        idx._rank_rows(rows, jobs)
+        idx._drop()
         return idx
 
-    def transform(self, articles: Sequence[Article]) -> tuple[sparse.csr_matrix, np.ndarray]:
-        """Vectors of articles under this (frozen) model: new words are ignored."""
-        if not articles:
-            return sparse.csr_matrix((0, len(self.vocab)), dtype=np.float32), self.z[:0]
-        cv = CountVectorizer(lowercase=False, token_pattern=TOKEN, dtype=np.float32)
-        try:
-            raw = cv.fit_transform([_doc(a, self.params) for a in articles]).tocsc()
-        except ValueError:
-            raw = sparse.csc_matrix((len(articles), 0), dtype=np.float32)
-        cols = [self.vocab.get(t.lower(), -1) for t in cv.get_feature_names_out()] if raw.shape[1] else []
-        counts = _merge_columns(raw, cols, len(self.vocab))
-        x = _weigh(counts, self.weight)
-        z = _project(x, self.components) if self.components is not None else np.zeros((x.shape[0], 0))
-        return x, z
+    def _load(
+        self, pool: list[Article], reuse: dict[str, int], given: dict[str, DocTerms], keys: list[str]
+    ) -> None:
+        """Set the rows to ``pool``: rows named in ``reuse`` (slug -> old row) are copied, others counted."""
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for a in pool:
+            old = reuse.get(a.slug)
+            if old is not None:
+                lo, hi = self.indptr[old], self.indptr[old + 1]
+                parts.append((self.ids[lo:hi], self.counts[lo:hi], self.caps[lo:hi]))
+                continue
+            words, cnt, cap = given.get(a.slug) or doc_terms(a, self.params)
+            found = list(map(self.term_ids.get, words))
+            if None in found:
+                for j, w in enumerate(words):
+                    if found[j] is None:
+                        found[j] = self.term_ids[w] = len(self.terms)
+                        self.terms.append(w)
+            ids = np.array(found, dtype=np.int32)
+            parts.append((ids, cnt, cap))
+        lengths = [len(p[0]) for p in parts]
+        self.indptr = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
+        for name, pos in (("ids", 0), ("counts", 1), ("caps", 2)):
+            setattr(self, name, np.concatenate([p[pos] for p in parts]) if parts else np.zeros(0, np.int32))
+        self.slugs = [a.slug for a in pool]
+        self.keys = keys
+        self.days = np.array([a.date.timestamp() / 86400.0 for a in pool], dtype=np.float64)
+        self.tags = [frozenset(t.casefold() for t in a.tags) for a in pool]
+
+    def _reset_lists(self) -> None:
+        n = len(self.slugs)
+        self.cand_col = np.full((n, self.m), -1, dtype=np.int32)
+        self.cand_neg = np.full((n, self.m), np.inf, dtype=np.float32)
+        self.bound_neg = np.full(n, np.inf, dtype=np.float32)
+        self.bound_slug = [""] * n
+        self.top = {}
+
+    def _weights(self) -> np.ndarray:
+        """Per term id: idf x proper-noun weight, 0 for terms too rare or too common to count."""
+        p, n, width = self.params, len(self.slugs), len(self.terms)
+        df = np.bincount(self.ids, minlength=width)
+        total = np.bincount(self.ids, weights=self.counts, minlength=width)
+        capital = np.bincount(self.ids, weights=self.caps, minlength=width)
+        max_df = p.max_df * n if n >= 20 else n
+        min_df = p.min_df if n >= 20 else 1
+        keep = (df >= min_df) & (df <= max_df)
+        idf = np.log((1 + n) / (1 + df)) + 1.0
+        proper = capital > p.proper_share * np.maximum(total, 1)
+        return np.where(keep, idf * np.where(proper, p.proper_weight, 1.0), 0.0).astype(np.float32)
+
+    def _matrix(self) -> None:
+        """L2-normalised rows of sublinear tf x weight, columns in alphabetical term order.
+
+        Each row's entries are then in alphabetical order whatever else the archive
+        holds, so a dot product always adds the same products in the same order.
+        """
+        n, width = len(self.slugs), len(self.terms)
+        column = np.empty(width, dtype=np.int32)
+        column[np.argsort(np.array(self.terms, dtype=object), kind="stable")] = np.arange(width)
+        data = (np.float32(1) + np.log(self.counts.astype(np.float32))) * self.weight[self.ids]
+        row = np.repeat(np.arange(n), np.diff(self.indptr))
+        live = data != 0
+        data, row, cols = data[live], row[live], column[self.ids[live]]
+        norm = np.sqrt(np.bincount(row, weights=data.astype(np.float64) ** 2, minlength=n))
+        data = data / np.where(norm > 0, norm, 1.0).astype(np.float32)[row]
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(row, minlength=n))])
+        self._x = sparse.csr_matrix((data, cols, indptr), shape=(n, max(1, width)))
+        self._xt = self._x.T.tocsr()
+        names = {t: j for j, t in enumerate(sorted(set().union(*self.tags)))}
+        trow = [i for i, ts in enumerate(self.tags) for _ in ts]
+        tcol = [names[t] for ts in self.tags for t in ts]
+        shape = (n, max(1, len(names)))
+        self._tags = sparse.csr_matrix((np.ones(len(trow), np.float32), (trow, tcol)), shape=shape)
+        self._ntags = np.array([len(ts) for ts in self.tags], dtype=np.float32)
 
     # ---- scoring -------------------------------------------------------------------------
 
-    def _scores(
-        self, xq: sparse.csr_matrix, zq: np.ndarray, dq: np.ndarray, tq: list[frozenset[str]]
-    ) -> np.ndarray:
+    def _scores(self, rows: np.ndarray, cols: np.ndarray | None = None) -> np.ndarray:
+        """Scores of ``rows`` against ``cols`` (sorted; default all), self pairs at -inf.
+
+        Element (i, j) comes out of the same float32 operations whichever block holds it.
+        """
+        assert self._x is not None and self._xt is not None and self._tags is not None
         p = self.params
-        s = (xq @ self.x.T).toarray()
-        if self.components is not None:
-            s = (1 - p.lsa_weight) * s + p.lsa_weight * (zq @ self.z.T)
-        if p.tag_weight and any(self.tags):
-            s = self._blend_tags(s, tq)
+        every = np.arange(len(self.slugs)) if cols is None else cols
+        other = self._xt if cols is None else self._x[cols].T.tocsr()
+        s = np.asarray((self._x[rows] @ other).toarray(), dtype=np.float32)
+        if p.tag_weight and self._tags.nnz:
+            # where both have tags: (1 - w) x score + w x Jaccard overlap of the tags
+            w = np.float32(p.tag_weight)
+            nq, nc = self._ntags[rows], self._ntags[every]
+            s *= np.where((nq > 0)[:, None] & (nc > 0)[None, :], np.float32(1) - w, np.float32(1))
+            inter = (self._tags[rows] @ self._tags[every].T).tocoo()
+            r, c, v = inter.row, inter.col, inter.data
+            s[r, c] += w * (v / (nq[r] + nc[c] - v))
         if p.recency_weight:
-            gap = np.abs(dq[:, None] - self.days[None, :])
-            s *= 1 - p.recency_weight * (gap / (gap + p.half_life_days))
-        return np.round(s.astype(np.float64), 9)  # float noise must not reorder near-ties
+            gap = np.abs(np.subtract.outer(self.days[rows], self.days[every])).astype(np.float32)
+            mult = gap / (gap + np.float32(p.half_life_days))
+            mult *= -np.float32(p.recency_weight)
+            mult += np.float32(1)
+            s *= mult
+        pos = np.searchsorted(every, rows)
+        mine = (pos < len(every)) & (every[np.minimum(pos, len(every) - 1)] == rows)
+        s[np.flatnonzero(mine), pos[mine]] = -np.inf
+        return s
 
-    def _tag_matrix(self, tags: list[frozenset[str]], names: dict[str, int]) -> sparse.csr_matrix:
-        rows, cols = [], []
-        for r, ts in enumerate(tags):
-            for t in ts:
-                if t in names:
-                    rows.append(r)
-                    cols.append(names[t])
-        data = np.ones(len(rows), dtype=np.float32)
-        return sparse.csr_matrix((data, (rows, cols)), shape=(len(tags), len(names)))
+    def _drop(self) -> None:
+        self._x = self._xt = self._tags = self._ntags = None  # cheap to rebuild; not worth caching
 
-    def _blend_tags(self, s: np.ndarray, tq: list[frozenset[str]]) -> np.ndarray:
-        """Mix in the Jaccard overlap of tags, where both articles have tags (vectorised)."""
-        w = self.params.tag_weight
-        names = {t: i for i, t in enumerate(sorted(set().union(*self.tags)))}
-        mine = self._tag_matrix(tq, names)
-        theirs = self._tag_matrix(self.tags, names)
-        inter = (mine @ theirs.T).toarray()
-        nq = np.array([len(t) for t in tq], dtype=np.float32)  # all of a query's tags count
-        nt = np.array([len(t) for t in self.tags], dtype=np.float32)
-        union = nq[:, None] + nt[None, :] - inter
-        both = (nq[:, None] > 0) & (nt[None, :] > 0)
-        jac = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-        return np.where(both, (1 - w) * s + w * jac, s)
+    def _blocks(self, rows: np.ndarray, size: int) -> list[np.ndarray]:
+        return [rows[i : i + size] for i in range(0, len(rows), size)]
 
-    def _rank(self, rows: np.ndarray) -> None:
-        for start in range(0, len(rows), self.params.chunk):
-            block = rows[start : start + self.params.chunk]
-            scores = self._scores(
-                self.x[block], self.z[block], self.days[block], [self.tags[i] for i in block]
+    def _map(self, fn: Callable[[np.ndarray], T], blocks: list[np.ndarray], jobs: int) -> list[T]:
+        if jobs > 1 and len(blocks) > 1:
+            with ThreadPoolExecutor(jobs) as pool:
+                return list(pool.map(fn, blocks))
+        return [fn(b) for b in blocks]
+
+    def _rank_rows(self, rows: np.ndarray, jobs: int) -> None:
+        """Exact best m of each row against every column, in blocks over ``jobs`` threads."""
+        self.rescored += len(rows)
+        blocks = self._blocks(rows, self.params.chunk)
+        for block, found in zip(blocks, self._map(self._rank_block, blocks, jobs), strict=True):
+            for i, best in zip(block.tolist(), found, strict=True):
+                self._set_row(i, best, full=len(best) == self.m and len(self.slugs) - 1 > self.m)
+
+    def _rank_block(self, block: np.ndarray) -> list[list[tuple[float, int]]]:
+        """Best m per row: the m-th best of 64 group maxima bounds the m-th best score from below,
+        so only the few columns at or above it need sorting (ties included)."""
+        s = self._scores(block)
+        n, m = s.shape[1], min(self.m, s.shape[1])
+        groups = 64
+        if m <= 0 or n < 4 * groups:
+            return [_best(s[r], np.arange(n), m) for r in range(len(block))]
+        width = -(-n // groups)
+        padded = np.full((len(block), groups * width), -np.inf, dtype=np.float32)
+        padded[:, :n] = s
+        tops = padded.reshape(len(block), groups, width).max(axis=2)
+        low = -np.partition(-tops, m - 1, axis=1)[:, m - 1]
+        r, c = np.nonzero(s >= low[:, None])
+        cuts = np.searchsorted(r, np.arange(len(block) + 1))
+        return [_best(s[i], c[cuts[i] : cuts[i + 1]], m) for i in range(len(block))]
+
+    def _set_row(
+        self, i: int, best: list[tuple[float, int]], *, full: bool, bound: tuple[float, str] | None = None
+    ) -> None:
+        """Store row i's candidates; ``full``: the last one is the bound (else ``bound``, or none)."""
+        self.cand_col[i] = -1
+        self.cand_neg[i] = np.inf
+        if best:
+            self.cand_neg[i, : len(best)] = [neg for neg, _ in best]
+            self.cand_col[i, : len(best)] = [col for _, col in best]
+        if full:
+            bound = (best[-1][0], self.slugs[best[-1][1]])
+        self.bound_neg[i], self.bound_slug[i] = bound if bound is not None else (np.inf, "")
+        self.top[self.slugs[i]] = self._picks(i)
+
+    def _picks(self, i: int) -> tuple[str, ...]:
+        low = self.params.min_score
+        return tuple(
+            self.slugs[c]
+            for c, neg in zip(
+                self.cand_col[i, : self.k].tolist(), self.cand_neg[i, : self.k].tolist(), strict=True
             )
-            for r, i in enumerate(block):
-                scores[r, i] = -math.inf
-                self.top[self.slugs[i]], self.kth[self.slugs[i]] = _best(
-                    scores[r], self.slugs, self.k, self.params.min_score
-                )
+            if c >= 0 and -neg >= low
+        )
 
     # ---- incremental update ----------------------------------------------------------------
 
-    def update(self, articles: Sequence[Article], max_share: float = 0.05) -> bool:
-        """Bring the index in line with ``articles`` without refitting; False if a refit is due.
+    def update(
+        self,
+        articles: Sequence[Article],
+        max_share: float = 0.05,
+        *,
+        terms: dict[str, DocTerms] | None = None,
+        keys: dict[str, str] | None = None,
+        jobs: int = 1,
+    ) -> bool:
+        """Bring the index in line with ``articles``, exactly as ``fit`` would; False if a fit is due.
 
-        Changed and new articles are vectorised with the frozen model and ranked
-        against all; an unchanged article's list changes only if a changed one
-        enters it or leaves it. A refit is due when more than ``max_share`` of
-        the archive changed (the model would drift from the content).
+        A fit is due (and nothing is changed) when more than ``max_share`` of the
+        archive changed or the archive is small: refitting is then about as cheap.
         """
-        pool = {a.slug: a for a in articles if not a.draft}
-        old = dict(zip(self.slugs, self.hashes, strict=True))
-        changed = sorted(s for s, a in pool.items() if old.get(s) != _key(a))
-        removed = sorted(set(old) - set(pool))
-        if not changed and not removed:
-            return True
-        if len(changed) + len(removed) > max(1, int(max_share * len(pool))) or len(pool) < 50:
+        pool = sorted((a for a in articles if not a.draft), key=lambda a: a.slug)
+        new_keys = _keys(pool, keys)
+        same = self._same(pool, new_keys)
+        changed, removed = len(pool) - len(same), len(self.slugs) - len(same)
+        if not self.complete or len(pool) < 50:
             return False
-        keep = [i for i, s in enumerate(self.slugs) if s in pool and s not in changed]
-        new = [pool[s] for s in changed]
-        xn, zn = self.transform(new)
-        self.slugs = [self.slugs[i] for i in keep] + changed
-        self.hashes = [self.hashes[i] for i in keep] + [_key(a) for a in new]
-        self.x = sparse.vstack([self.x[keep], xn]).tocsr()
-        self.z = np.vstack([self.z[keep], zn]) if self.z.shape[1] else np.zeros((len(self.slugs), 0))
-        self.days = np.concatenate([self.days[keep], [a.date.timestamp() / 86400.0 for a in new]])
-        self.tags = [self.tags[i] for i in keep] + [frozenset(t.casefold() for t in a.tags) for a in new]
-        order = np.argsort(np.array(self.slugs, dtype=object), kind="stable")
-        self._reorder(order)
-        gone = set(changed) | set(removed)
-        for s in removed:
-            self.top.pop(s, None)
-            self.kth.pop(s, None)
-        index = {s: i for i, s in enumerate(self.slugs)}
-        redo = {index[s] for s in changed}
-        redo |= {index[s] for s, lst in self.top.items() if s in index and gone & set(lst)}
-        crow = np.array([index[s] for s in changed], dtype=np.int64)
-        if len(crow):
-            sc = self._scores(self.x[crow], self.z[crow], self.days[crow], [self.tags[i] for i in crow])
-            for r, c in enumerate(crow):  # does a changed article now enter someone's list?
-                for i in np.flatnonzero(sc[r] >= self.params.min_score):
-                    if i != c and sc[r, i] >= self.kth.get(self.slugs[i], -math.inf):
-                        redo.add(int(i))
-        self._rank(np.array(sorted(redo), dtype=np.int64))
+        if changed == 0 and removed == 0:
+            return True
+        if changed + removed > max(1, int(max_share * len(pool))):
+            return False
+        old = (
+            self.slugs,
+            self.cand_col,
+            self.cand_neg,
+            self.bound_neg,
+            self.bound_slug,
+            self.top,
+            self.weight,
+        )
+        self._load(pool, same, terms or {}, new_keys)
+        self.rescored = 0
+        self.weight = self._weights()
+        moved = np.ones(len(self.weight), dtype=bool)  # terms whose weight changed (new ones too)
+        moved[: len(old[6])] = self.weight[: len(old[6])] != old[6]
+        n = len(pool)
+        stale = np.ones(n, dtype=bool)  # rows whose vector may have changed
+        stale[[i for i, s in enumerate(self.slugs) if s in same]] = False
+        stale[np.repeat(np.arange(n), np.diff(self.indptr))[moved[self.ids]]] = True
+        self._reset_lists()
+        self._matrix()
+        if stale.sum() * 4 > n:  # most vectors moved (an article added or removed moves every idf)
+            self._rank_rows(np.arange(n), jobs)
+        else:
+            self._rank_rows(np.flatnonzero(stale), jobs)
+            self._carry_over(np.flatnonzero(stale), same, old, jobs)
+        self._drop()
         return True
 
-    def _reorder(self, order: np.ndarray) -> None:
-        self.slugs = [self.slugs[i] for i in order]
-        self.hashes = [self.hashes[i] for i in order]
-        self.x = self.x[order]
-        self.z = self.z[order]
-        self.days = self.days[order]
-        self.tags = [self.tags[i] for i in order]
+    def _same(self, pool: list[Article], keys: list[str]) -> dict[str, int]:
+        """slug -> row, for the articles whose row can be reused as it is (same key)."""
+        old_row = {s: i for i, s in enumerate(self.slugs)}
+        same: dict[str, int] = {}
+        for a, key in zip(pool, keys, strict=True):
+            o = old_row.get(a.slug)
+            if o is not None and self.keys[o] == key:
+                same[a.slug] = o
+        return same
+
+    def known(self, articles: Iterable[Article], keys: dict[str, str]) -> set[str]:
+        """Slugs whose terms the index holds (under the same key): no need to count them again."""
+        pool = sorted(articles, key=lambda a: a.slug)
+        return set(self._same(pool, _keys(pool, keys)))
+
+    def _carry_over(self, stale: np.ndarray, same: dict[str, int], old: tuple[Any, ...], jobs: int) -> None:
+        """Every unchanged row keeps its candidates, rescored only against the changed columns."""
+        old_slugs, col, neg, bneg, bslug, old_top, _ = old
+        n = len(self.slugs)
+        new_of_old = np.full(len(old_slugs) + 1, -1, dtype=np.int64)  # last slot: the -1 padding
+        where = {s: i for i, s in enumerate(self.slugs)}
+        for s, o in same.items():
+            new_of_old[o] = where[s]
+        rows = np.flatnonzero(~np.isin(np.arange(n), stale))
+        olds = np.array([same[self.slugs[i]] for i in rows], dtype=np.int64)
+        cc = new_of_old[col[olds]]
+        cn = neg[olds]
+        gone = (cc < 0) & (col[olds] >= 0) | np.isin(cc, stale)
+        against = (
+            np.vstack(self._map(lambda b: self._scores(b, stale), self._blocks(rows, 4096), jobs))
+            if len(rows)
+            else np.zeros((0, len(stale)), np.float32)
+        )
+        hit = -against <= bneg[olds][:, None]
+        touched = gone.any(axis=1) | hit.any(axis=1)
+        self.cand_col[rows], self.cand_neg[rows] = cc.astype(np.int32), cn
+        self.bound_neg[rows] = bneg[olds]
+        for r, i in enumerate(rows.tolist()):
+            self.bound_slug[i] = bslug[olds[r]]
+            if not touched[r]:
+                self.top[self.slugs[i]] = old_top[old_slugs[olds[r]]]
+        redo = []
+        for r in np.flatnonzero(touched).tolist():
+            i = int(rows[r])
+            bound = (float(bneg[olds[r]]), bslug[olds[r]])
+            kept = [
+                (float(x), int(c)) for x, c, g in zip(cn[r], cc[r], gone[r], strict=True) if c >= 0 and not g
+            ]
+            for c in np.flatnonzero(hit[r]).tolist():
+                key = (float(-against[r, c]), self.slugs[stale[c]])
+                if math.isfinite(key[0]) and (not math.isfinite(bound[0]) or key < bound):
+                    kept.append((key[0], int(stale[c])))
+            kept.sort()
+            if len(kept) >= self.m:
+                self._set_row(i, kept[: self.m], full=True)
+            else:
+                self._set_row(i, kept, full=False, bound=bound if math.isfinite(bound[0]) else None)
+            if len(kept) < self.k and math.isfinite(bound[0]) and -bound[0] >= self.params.min_score:
+                redo.append(i)  # too few known candidates left to be sure of the top k
+        if redo:
+            self._rank_rows(np.array(redo, dtype=np.int64), jobs)
 
 
-def _key(a: Article) -> str:
-    """What the model reads of an article: if this is unchanged, so is its vector."""
-    return "\0".join([a.title, a.body, a.date.isoformat(), ",".join(sorted(a.tags))])
+def _keys(pool: list[Article], given: dict[str, str] | None) -> list[str]:
+    if given is None:
+        return [doc_key(a) for a in pool]
+    return [given.get(a.slug) or doc_key(a) for a in pool]
 
 
-def _fit_terms(
-    docs: list[str], p: RelatedParams, n: int
-) -> tuple[sparse.csr_matrix, dict[str, int], np.ndarray, np.ndarray]:  # counts, vocab, weight, idf
-    """Counts per lowercase term, the kept vocabulary, and per-term weights (idf x proper)."""
-    cv = CountVectorizer(lowercase=False, token_pattern=TOKEN, dtype=np.float32)
-    try:
-        raw = cv.fit_transform(docs).tocsc()
-    except ValueError:  # nothing but stop words or digits
-        return sparse.csr_matrix((n, 0), dtype=np.float32), {}, np.zeros(0), np.zeros(0)
-    names = cv.get_feature_names_out()
-    lower = [t.lower() for t in names]
-    uniq = sorted(set(lower) - ENGLISH_STOP_WORDS)
-    col = {t: i for i, t in enumerate(uniq)}
-    cols = [col.get(t, -1) for t in lower]
-    counts = _merge_columns(raw, cols, len(uniq))
-    totals = np.asarray(counts.sum(axis=0)).ravel()
-    capital = np.zeros(len(uniq))
-    colsum = np.asarray(raw.sum(axis=0)).ravel()
-    for j, (name, c) in enumerate(zip(names, cols, strict=True)):
-        if c >= 0 and name[:1].isupper():
-            capital[c] += colsum[j]
-    df = np.diff(counts.tocsc().indptr)
-    max_df = p.max_df * n if n >= 20 else n
-    min_df = p.min_df if n >= 20 else 1
-    keep = np.flatnonzero((df <= max_df) & (df >= min_df))
-    counts = counts[:, keep]
-    vocab = {uniq[j]: i for i, j in enumerate(keep)}
-    idf = np.log((1 + n) / (1 + df[keep])) + 1.0
-    proper = capital[keep] > p.proper_share * np.maximum(totals[keep], 1)
-    weight = idf * np.where(proper, p.proper_weight, 1.0)
-    return counts.tocsr(), vocab, weight, idf
-
-
-def _merge_columns(raw: sparse.csc_matrix, cols: list[int], width: int) -> sparse.csr_matrix:
-    """Sum case variants ('Court', 'court') into one lowercase column; drop unmapped ones."""
-    n = raw.shape[0]
-    if not cols:
-        return sparse.csr_matrix((n, width), dtype=np.float32)
-    src = np.array([j for j, c in enumerate(cols) if c >= 0], dtype=np.int64)
-    dst = np.array([c for c in cols if c >= 0], dtype=np.int64)
-    m = sparse.csr_matrix((np.ones(len(src), dtype=np.float32), (src, dst)), shape=(len(cols), width))
-    return (raw.tocsr() @ m).tocsr()
-
-
-def _weigh(counts: sparse.csr_matrix, weight: np.ndarray) -> sparse.csr_matrix:
-    if counts.shape[1] == 0:
-        return counts.astype(np.float32).tocsr()
-    x = counts.astype(np.float32).tocsr(copy=True)
-    x.data = 1.0 + np.log(x.data)  # sublinear tf
-    x = x @ sparse.diags(weight.astype(np.float32))
-    return normalize(x).tocsr()
-
-
-def _project(x: sparse.csr_matrix, components: np.ndarray) -> np.ndarray:
-    return normalize(np.asarray(x @ components.T, dtype=np.float32))
-
-
-def _best(row: np.ndarray, slugs: list[str], k: int, min_score: float) -> tuple[tuple[str, ...], float]:
-    n_cand = min(len(row), k + 8)
-    if n_cand <= 0 or k <= 0:
-        return (), -math.inf
-    part = np.argpartition(-row, n_cand - 1)[:n_cand] if n_cand < len(row) else np.arange(len(row))
-    kth = np.sort(row[part])[::-1][min(k, len(part)) - 1]
-    cand = np.flatnonzero(row >= kth)  # every tie with the k-th competes, so slug order is exact
-    best = sorted(cand.tolist(), key=lambda j: (-row[j], slugs[j]))[:k]
-    picks = tuple(slugs[j] for j in best if row[j] >= min_score)
-    return picks, (float(row[best[-1]]) if len(picks) == k else -math.inf)
+def _best(row: np.ndarray, cols: np.ndarray, m: int) -> list[tuple[float, int]]:
+    """The best ``m`` of ``cols`` by (score desc, index asc) as (-score, column)."""
+    vals = row[cols]
+    live = np.isfinite(vals)
+    pairs = sorted(zip((-vals[live]).tolist(), cols[live].tolist(), strict=True))
+    return pairs[:m]
 
 
 def related_articles(
