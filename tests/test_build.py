@@ -302,3 +302,120 @@ def test_watch_rebuilds_after_a_real_file_change(site: Settings, project: Path) 
         stop.set()
         thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+WORDS = {
+    "port": tuple(
+        ["harbour", "cranes", "container", "ships", "dockers", "berth", "cargo", "quay", "tugboat", "freight"]
+    ),
+    "farm": tuple(
+        [
+            "harvest",
+            "wheat",
+            "tractor",
+            "barley",
+            "orchard",
+            "cattle",
+            "dairy",
+            "irrigation",
+            "fertiliser",
+            "barn",
+        ]
+    ),
+    "space": tuple(
+        [
+            "rocket",
+            "orbit",
+            "satellite",
+            "launch",
+            "astronaut",
+            "telescope",
+            "comet",
+            "lunar",
+            "module",
+            "booster",
+        ]
+    ),
+    "court": tuple(
+        [
+            "judge",
+            "verdict",
+            "appeal",
+            "jury",
+            "lawyer",
+            "trial",
+            "sentence",
+            "testimony",
+            "prosecutor",
+            "ruling",
+        ]
+    ),
+}
+
+
+def big_site(project: Path, n: int) -> None:
+    """``n`` articles over four topics, tagged, spread over two years (enough for pages and related)."""
+    import random
+
+    rng = random.Random(4)
+    topics = list(WORDS)
+    for i in range(n):
+        topic = topics[i % 4]
+        words = rng.choices(WORDS[topic], k=40) + rng.choices(WORDS[topics[(i + 1) % 4]], k=6)
+        body = " ".join(words).capitalize() + ".\n\nA second paragraph about the " + topic + "."
+        day = f"2024-{1 + (i * 7 // 28) % 12:02d}-{1 + (i * 7) % 28:02d}T{i % 24:02d}:00:00+00:00"
+        write(project, f"{topic}-{i:03d}.md", md(f"{topic.title()} story {i}", day, body, f"tags: [{topic}]"))
+
+
+@pytest.fixture
+def big(project: Path, make_settings: Callable[..., Settings]) -> Settings:
+    big_site(project, 130)
+    return make_settings(paths={"state": str(project / ".state")})
+
+
+def test_incremental_rebuild_gives_the_bytes_of_a_fresh_build(
+    big: Settings, project: Path, tmp_path: Path
+) -> None:
+    build(big, emails=False)
+    src = project / "issues/port-040.md"
+    # the same summary, but the story turns to farming (with a word new to the archive)
+    text = src.read_text().replace("tags: [port]", "tags: [farm]")
+    src.write_text(text + "\n" + " ".join(WORDS["farm"] * 6) + " zeppelin.\n")
+    report = build(big, emails=False)
+    assert report.reloaded == 1 and report.articles == 130
+    fresh = tmp_path / "fresh"
+    build(big, fresh, emails=False)
+    a, b = snapshot(out_of(big)), snapshot(fresh)
+    assert set(a) == set(b)
+    assert [k for k in a if a[k][0] != b[k][0]] == []
+    # and the edit moved related lists elsewhere than on its own page (the test is not vacuous)
+    pages = [p for p in report.written if p.count("/") == 1 and p.endswith("/index.html")]
+    assert set(pages) - {"port-040/index.html"}, pages
+
+
+def test_archive_pages_count_from_the_oldest(big: Settings, project: Path) -> None:
+    build(big, emails=False)
+    out = out_of(big)
+    parser = html5lib.HTMLParser(strict=True, namespaceHTMLElements=False)
+    index = parser.parse((out / "index.html").read_bytes())
+    entries = [li for li in index.iter("li") if li.get("class") == "entry"]
+    assert len(entries) == 80  # 130 = 80 on the index + 50 on page/1
+    assert [ln.get("href") for ln in index.iter("link") if ln.get("rel") == "next"] == ["page/1/"]
+    page1 = parser.parse((out / "page/1/index.html").read_bytes())
+    assert len([li for li in page1.iter("li") if li.get("class") == "entry"]) == 50
+    assert [ln.get("href") for ln in page1.iter("link") if ln.get("rel") == "prev"] == ["../../"]
+    assert any(a.get("href") == "../../court-003/" for a in page1.iter("a"))
+    assert not (out / "page/2").exists()
+    before = snapshot(out)
+    # a new article changes the index page, not the older pages
+    write(project, "farm-999.md", md("Farm news", "2026-01-01", "Wheat and barley.", "tags: [farm]"))
+    report = build(big, emails=False)
+    assert "index.html" in report.written and "farm-999/index.html" in report.written
+    assert "page/1/index.html" not in report.written
+    assert snapshot(out)["page/1/index.html"] == before["page/1/index.html"]
+
+
+def test_a_slug_named_page_is_refused(site: Settings, project: Path) -> None:
+    write(project, "page.md", md("Page", "2026-01-01", "x"))
+    with pytest.raises(ContentError):
+        build(site)

@@ -6,36 +6,43 @@ key changes, and written only when its bytes change (so unchanged files keep
 their mtime and a rebuild of an unchanged site writes nothing). Files an
 earlier build wrote that are no longer produced are removed (a manifest is
 kept with the cache under ``paths.state``).
+
+The costly steps run over ``jobs`` processes: parsing, Markdown and term
+counting (one pass per changed issue), then every page, feed and email whose
+key moved; related news is ranked in between over ``jobs`` threads.
 """
 
 from __future__ import annotations
 
-import os
+import inspect
 import shutil
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from publisher.config import Settings
-from publisher.feeds import FEED_FILES, site_feeds, tag_feeds
-from publisher.models import Article, Issue, Library
-from publisher.ops.build_cache import (
-    CacheState,
-    OutputEntry,
-    digest,
-    hkey,
-    load_state,
-    save_state,
-    tree_digest,
+from publisher.errors import ContentError, Problem
+from publisher.feeds import FEED_FILES
+from publisher.models import Article, Library
+from publisher.ops.build_cache import HtmlStore, digest, hkey, load_state, save_state, tree_digest
+from publisher.ops.build_content import full_articles, jobs_default, load_library, parallel_map
+from publisher.ops.build_pages import (
+    Planner,
+    Written,
+    plan_articles,
+    plan_feeds,
+    plan_lists,
+    run_task,
+    tags_of,
 )
-from publisher.ops.build_content import jobs_default, load_library, parallel_map, render_html, shared
-from publisher.related import RelatedIndex
-from publisher.render import pages
+from publisher.related import RelatedIndex, RelatedParams, doc_terms
+from publisher.render import markdown, pages
 
 Progress = Callable[[Iterable[Any], int, str], Iterable[Any]]
+RELATED = RelatedParams()
+_COST = {"email": 0, "feeds": 1, "tag": 2, "archive": 2, "article": 3}  # heavy tasks first
 
 
 @dataclass(frozen=True)
@@ -56,57 +63,7 @@ class BuildReport:
     rendered: int  # articles whose Markdown was rendered
     seconds: float
     notes: tuple[str, ...] = ()
-
-
-@dataclass
-class _Run:
-    settings: Settings
-    out: Path
-    state: CacheState
-    old: dict[str, OutputEntry]
-    jobs: int
-    progress: Progress | None
-    written: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    prefix: str = ""  # str(out) + "/", for cheap stats
-    akeys: dict[str, str] = field(default_factory=dict)  # slug -> what the article is made from
-    ekeys: dict[str, str] = field(default_factory=dict)  # slug -> what a list shows of it
-    dirty: bool = False  # cache state changed in a way the counts do not show
-
-    def __post_init__(self) -> None:
-        self.prefix = str(self.out) + os.sep
-
-    def want(self, path: str, key: str) -> bool:
-        """True if ``path`` must be (re)made: new key, or the file is gone or was altered."""
-        entry = self.old.get(path)
-        if entry is None or entry[0] != key:
-            return True
-        try:
-            return os.stat(self.prefix + path).st_size != entry[1]
-        except OSError:
-            return True
-
-    def put(self, path: str, key: str, data: bytes) -> None:
-        if write_if_changed(self.out / path, data):
-            self.written.append(path)
-        self.state.outputs[path] = (key, len(data))
-
-    def keep(self, path: str) -> None:
-        self.state.outputs[path] = self.old[path]
-
-
-def write_if_changed(path: Path, data: bytes) -> bool:
-    """Write atomically, and only if the bytes differ (readers never see half a file)."""
-    try:
-        if path.stat().st_size == len(data) and path.read_bytes() == data:
-            return False
-    except OSError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return True
+    jobs: int = 1  # processes used for the parallel steps
 
 
 def build(
@@ -124,199 +81,188 @@ def build(
     """
     started = time.perf_counter()
     out = (out_dir or settings.paths.output).resolve()
+    workers = jobs or jobs_default()
     state = load_state(settings, out)
-    run = _Run(settings, out, state, dict(state.outputs), jobs or jobs_default(), progress)
-    state.outputs = {}
-    library, reloaded = load_library(settings, state, run.jobs)
+    old, state.outputs = state.outputs, {}
+    k = settings.digests.related
+    params = RELATED if k > 0 else None
+    if params is not None and (
+        state.related is None or state.related.k != k or state.related.params != params
+    ):
+        state.units.clear()  # the index is made from every article's terms: read them all again
+    renderer = _renderer()
+    library, reread, new_html, terms = load_library(settings, state, workers, params, renderer)
     articles = list(library.articles)  # published, newest first
-    html, rendered = render_html(articles, state, run.jobs)
-    related = _related(settings, state, articles)
-    base = digest(settings.model_dump_json(), tree_digest(settings.paths.templates))
-    by_slug = {a.slug: a for a in articles}
-    for unit in state.units.values():
-        for slug, (akey, ekey) in unit.keys.items():
-            run.akeys[slug] = akey
-            run.ekeys[slug] = ekey
-
-    n_pages = _article_pages(run, base, articles, html, related, by_slug)
-    run_archive(run, base, articles)
-    tags = _tags(articles)
+    _reserved(articles)
+    keys = {slug: ks for unit in state.units.values() for slug, ks in unit.keys.items()}
+    related = _related(settings, state, articles, k, terms, keys, workers)
+    base = digest(settings.model_dump_json(), tree_digest(settings.paths.templates), renderer)
+    planner = Planner(out, old, state.outputs)
+    plan_articles(planner, base, articles, keys, related)
+    plan_lists(planner, base, "", "", articles, keys)
+    tags = tags_of(articles)
     for tag, tagged in tags.items():
-        _tag_outputs(run, base, tag, tagged, html)
-    _site_feeds(run, base, articles, html)
-    n_emails = _emails(run, base, library) if emails else 0
-    _media(run, articles)
-    _static(run)
-    removed = _remove_stale(out, set(run.old) - set(state.outputs))
-    if run.written or removed or reloaded or rendered or state.outputs != run.old or run.dirty:
+        plan_lists(planner, base, pages.tag_path(tag), tag, tagged, keys)
+        plan_feeds(planner, base, pages.tag_path(tag), tag, tagged, keys, settings.feeds.max_items)
+    plan_feeds(planner, base, "", "", articles, keys, settings.feeds.max_items)
+    n_emails = _plan_emails(planner, base, settings, library, state) if emails else 0
+    store = HtmlStore(settings, out)
+    try:
+        store.put(new_html)
+        shared = _shared(settings, out, articles, tags, related, reread, state, planner, store, new_html)
+        written = _run(planner, shared, workers, progress)
+        if reread:
+            store.keep_only({a.content_hash for u in state.units.values() for a in _unit_articles(u)})
+    finally:
+        store.close()
+    _media(planner, articles, written)
+    _static(planner, settings, written)
+    removed = _remove_stale(out, set(old) - set(state.outputs))
+    if written or removed or reread or state.outputs != old:
         save_state(settings, out, state)
     return BuildReport(
         out_dir=out,
         articles=len(articles),
         issues=len(library.published_issues),
-        pages=n_pages + 1 + len(tags),
+        pages=len(articles) + len(pages.page_chunks(len(articles))) + len(tags),
         tags=len(tags),
         feeds=3 * (1 + len(tags)),
         emails=n_emails,
-        written=tuple(sorted(run.written)),
+        written=tuple(sorted(written)),
         removed=tuple(sorted(removed)),
         outputs=len(state.outputs),
-        reloaded=reloaded,
-        rendered=rendered,
+        reloaded=len(reread),
+        rendered=len(new_html),
         seconds=time.perf_counter() - started,
-        notes=tuple(run.notes),
+        jobs=workers,
     )
 
 
-def _related(settings: Settings, state: CacheState, articles: list[Article]) -> dict[str, tuple[str, ...]]:
-    k = settings.digests.related
+def _reserved(articles: list[Article]) -> None:
+    """The archive's own pages live under page/: no article may take that slug."""
+    clash = [a for a in articles if a.slug == "page"]
+    if clash:
+        where = str(clash[0].source)
+        raise ContentError(
+            [
+                Problem(
+                    where, "slug 'page' is used by the archive's older pages (page/2/ ...); rename the file"
+                )
+            ]
+        )
+
+
+def _renderer() -> str:
+    """The Markdown renderer's own code and library version: cached HTML dies with them."""
+    import markdown_it
+
+    return digest(markdown_it.__version__, inspect.getsource(markdown))
+
+
+def _related(
+    settings: Settings,
+    state: Any,
+    articles: list[Article],
+    k: int,
+    terms: dict[str, Any],
+    keys: dict[str, tuple[str, str, str]],
+    jobs: int,
+) -> dict[str, tuple[str, ...]]:
+    """Related lists, updated from the last build's index (the same answer as a fresh fit)."""
     if k <= 0 or not articles:
         state.related = None
         return {}
+    rkeys = {slug: ks[2] for slug, ks in keys.items()}
     idx = state.related
-    if idx is None or idx.k != k or not idx.update(articles):
-        idx = RelatedIndex.fit(articles, k)
+    known = idx.known(articles, rkeys) if idx is not None else set()
+    lacking = [a for a in articles if a.slug not in terms and a.slug not in known]
+    if lacking:  # cached without their bodies and unknown to the index: count them from the files
+        terms = terms | {a.slug: doc_terms(a, RELATED) for a in full_articles(settings, state, lacking)}
+    if idx is None or not idx.update(articles, terms=terms, keys=rkeys, jobs=jobs):
+        idx = RelatedIndex.fit(articles, k, RELATED, terms=terms, keys=rkeys, jobs=jobs, previous=idx)
     state.related = idx
     return idx.top
 
 
-def _article_pages(
-    run: _Run,
-    base: str,
-    articles: list[Article],
-    html: dict[str, str],
-    related: dict[str, tuple[str, ...]],
-    by_slug: dict[str, Article],
-) -> int:
-    newest = articles[: pages.LATEST + 1]
-    newest_slugs = {a.slug for a in newest}
-    todo: list[tuple[str, str, int]] = []
-    ek = run.ekeys
-    common_latest = " ".join(ek[x.slug] for x in pages.latest_for(articles[-1], newest)) if articles else ""
-    for i, a in enumerate(articles):
-        path = a.slug + "/index.html"
-        if a.slug in newest_slugs:
-            latest = " ".join(ek[x.slug] for x in pages.latest_for(a, newest))
-        else:
-            latest = common_latest
-        rel = " ".join(ek.get(s, s) for s in related.get(a.slug, ()))
-        key = hkey(base, run.akeys[a.slug], latest, rel)
-        if run.want(path, key):
-            todo.append((path, key, i))
-        else:
-            run.keep(path)
-    ctx = {
-        "settings": run.settings,
-        "articles": articles,
-        "html": html,
-        "related": related,
-        "by_slug": by_slug,
+def _unit_articles(unit: Any) -> Iterator[Article]:
+    if unit.issue is not None:
+        yield from unit.issue.articles
+    yield from unit.drafts
+
+
+def _plan_emails(p: Planner, base: str, settings: Settings, library: Library, state: Any) -> int:
+    """emails/<slug>.html/.txt/.eml per published issue: a function of the issue's files."""
+    base = hkey(base, digest(settings.secret_key()))
+    fingerprints = {
+        (str(u.issue.source)): u.fingerprint + repr(u.images)
+        for u in state.units.values()
+        if u.issue is not None
     }
-    ctx["newest"] = newest
-    ctx["out"] = run.out
-    results = parallel_map(_render_article, todo, run.jobs, ctx)
-    for path, key, size, changed in _with_progress(run, results, len(todo), "article pages"):
-        run.state.outputs[path] = (key, size)
-        if changed:
-            run.written.append(path)
-    return len(articles)
-
-
-def _with_progress(run: _Run, items: Iterable[Any], total: int, label: str) -> Iterable[Any]:
-    if run.progress is None or total < 100:
-        return items
-    return run.progress(items, total, label)
-
-
-def _render_article(item: tuple[str, str, int]) -> tuple[str, str, int, bool]:
-    """Runs in a pool child: render one article page and write it."""
-    path, key, i = item
-    settings: Settings = shared("settings")
-    a: Article = shared("articles")[i]
-    by_slug = shared("by_slug")
-    rel = [by_slug[s] for s in shared("related").get(a.slug, ()) if s in by_slug]
-    data = pages.article_page(settings, a, shared("html")[a.slug], pages.latest_for(a, shared("newest")), rel)
-    changed = write_if_changed(shared("out") / path, data)
-    return path, key, len(data), changed
-
-
-def run_archive(run: _Run, base: str, articles: list[Article]) -> None:
-    key = digest(base, " ".join(run.ekeys[a.slug] for a in articles))
-    if run.want("index.html", key):
-        run.put("index.html", key, pages.archive_page(run.settings, articles))
-    else:
-        run.keep("index.html")
-
-
-def _tags(articles: list[Article]) -> dict[str, list[Article]]:
-    out: dict[str, list[Article]] = defaultdict(list)
-    for a in articles:
-        for t in dict.fromkeys(a.tags):
-            out[t].append(a)
-    return dict(sorted(out.items()))
-
-
-def _feed_key(run: _Run, base: str, articles: list[Article], n: int) -> str:
-    return digest(base, [run.akeys[a.slug] for a in articles[:n]])
-
-
-def _tag_outputs(run: _Run, base: str, tag: str, tagged: list[Article], html: dict[str, str]) -> None:
-    folder = pages.tag_path(tag)
-    key = digest(base, tag, " ".join(run.ekeys[a.slug] for a in tagged))
-    if run.want(folder + "index.html", key):
-        run.put(folder + "index.html", key, pages.tag_page(run.settings, tag, tagged))
-    else:
-        run.keep(folder + "index.html")
-    fkey = _feed_key(run, base, tagged, run.settings.feeds.max_items)
-    if all(not run.want(folder + name, fkey) for name in FEED_FILES):
-        for name in FEED_FILES:
-            run.keep(folder + name)
-        return
-    for name, data in tag_feeds(run.settings, tag, folder, tagged, html).items():
-        run.put(folder + name, fkey, data)
-
-
-def _site_feeds(run: _Run, base: str, articles: list[Article], html: dict[str, str]) -> None:
-    key = _feed_key(run, base, articles, run.settings.feeds.max_items)
-    if all(not run.want(name, key) for name in FEED_FILES):
-        for name in FEED_FILES:
-            run.keep(name)
-        return
-    for name, data in site_feeds(run.settings, articles, html).items():
-        run.put(name, key, data)
-
-
-def _emails(run: _Run, base: str, library: Library) -> int:
-    """emails/<slug>.html/.txt/.eml per published issue, from the email renderer.
-
-    The renderer (and premailer behind it) is imported only when an email must be made.
-    """
-    secret = run.settings.secret_key()
-    base = digest(base, digest(secret))
     count = 0
     for issue in library.published_issues:
-        live = tuple(a for a in issue.articles if not a.draft)
-        if not live:
+        if not any(not a.draft for a in issue.articles):
             continue
         count += 1
-        key = digest(base, replace(issue, articles=()), [run.akeys[a.slug] for a in live])
         names = [f"emails/{issue.slug}{ext}" for ext in (".html", ".txt", ".eml")]
-        if all(not run.want(n, key) for n in names):
-            for n in names:
-                run.keep(n)
-            continue
-        from publisher.render.email import issue_email_files
-
-        for name, data in issue_email_files(run.settings, _published(issue, live), secret=secret).items():
-            run.put(name, key, data)
+        key = hkey(base, fingerprints[str(issue.source)])
+        p.plan("email", names, key, (issue.slug, str(issue.source)), where=names[0])
     return count
 
 
-def _published(issue: Issue, live: tuple[Article, ...]) -> Issue:
-    return issue if live == issue.articles else replace(issue, articles=live)
+def _shared(
+    settings: Settings,
+    out: Path,
+    articles: list[Article],
+    tags: dict[str, list[Article]],
+    related: dict[str, tuple[str, ...]],
+    reread: dict[str, Any],
+    state: Any,
+    planner: Planner,
+    store: HtmlStore,
+    new_html: dict[str, str],
+) -> dict[str, Any]:
+    """What the pool's children read (inherited through fork, never pickled)."""
+    by_slug = {a.slug: a for a in articles}
+    need: set[str] = set()
+    for kind, _, _, args in planner.tasks:
+        if kind == "article":
+            need.add(by_slug[args[0]].content_hash)
+        elif kind == "feeds":
+            chosen = tags[args[0]] if args[0] else articles
+            need.update(a.content_hash for a in chosen[: settings.feeds.max_items])
+    html = {h: new_html[h] for h in need if h in new_html}
+    html.update(store.get(need - set(html)))
+    secret = settings.secret_key() if any(t[0] == "email" for t in planner.tasks) else b""
+    return {
+        "settings": settings,
+        "out": out,
+        "articles": articles,
+        "by_slug": by_slug,
+        "newest": articles[: pages.LATEST + 1],
+        "tags": tags,
+        "related": related,
+        "html": html,
+        "reread": reread,
+        "state": state,
+        "secret": secret,
+    }
 
 
-def _media(run: _Run, articles: list[Article]) -> None:
+def _run(planner: Planner, shared: dict[str, Any], jobs: int, progress: Progress | None) -> list[str]:
+    tasks = sorted(planner.tasks, key=lambda t: _COST[t[0]])
+    results: Iterable[list[Written]] = parallel_map(run_task, tasks, jobs, shared, chunk=8)
+    if progress is not None and len(tasks) >= 100:
+        results = progress(results, len(tasks), "pages, feeds and emails")
+    written = []
+    for made in results:
+        for path, key, size, changed in made:
+            planner.outputs[path] = (key, size)
+            if changed:
+                written.append(path)
+    return written
+
+
+def _media(p: Planner, articles: list[Article], written: list[str]) -> None:
     """Copy each local article image to <out>/<Article.image> (once per file)."""
     seen: set[str] = set()
     for a in articles:
@@ -325,21 +271,29 @@ def _media(run: _Run, articles: list[Article]) -> None:
         seen.add(a.image)
         st = a.image_file.stat()
         key = digest(str(a.image_file), st.st_size, st.st_mtime_ns)
-        if run.want(a.image, key):
-            run.put(a.image, key, a.image_file.read_bytes())
+        if p.want(a.image, key):
+            _put(p, a.image, key, a.image_file.read_bytes(), written)
         else:
-            run.keep(a.image)
+            p.outputs[a.image] = p.old[a.image]
 
 
-def _static(run: _Run) -> None:
+def _static(p: Planner, settings: Settings, written: list[str]) -> None:
     """templates/static/* -> <out>/static/* (the stylesheet)."""
-    root = run.settings.paths.templates / pages.STATIC_DIR
+    root = settings.paths.templates / pages.STATIC_DIR
     if not root.is_dir():
         return
-    for src in sorted(p for p in root.rglob("*") if p.is_file()):
+    for src in sorted(q for q in root.rglob("*") if q.is_file()):
         rel = f"{pages.STATIC_DIR}/{src.relative_to(root).as_posix()}"
         data = src.read_bytes()
-        run.put(rel, digest(data), data)
+        _put(p, rel, digest(data), data, written)
+
+
+def _put(p: Planner, path: str, key: str, data: bytes, written: list[str]) -> None:
+    from publisher.ops.build_pages import write_if_changed
+
+    if write_if_changed(p.out / path, data):
+        written.append(path)
+    p.outputs[path] = (key, len(data))
 
 
 def _remove_stale(out: Path, stale: set[str]) -> list[str]:
@@ -370,3 +324,6 @@ def iter_changes(paths: list[Path], stop: Any = None, debounce_ms: int = 200) ->
 
     for changes in watch(*paths, stop_event=stop, debounce=debounce_ms, raise_interrupt=False):
         yield {p for _, p in changes}
+
+
+__all__ = ["FEED_FILES", "BuildReport", "build", "clean_output", "iter_changes"]

@@ -1,10 +1,13 @@
-"""Load the content and render article HTML for the build, reusing what did not change.
+"""Load the content for the build: each issue re-read only when its files changed.
 
 The content stage (``publisher.content``) parses every file each time, which
 is right for `publisher check` but too slow for a rebuild of a large archive
-after one edit: here each issue is re-read only when its files' bytes (or the
-images it uses) changed, and each article's HTML is re-rendered only when its
-source did. Cold work is spread over a process pool.
+after one edit. Here the folder listing is compared with the last build's
+(an unchanged listing means an unchanged scan), each issue's files are
+stat-ed (and hashed only when their size or mtime moved), and only changed
+issues are parsed. Parsing runs in a fork pool, and each worker also renders
+the articles' Markdown and counts their terms for related news, so the three
+costliest per-article steps share one pass over both cores.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,12 +25,13 @@ from publisher.content.loader import Loader, hint_for
 from publisher.content.scan import Unit, scan
 from publisher.errors import ContentError, Problem
 from publisher.models import Article, Issue, Library
-from publisher.ops.build_cache import CacheState, UnitEntry, digest, files_digest
+from publisher.ops.build_cache import CacheState, UnitEntry, digest, files_digest, hkey
+from publisher.related import DocTerms, RelatedParams, doc_terms
 from publisher.render.markdown import markdown_to_html
 
 T = TypeVar("T")
 R = TypeVar("R")
-PARALLEL_MIN = 200  # below this many items a pool costs more than it saves
+PARALLEL_MIN = 64  # below this many items a pool costs more than it saves
 
 # Set in the parent just before the pool forks, read by the children (never at import).
 _SHARED: dict[str, Any] = {}
@@ -36,7 +41,9 @@ def jobs_default() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def parallel_map(fn: Callable[[T], R], items: Sequence[T], jobs: int, shared: dict[str, Any]) -> Iterator[R]:
+def parallel_map(
+    fn: Callable[[T], R], items: Sequence[T], jobs: int, shared: dict[str, Any], *, chunk: int = 0
+) -> Iterator[R]:
     """Map in order over a fork pool (children inherit ``shared`` without pickling it).
 
     A generator, so a progress bar can follow the results as they come.
@@ -46,9 +53,9 @@ def parallel_map(fn: Callable[[T], R], items: Sequence[T], jobs: int, shared: di
         if jobs <= 1 or len(items) < PARALLEL_MIN:
             yield from map(fn, items)
             return
-        chunk = max(16, min(256, len(items) // (jobs * 8)))
+        size = chunk or max(8, min(128, len(items) // (jobs * 8)))
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-            yield from pool.map(fn, items, chunksize=chunk)
+            yield from pool.map(fn, items, chunksize=size)
     finally:
         _SHARED.clear()
 
@@ -67,114 +74,180 @@ def entry_key(a: Article) -> str:
     return digest(a.slug, a.title, a.date.isoformat(), a.summary, a.author)
 
 
-# -- loading ------------------------------------------------------------------------------
+def related_key(a: Article) -> str:
+    """Changes whenever what related news reads of the article does (its bytes and its date)."""
+    return hkey(a.content_hash, a.date.isoformat())
 
 
-def _unit_files(unit: Unit) -> list[Path]:
-    return sorted(p for p in unit.paths if p.suffix.lower() == ".md")
+# -- the folder listing ---------------------------------------------------------------------
 
 
-def _stats(files: list[Path]) -> tuple[tuple[str, int, int], ...]:
+def listing(root: Path) -> tuple[tuple[str, bool], ...]:
+    """Every path under ``root`` with whether it is a file: all that ``scan`` looks at."""
+    out: list[tuple[str, bool]] = []
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for e in entries:
+            is_file = e.is_file()
+            out.append((e.path, is_file))
+            if not is_file and e.is_dir():
+                stack.append(Path(e.path))
+    out.sort()
+    return tuple(out)
+
+
+def _stats(files: Iterable[str]) -> tuple[tuple[str, int, int], ...]:
     out = []
     for f in files:
         try:
             st = os.stat(f)
-            out.append((str(f), st.st_size, st.st_mtime_ns))
+            out.append((f, st.st_size, st.st_mtime_ns))
         except OSError:
-            out.append((str(f), -1, -1))
+            out.append((f, -1, -1))
     return tuple(out)
 
 
 def _image_stats(articles: Iterable[Article]) -> tuple[tuple[str, int, int], ...]:
-    out = []
-    for a in articles:
-        if a.image_file is not None:
-            try:
-                st = a.image_file.stat()
-                out.append((str(a.image_file), st.st_size, st.st_mtime_ns))
-            except OSError:
-                out.append((str(a.image_file), -1, -1))
-    return tuple(sorted(out))
+    return tuple(sorted(set(_stats(str(a.image_file) for a in articles if a.image_file is not None))))
 
 
-def _images_unchanged(images: tuple[tuple[str, int, int], ...]) -> bool:
-    for path, size, mtime in images:
-        try:
-            st = os.stat(path)
-        except OSError:
-            return False
-        if (st.st_size, st.st_mtime_ns) != (size, mtime):
-            return False
-    return True
+def _unit_files(unit: Unit) -> list[str]:
+    return sorted(str(p) for p in unit.paths if p.suffix.lower() == ".md")
 
 
-def _load_unit(item: tuple[Unit, str]) -> tuple[str, UnitEntry | None, list[Problem]]:
+# -- loading in the workers -----------------------------------------------------------------
+
+Loaded = tuple[str, UnitEntry | None, list[Problem], Issue | None, dict[str, str], dict[str, DocTerms]]
+
+
+def _strip(a: Article) -> Article:
+    """The cached copy: the body is only ever needed again when the file changes (then re-read)."""
+    return replace(a, body="")
+
+
+def _load_unit(item: tuple[Unit, str]) -> Loaded:
+    """Parse one issue, render its articles' Markdown and count their terms (in a pool child)."""
     unit, fingerprint = item
     loader = Loader(shared("settings"))
     issue, drafts = loader.issue(unit)
     if loader.problems:
-        return str(unit.path), None, loader.problems
-    arts = list(issue.articles if issue else ()) + list(drafts)
-    files = _unit_files(unit)
-    keys = {a.slug: (article_key(a), entry_key(a)) for a in arts}
-    entry = UnitEntry(fingerprint, issue, tuple(drafts), _image_stats(arts), _stats(files))
-    entry.files = tuple(str(f) for f in files)
-    entry.keys = keys
-    return str(unit.path), entry, []
+        return str(unit.path), None, loader.problems, None, {}, {}
+    live = list(issue.articles if issue else ())
+    arts = live + list(drafts)
+    html = {a.content_hash: markdown_to_html(a.body) for a in arts}
+    params: RelatedParams | None = shared("related")
+    published = [a for a in live if not a.draft and issue is not None and not issue.draft]
+    terms = {a.slug: doc_terms(a, params) for a in published} if params is not None else {}
+    entry = UnitEntry(
+        fingerprint=fingerprint,
+        issue=replace(issue, articles=tuple(_strip(a) for a in issue.articles)) if issue else None,
+        drafts=tuple(_strip(a) for a in drafts),
+        images=_image_stats(arts),
+        stats=_stats(_unit_files(unit)),
+        keys={a.slug: (article_key(a), entry_key(a), related_key(a)) for a in arts},
+    )
+    return str(unit.path), entry, [], issue, html, terms
 
 
-def load_library(settings: Settings, state: CacheState, jobs: int) -> tuple[Library, int]:
-    """The library (drafts included), re-reading only changed issues; (library, issues re-read).
+def _units(settings: Settings, state: CacheState) -> list[Unit]:
+    """The scan's units; the scan itself only when the folder listing changed."""
+    seen = listing(settings.paths.issues) if settings.paths.issues.is_dir() else None
+    if seen is None or seen != state.listing:
+        found = scan(settings)  # raises when the folder is missing
+        state.listing = seen
+        state.scan_units = [(str(u.path), u.is_folder) for u in found.units]
+        state.folders = {str(u.path): u for u in found.units if u.is_folder}
+        state.scan_problems = tuple(p.problem for p in found.problems)
+    return [state.folders[p] if folder else _file_unit(p) for p, folder in state.scan_units]
 
-    Raises ContentError with every problem, as ``publisher.content.load_content`` does.
+
+def _file_unit(path: str) -> Unit:
+    p = Path(path)
+    return Unit(p.stem, p, is_folder=False)
+
+
+def load_library(
+    settings: Settings, state: CacheState, jobs: int, related: RelatedParams | None, salt: str = ""
+) -> tuple[Library, dict[str, Issue], dict[str, str], dict[str, DocTerms]]:
+    """The library, re-reading only changed issues.
+
+    Returns (the library, whose cached articles carry no body; the re-read issues in
+    full by slug; their articles' HTML by content hash; term counts of their published
+    articles by slug). Raises ContentError with every problem, as
+    ``publisher.content.load_content`` does. ``salt`` (e.g. the Markdown renderer's
+    version) drops every cached issue when it changes.
     """
-    found = scan(settings)
-    key = digest(settings.site.timezone, settings.site.url, str(settings.paths.issues))
+    key = digest(settings.site.timezone, settings.site.url, str(settings.paths.issues), related, salt)
     if state.loader_key != key:
         state.units.clear()
         state.loader_key = key
     fresh: dict[str, UnitEntry] = {}
     todo: list[tuple[Unit, str]] = []
-    for unit in found.units:
-        old = state.units.get(str(unit.path))
-        files = _unit_files(unit)
-        stats = _stats(files)
-        if old is not None and old.stats == stats and _images_unchanged(old.images):
-            fresh[str(unit.path)] = old  # same sizes and mtimes: no need to read the bytes
+    for unit in _units(settings, state):
+        path = str(unit.path)
+        old = state.units.get(path)
+        if old is not None and old.stats == _stats(f for f, _, _ in old.stats) and _same(old.images):
+            fresh[path] = old  # same sizes and mtimes: no need to read the bytes
             continue
-        fp = files_digest(files)
-        if old is not None and old.fingerprint == fp and _images_unchanged(old.images):
-            old.stats = stats  # touched but not changed
-            fresh[str(unit.path)] = old
+        files = _unit_files(unit)
+        fp = files_digest([Path(f) for f in files])
+        if old is not None and old.fingerprint == fp and _same(old.images):
+            old.stats = _stats(files)  # touched but not changed
+            fresh[path] = old
         else:
             todo.append((unit, fp))
-    problems = [p.problem for p in found.problems]
-    for path, entry, errs in parallel_map(_load_unit, todo, jobs, {"settings": settings}):
+    problems = list(state.scan_problems)
+    html: dict[str, str] = {}
+    terms: dict[str, DocTerms] = {}
+    reread: dict[str, Issue] = {}
+    shared = {"settings": settings, "related": related}
+    for path, entry, errs, issue, unit_html, unit_terms in parallel_map(_load_unit, todo, jobs, shared):
         problems.extend(errs)
         if entry is not None:
             fresh[path] = entry
+            html.update(unit_html)
+            terms.update(unit_terms)
+            if issue is not None:
+                reread[issue.slug] = issue
     state.units = fresh
     if problems:
         ordered = sorted(problems, key=lambda p: (p.where, p.line or 0))
         raise ContentError(ordered, hint=hint_for(ordered))
     issues: list[Issue] = [e.issue for e in fresh.values() if e.issue is not None]
     issues.sort(key=lambda i: (-i.date.timestamp(), i.slug))
-    return Library(tuple(issues)), len(todo)
+    return Library(tuple(issues)), reread, html, terms
 
 
-# -- article HTML -------------------------------------------------------------------------
+def _same(images: tuple[tuple[str, int, int], ...]) -> bool:
+    return not images or _stats(f for f, _, _ in images) == images
 
 
-def _render_one(body: str) -> str:
-    return markdown_to_html(body)
+def reload_issue(settings: Settings, state: CacheState, source: Path) -> Issue:
+    """An issue in full (bodies included) from its unchanged files: for an email to remake."""
+    folder = str(source.parent)
+    unit = (
+        state.folders[folder]
+        if source.name == "index.md" and folder in state.folders
+        else _file_unit(str(source))
+    )
+    issue, _ = Loader(settings).issue(unit)
+    if issue is None:
+        raise ContentError([Problem(str(source), "changed while the build was running; build again")])
+    return issue
 
 
-def render_html(articles: Sequence[Article], state: CacheState, jobs: int) -> tuple[dict[str, str], int]:
-    """slug -> article HTML, rendering only sources not seen before; (html, rendered count)."""
-    todo = [a for a in articles if a.content_hash not in state.html]
-    unique = list({a.content_hash: a for a in todo}.values())
-    rendered = list(parallel_map(_render_one, [a.body for a in unique], jobs, {}))
-    new = dict(zip((a.content_hash for a in unique), rendered, strict=True))
-    keep = {a.content_hash for a in articles}
-    state.html = {h: v for h, v in state.html.items() if h in keep} | new
-    return {a.slug: state.html[a.content_hash] for a in articles}, len(unique)
+def full_articles(settings: Settings, state: CacheState, lacking: list[Article]) -> list[Article]:
+    """The cached (bodiless) ``lacking`` articles read again in full from their unchanged files."""
+    wanted = {a.slug for a in lacking}
+    sources = {
+        a.source.parent / "index.md" if str(a.source.parent) in state.folders else a.source for a in lacking
+    }
+    out = []
+    for source in sorted(sources):
+        out.extend(a for a in reload_issue(settings, state, source).articles if a.slug in wanted)
+    return out

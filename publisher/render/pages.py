@@ -23,6 +23,7 @@ from publisher.render.templates import environment
 PAGE_TEMPLATES = ("base.html", "archive.html", "article.html", "tag.html")
 STATIC_DIR = "static"  # under templates/, copied as-is to <out>/static/
 LATEST = 5  # "Latest news" on an article page
+PER_PAGE = 50  # entries per archive or tag page
 FEED_TYPES = (
     ("feed.xml", "application/rss+xml", "RSS"),
     ("atom.xml", "application/atom+xml", "Atom"),
@@ -50,6 +51,50 @@ class Entry:
     iso: str
     author: str
     summary: str
+
+
+@dataclass(frozen=True)
+class Pager:
+    """Where a list page sits among its siblings (links are relative to the page)."""
+
+    label: str  # e.g. "Articles 51-100", "" on the first page
+    newer: str | None  # link to the page of newer entries (rel=prev)
+    older: str | None  # link to the page of older entries (rel=next)
+    start: int  # number of the page's first (newest) entry, counting from the oldest
+
+
+def page_chunks(n: int, per_page: int = PER_PAGE) -> list[tuple[int, int, int]]:
+    """(page number, first, end) over ``n`` entries newest first; page 0 is the index page.
+
+    Pages are counted from the oldest entry, so a new article only changes the index
+    page (which holds the newest ``per_page`` to ``2 * per_page - 1`` entries) and
+    page N always shows the same articles: a rebuild rewrites few pages and links
+    to older pages never go stale.
+    """
+    count = max(1, n // per_page)  # pages including the index
+    top = n - (count - 1) * per_page
+    out = [(0, 0, top)]
+    for c in range(count - 1, 0, -1):
+        first = n - c * per_page
+        out.append((c, first, first + per_page))
+    return out
+
+
+def list_page_path(folder: str, page: int) -> str:
+    """``folder`` + index.html for page 0, else ``folder`` + page/<n>/index.html."""
+    return f"{folder}index.html" if page == 0 else f"{folder}page/{page}/index.html"
+
+
+def pager_for(page: int, count: int, n: int, per_page: int = PER_PAGE) -> Pager | None:
+    """The pager of page ``page`` of a list of ``count`` pages over ``n`` entries (None if one page)."""
+    if count <= 1:
+        return None
+    if page == 0:
+        return Pager("", None, f"page/{count - 1}/", n)
+    newer = "../../" if page == count - 1 else f"../../page/{page + 1}/"
+    older = f"../../page/{page - 1}/" if page > 1 else None
+    lo = (page - 1) * per_page + 1
+    return Pager(f"Articles {lo}–{lo + per_page - 1}", newer, older, lo + per_page - 1)
 
 
 def human_date(d: datetime, settings: Settings) -> str:
@@ -88,7 +133,9 @@ def _feeds(settings: Settings, title: str, path: str) -> list[dict[str, str]]:
     ]
 
 
-def _common(settings: Settings, path: str, feeds: list[dict[str, str]]) -> dict[str, object]:
+def _common(
+    settings: Settings, path: str, feeds: list[dict[str, str]], pager: Pager | None = None
+) -> dict[str, object]:
     depth = path.count("/")
     site_url = settings.site.url.rstrip("/") + "/"
     return {
@@ -97,6 +144,7 @@ def _common(settings: Settings, path: str, feeds: list[dict[str, str]]) -> dict[
         "page_url": site_url + path,
         "subscribe_url": site_url + "subscribe",
         "feeds": feeds,
+        "pager": pager,
     }
 
 
@@ -105,28 +153,43 @@ def _render(settings: Settings, name: str, context: dict[str, object]) -> bytes:
     return environment(settings.paths.templates).get_template(name).render(context).encode("utf-8", "replace")
 
 
-def archive_page(settings: Settings, articles: Sequence[Article]) -> bytes:
-    """index.html: every published article, newest first, with its summary."""
-    site_feeds = _feeds(settings, settings.site.title, "")
-    ctx = _common(settings, "", site_feeds)
+def archive_page(
+    settings: Settings, articles: Sequence[Article], pager: Pager | None = None, page: int = 0
+) -> bytes:
+    """index.html (or page/<n>/index.html): published articles, newest first, with summaries."""
+    path = list_page_path("", page).removesuffix("index.html")
+    ctx = _common(settings, path, _feeds(settings, settings.site.title, ""), pager)
     ctx.update(
         heading=settings.site.title,
-        intro=settings.site.description,
+        intro=settings.site.description if page == 0 else (pager.label if pager else ""),
         entries=[entry(a, settings) for a in articles],
     )
     return _render(settings, "archive.html", ctx)
 
 
-def tag_page(settings: Settings, tag: str, articles: Sequence[Article]) -> bytes:
-    """tags/<tag>/index.html, advertising both the tag's feeds and the site's."""
-    path = tag_path(tag)
-    feeds = _feeds(settings, f"{settings.site.title}: {tag}", path) + _feeds(
+def tag_page(
+    settings: Settings,
+    tag: str,
+    articles: Sequence[Article],
+    pager: Pager | None = None,
+    page: int = 0,
+    total: int | None = None,
+) -> bytes:
+    """tags/<tag>/index.html (or its page/<n>/), advertising both the tag's feeds and the site's."""
+    folder = tag_path(tag)
+    path = list_page_path(folder, page).removesuffix("index.html")
+    feeds = _feeds(settings, f"{settings.site.title}: {tag}", folder) + _feeds(
         settings, settings.site.title, ""
     )
-    ctx = _common(settings, path, feeds)
+    ctx = _common(settings, path, feeds, pager)
+    n = len(articles) if total is None else total
     ctx.update(
         heading=f"Tagged “{tag}”",
-        intro=f"{len(articles)} article{'s' if len(articles) != 1 else ''} tagged {tag}.",
+        intro=f"{n} article{'s' if n != 1 else ''} tagged {tag}."
+        if page == 0
+        else pager.label
+        if pager
+        else "",
         entries=[entry(a, settings) for a in articles],
     )
     return _render(settings, "tag.html", ctx)
