@@ -290,3 +290,54 @@ def test_the_sending_rate_holds_across_two_workers(scale: Scale, start_worker) -
     assert stamps[-1] - started >= (200 - 1) / rate * 0.95
     busiest = max(sum(1 for t in stamps if s <= t < s + 1.0) for s in stamps)
     assert busiest <= rate * 1.1
+
+
+# -- `publisher send` and `publisher status` on PostgreSQL ---------------------------------------------------
+
+
+def cli(scale: Scale, *args: str):
+    from typer.testing import CliRunner
+
+    from publisher.cli import app
+
+    return CliRunner().invoke(app, [*args, "--config", str(scale.config)])
+
+
+def test_send_goes_to_the_workers_when_one_runs_and_status_shows_their_jobs(
+    scale: Scale, start_worker
+) -> None:
+    emails = add_subscribers(scale.store, 250)
+    scale.server.set_faults(data_delay_ms=200)  # ~12 s for all: still going while we look
+    worker = start_worker()
+    r = cli(scale, "send", SLUG)
+    assert r.exit_code == 0, r.output
+    assert f"{KEY} queued 3 batch job(s) for 250 of 250 recipient(s)" in r.stdout
+    r = cli(scale, "send", SLUG)  # again while the workers are on it: nothing new
+    assert r.exit_code == 0 and "already queued: 3 batch job(s)" in r.stdout, r.output
+    assert scale.scalar("SELECT count(*) FROM deliveries") == 250
+    r = cli(scale, "send", SLUG, "--local")
+    assert r.exit_code == 1 and "being sent by the workers (3 batch job(s) left)" in r.stderr, r.output
+    r = cli(scale, "status")
+    assert r.exit_code == 0 and "workers: 1 running; batch jobs: 2 todo, 1 doing, 0 failed" in r.stdout
+    header = next(line for line in r.stdout.splitlines() if line.startswith("send\t"))
+    assert header.endswith("jobs todo\tjobs doing\tjobs failed")
+    assert next(line for line in r.stdout.splitlines() if line.startswith(KEY)).endswith("\t2\t1\t0")
+    scale.server.set_faults()
+    wait_until(lambda: scale.server.count() == 250, timeout=60)
+    wait_until(lambda: scale.jobs() == 0, timeout=10)
+    assert sorted(m.rcpt for m in scale.server.received()) == emails and worker.sent() == 250
+    row = next(line for line in cli(scale, "status").stdout.splitlines() if line.startswith(KEY))
+    assert row.split("\t")[1:6] == ["done", "250", "250", "0", "0"] and row.endswith("\t0\t0\t0")
+    r = cli(scale, "send", SLUG)
+    assert r.exit_code == 0 and "already sent" in r.stdout
+
+
+def test_without_a_running_worker_send_drains_in_process_as_before(scale: Scale) -> None:
+    emails = add_subscribers(scale.store, 60)
+    r = cli(scale, "send", SLUG)
+    assert r.exit_code == 0, r.output
+    assert f"{KEY}: sent 60" in r.stdout
+    assert sorted(m.rcpt for m in scale.server.received()) == emails
+    assert scale.jobs() == 0
+    r = cli(scale, "status")
+    assert "workers: 0 running; batch jobs: 0 todo, 0 doing, 0 failed" in r.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -24,6 +24,9 @@ from publisher.config import Settings
 from publisher.errors import NotFoundError
 from publisher.models import Frequency, SubscriberStatus
 from publisher.store import Filter, Store, open_store
+
+if TYPE_CHECKING:
+    from publisher.worker.queue import JobCounts
 
 PARTIAL = 3  # exit code: some recipients (or rows) failed
 
@@ -96,6 +99,9 @@ def send(
         str | None, typer.Option("--to", help="Send one test copy to this address; no subscriber gets it.")
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan and render, but send nothing.")] = False,
+    local: Annotated[
+        bool, typer.Option("--local", help="Send from this process even when `publisher worker`s run.")
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Send an issue to every confirmed subscriber (once: re-running sends only what is left)."""
@@ -107,7 +113,7 @@ def send(
         console.print(f"sent a test copy of {escape(issue)} to {escape(to)} via {escape(where)}")
         return
     with _store(cfg) as store, _Bar(f"sending {issue}") as bar:
-        outcome = send_issue(cfg, store, issue, clock=_now, dry_run=dry_run, progress=bar)
+        outcome = send_issue(cfg, store, issue, clock=_now, dry_run=dry_run, progress=bar, local=local)
     for warning in outcome.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     if outcome.action == "already-sent":
@@ -117,6 +123,13 @@ def send(
         console.print(
             f"dry run: would send {escape(issue)} to {outcome.to_send} subscriber(s) via "
             f"{escape(outcome.transport)}; nothing was sent and the ledger is unchanged."
+        )
+        return
+    if outcome.action in ("queued", "already-queued"):
+        done = "queued" if outcome.action == "queued" else "is already queued:"
+        console.print(
+            f"{escape(outcome.key)} {done} {outcome.jobs} batch job(s) for {outcome.to_send} of "
+            f"{outcome.planned} recipient(s); the workers send it (`publisher status` shows progress)."
         )
         return
     if outcome.action == "nothing-to-send":
@@ -152,17 +165,27 @@ def send(
 @reports_errors
 def status(config: ConfigOption = None) -> None:
     """Show each send with its planned, sent, failed and pending counts, and the subscriber totals."""
+    from publisher.worker.queue import JobCounts, queue_status
+
     cfg = settings(config)
     with _store(cfg) as store:
         sends = store.ledger.sends()
         subs = store.subscribers.counts_by_status()
+        jobs = queue_status(store)  # PostgreSQL: the workers' batch jobs
     total = sum(subs.values())
     parts = ", ".join(f"{subs.get(s.value, 0)} {s.value}" for s in SubscriberStatus)
     console.print(f"subscribers: {total} ({parts})")
+    if jobs is not None:
+        t = jobs.total
+        console.print(
+            f"workers: {jobs.workers} running; batch jobs: {t.todo} todo, {t.doing} doing, {t.failed} failed"
+        )
     if not sends:
         console.print("no sends yet")
         return
     columns = ("send", "status", "planned", "sent", "failed", "pending", "skipped", "started", "finished")
+    if jobs is not None:
+        columns += ("jobs todo", "jobs doing", "jobs failed")
     _show(
         columns,
         [
@@ -177,9 +200,14 @@ def status(config: ConfigOption = None) -> None:
                 _when(info.started_at),
                 _when(info.finished_at),
             )
+            + (() if jobs is None else _job_cells(jobs.by_send.get(info.id, JobCounts())))
             for info, c in sends
         ],
     )
+
+
+def _job_cells(j: JobCounts) -> tuple[str, ...]:
+    return (str(j.todo), str(j.doing), str(j.failed))
 
 
 def _show(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

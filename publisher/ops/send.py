@@ -334,13 +334,14 @@ class SendOutcome:
     """What ``send_issue`` did, for the CLI to word."""
 
     key: str
-    action: str  # "sent" | "already-sent" | "dry-run" | "nothing-to-send"
+    action: str  # "sent" | "already-sent" | "dry-run" | "nothing-to-send" | "queued" | "already-queued"
     transport: str
     planned: int = 0  # rows in the plan
     to_send: int = 0  # rows pending before this run (dry run: that would be sent now)
     created: bool = False  # this run wrote the plan
     drain: DrainReport | None = None
     warnings: tuple[str, ...] = ()
+    jobs: int = 0  # "queued": batch jobs put on the workers' queue; "already-queued": jobs left
 
 
 def send_issue(
@@ -352,11 +353,14 @@ def send_issue(
     dry_run: bool = False,
     progress: Progress | None = None,
     retry: RetryPolicy | None = None,
+    local: bool = False,
 ) -> SendOutcome:
     """Send issue ``slug`` to every confirmed instant subscriber, once.
 
     Safe to re-run: an issue already sent is left alone, and after a crash only
-    rows not yet accepted are sent.
+    rows not yet accepted are sent. On PostgreSQL with ``publisher worker``
+    processes running, the plan and one job per batch are written instead and
+    the workers send (unless ``local``: drain in this process).
     """
     from publisher.content import load_issue
     from publisher.render.email import prepare_issue_email
@@ -379,6 +383,12 @@ def send_issue(
     if dry_run:
         to_send = store.ledger.counts(existing.id).pending if existing else store.ledger.audience_size()
         return SendOutcome(key, "dry-run", where, to_send=to_send, warnings=prepared.warnings)
+    if store.dialect == "postgresql":  # scale-out: the workers send, if any are running
+        from publisher.worker.fanout import queue_for_workers
+
+        queued = queue_for_workers(settings, store, issue, where, now, date, prepared, local, existing)
+        if queued is not None:
+            return queued
     plan = store.ledger.plan_send("issue", key, now=now, issue_slug=slug)
     if plan.send.created_at != date:  # another process planned it first: use its date
         prepared = prepare_issue_email(settings, issue, send_key=key, date=plan.send.created_at)
