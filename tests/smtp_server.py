@@ -1,7 +1,7 @@
 """A real SMTP server (aiosmtpd) for the tests, run in its own process.
 
     python -m tests.smtp_server --db received.sqlite --control faults.json [--tls-cert C --tls-key K]
-        [--auth USER:PASSWORD] [--no-pipelining]
+        [--auth USER:PASSWORD] [--no-pipelining] [--implicit-tls]
 
 It prints ``PORT <n>`` once listening on 127.0.0.1. Every accepted message is
 committed to the SQLite file *before* the 250 reply goes out, so the file holds
@@ -13,6 +13,7 @@ from the JSON control file (re-read whenever it changes; counters restart then):
     reject: {addr: reply}   RCPT replies for some recipients, e.g. "550 5.1.1 No such user"
     drop_data_count: N      the next N messages: drop the connection after DATA, before any reply
     data_delay_ms: N        wait before answering each DATA (slows the server down)
+    stall_data_count: N     the next N messages: wait stall_ms (default 3000) before storing and answering
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class Faults:
         if mtime != self.mtime:
             self.mtime = mtime
             self.spec = json.loads(self.path.read_text()) if mtime is not None else {}
-            self.left = {k: int(self.spec.get(k, 0)) for k in ("tempfail_count", "drop_data_count")}
+            counters = ("tempfail_count", "drop_data_count", "stall_data_count")
+            self.left = {k: int(self.spec.get(k, 0)) for k in counters}
         return self.spec
 
     def take(self, counter: str) -> bool:
@@ -101,6 +103,9 @@ class Recorder:
         delay = spec.get("data_delay_ms", 0)
         if delay:
             await asyncio.sleep(delay / 1000)
+        if self.faults.take("stall_data_count"):
+            self.event("stall", ",".join(envelope.rcpt_tos))
+            await asyncio.sleep(spec.get("stall_ms", 3000) / 1000)
         if self.faults.take("drop_data_count"):
             self.event("drop", ",".join(envelope.rcpt_tos))
             server.transport.abort()
@@ -135,18 +140,26 @@ async def main() -> None:
     ap.add_argument("--tls-key")
     ap.add_argument("--auth")
     ap.add_argument("--no-pipelining", action="store_true")
+    ap.add_argument("--implicit-tls", action="store_true", help="TLS from the first byte (port 465 style)")
     args = ap.parse_args()
     handler = Recorder(args.db, Faults(args.control), pipelining=not args.no_pipelining)
     tls = None
     if args.tls_cert:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(args.tls_cert, args.tls_key)
-    kwargs: dict[str, Any] = {"tls_context": tls, "enable_SMTPUTF8": True, "hostname": "test.local"}
+    implicit = tls if args.implicit_tls else None
+    kwargs: dict[str, Any] = {
+        "tls_context": None if implicit else tls,
+        "enable_SMTPUTF8": True,
+        "hostname": "test.local",
+    }
     if args.auth:
         user, password = args.auth.split(":", 1)
         kwargs.update(authenticator=_authenticator(user, password), auth_required=True)
+        if implicit:  # aiosmtpd only counts STARTTLS as TLS; this connection is TLS from the start
+            kwargs["auth_require_tls"] = False
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SMTP(handler, **kwargs), "127.0.0.1", args.port)
+    server = await loop.create_server(lambda: SMTP(handler, **kwargs), "127.0.0.1", args.port, ssl=implicit)
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
         await server.serve_forever()

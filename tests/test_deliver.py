@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import dkim
@@ -47,7 +48,7 @@ def build(item: tuple[int, str]) -> Envelope:
 
 
 def smtp_factory(port: int, **kw):
-    params = SmtpParams("127.0.0.1", port, timeout=5, **kw)
+    params = SmtpParams("127.0.0.1", port, **{"timeout": 5, **kw})
     return lambda: SmtpTransport(params)
 
 
@@ -296,6 +297,35 @@ def test_starttls_and_auth(start_smtp_server, certificate) -> None:
     run(pool, addresses(1))
     assert isinstance(pool.fatal, FatalDeliveryError) and "TLS" in pool.fatal.message
     assert server.count() == 5
+
+
+def test_implicit_tls_with_auth(start_smtp_server, certificate) -> None:
+    import ssl
+
+    cert, key = certificate
+    server = start_smtp_server(
+        "--tls-cert", str(cert), "--tls-key", str(key), "--implicit-tls", "--auth", "editor:s3cret"
+    )
+    ctx = ssl.create_default_context(cafile=str(cert))
+    good = smtp_factory(server.port, security="ssl", username="editor", password="s3cret", ssl_context=ctx)
+    results = run(DeliveryPool(good, build, concurrency=2, retry=FAST), addresses(4))
+    assert {r.status for r in results} == {Status.SENT} and server.count() == 4
+    plain = smtp_factory(server.port)  # speaking plain SMTP to a TLS port: no greeting we understand
+    policy = RetryPolicy(attempts=2, initial=0.01, maximum=0.01, give_up_after=2, jitter=0)
+    pool = DeliveryPool(plain, build, concurrency=1, retry=policy)
+    run(pool, addresses(1))
+    assert isinstance(pool.fatal, FatalDeliveryError)
+
+
+def test_a_stalled_server_times_out_and_the_message_is_retried(smtp_server) -> None:
+    smtp_server.set_faults(stall_data_count=1, stall_ms=1500)
+    pool = DeliveryPool(smtp_factory(smtp_server.port, timeout=0.4), build, concurrency=1, retry=FAST)
+    results = run(pool, addresses(3))
+    assert {r.status for r in results} == {Status.SENT}
+    time.sleep(1.5)  # the stalled copy is stored when its wait ends
+    got = Counter(m.rcpt for m in smtp_server.received())
+    assert set(got) == {a for _, a in addresses(3)}
+    assert sum(got.values()) - 3 <= 1  # the one in flight when we gave up may arrive twice
 
 
 def test_password_comes_from_the_named_environment_variable(make_settings) -> None:

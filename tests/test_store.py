@@ -410,3 +410,22 @@ def test_normalise_email_matches_email_validator(local: str, domain: str) -> Non
     except InvalidValueError:
         got = None
     assert got == expected
+
+
+GARBAGE = [*'ab@.xyz,"\r\n;\x00 é<>', "example.org", "Europe/Paris", "weekly", "\ud800x"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(body=st.lists(st.sampled_from(GARBAGE), max_size=120).map("".join))
+def test_import_never_crashes_on_garbage(tmp_path_factory, body: str) -> None:
+    """Whatever follows a valid header, the import reports rows instead of raising."""
+    db = tmp_path_factory.mktemp("garbage") / "g.db"
+    with open_store(f"sqlite:///{db}") as store:
+        report = store.subscribers.import_csv(
+            io.StringIO("email,name,frequency,timezone\n" + body, newline=""), now=NOW
+        )
+        assert all(p.line is not None and p.line >= 2 for p in report.problems + report.notices)
+        assert store.subscribers.count() == report.added
+        assert report.imported + report.merged + sum(
+            1 for p in report.problems if "malformed" not in p.message
+        ) == (report.rows)

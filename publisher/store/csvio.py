@@ -46,7 +46,7 @@ _GONE = {
     SubscriberStatus.COMPLAINED.value,
 }
 _WRITABLE = ("name", "status", "frequency", "topics", "timezone")
-_SURROGATE = re.compile("[\udc80-\udcff]")  # undecodable bytes, read with errors="surrogateescape"
+_SURROGATE = re.compile("[\ud800-\udfff]")  # undecodable bytes, read with errors="surrogateescape"
 
 
 class CsvHeaderError(ProblemsError):

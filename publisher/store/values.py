@@ -18,7 +18,7 @@ from publisher.errors import PublisherError
 from publisher.models import Frequency, SubscriberStatus
 
 MAX_NAME = 200
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]+")
 _SPACES = re.compile(r"\s+")
 _TOPIC = re.compile(r"^[\w][\w .&+/-]{0,63}$")
 
