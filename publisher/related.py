@@ -151,6 +151,7 @@ class RelatedIndex:
     keys: list[str] = field(default_factory=list)  # doc_key per row
     terms: list[str] = field(default_factory=list)  # term id -> term (ids only grow)
     term_ids: dict[str, int] = field(default_factory=dict)
+    column: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # term id -> column
     indptr: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))  # CSR rows over term ids
     ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
@@ -204,7 +205,19 @@ class RelatedIndex:
         new_keys = _keys(pool, keys)
         reuse: dict[str, int] = {}
         if previous is not None and previous.params == params:
-            for name in ("slugs", "keys", "terms", "term_ids", "indptr", "ids", "counts", "caps"):
+            for name in (
+                "slugs",
+                "keys",
+                "terms",
+                "term_ids",
+                "column",
+                "indptr",
+                "ids",
+                "counts",
+                "caps",
+                "days",
+                "tags",
+            ):
                 setattr(idx, name, getattr(previous, name))
             reuse = previous._same(pool, new_keys)
         idx._load(pool, reuse, terms or {}, new_keys)
@@ -225,13 +238,10 @@ class RelatedIndex:
         self, pool: list[Article], reuse: dict[str, int], given: dict[str, DocTerms], keys: list[str]
     ) -> None:
         """Set the rows to ``pool``: rows named in ``reuse`` (slug -> old row) are copied, others counted."""
-        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        for a in pool:
-            old = reuse.get(a.slug)
-            if old is not None:
-                lo, hi = self.indptr[old], self.indptr[old + 1]
-                parts.append((self.ids[lo:hi], self.counts[lo:hi], self.caps[lo:hi]))
-                continue
+        old_of = np.array([reuse.get(a.slug, -1) for a in pool], dtype=np.int64)
+        fresh: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        for r in np.flatnonzero(old_of < 0).tolist():
+            a = pool[r]
             words, cnt, cap = given.get(a.slug) or doc_terms(a, self.params)
             found = list(map(self.term_ids.get, words))
             if None in found:
@@ -239,16 +249,38 @@ class RelatedIndex:
                     if found[j] is None:
                         found[j] = self.term_ids[w] = len(self.terms)
                         self.terms.append(w)
-            ids = np.array(found, dtype=np.int32)
-            parts.append((ids, cnt, cap))
-        lengths = [len(p[0]) for p in parts]
-        self.indptr = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64)
-        for name, pos in (("ids", 0), ("counts", 1), ("caps", 2)):
-            setattr(self, name, np.concatenate([p[pos] for p in parts]) if parts else np.zeros(0, np.int32))
+            fresh[r] = (np.array(found, dtype=np.int32), cnt, cap)
+        kept = old_of >= 0
+        lengths = np.zeros(len(pool), dtype=np.int64)
+        lengths[kept] = np.diff(self.indptr)[old_of[kept]]
+        for r, part in fresh.items():
+            lengths[r] = len(part[0])
+        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        # gather the reused rows' entries in one go: position in the old arrays of every new entry
+        src = np.repeat(np.where(kept, self.indptr[np.maximum(old_of, 0)] - indptr[:-1], 0), lengths)
+        src += np.arange(int(indptr[-1]))
+        arrays = []
+        for old, pos in ((self.ids, 0), (self.counts, 1), (self.caps, 2)):
+            new = np.empty(int(indptr[-1]), dtype=np.int32)
+            mask = np.repeat(kept, lengths)
+            new[mask] = old[src[mask]]
+            for r, part in fresh.items():
+                new[indptr[r] : indptr[r + 1]] = part[pos]
+            arrays.append(new)
+        days = np.empty(len(pool))
+        tags: list[frozenset[str]] = []
+        for r, a in enumerate(pool):
+            o = int(old_of[r])
+            if o >= 0:
+                days[r] = self.days[o]
+                tags.append(self.tags[o])
+            else:
+                days[r] = a.date.timestamp() / 86400.0
+                tags.append(frozenset(t.casefold() for t in a.tags))
+        self.indptr, (self.ids, self.counts, self.caps) = indptr, arrays
         self.slugs = [a.slug for a in pool]
         self.keys = keys
-        self.days = np.array([a.date.timestamp() / 86400.0 for a in pool], dtype=np.float64)
-        self.tags = [frozenset(t.casefold() for t in a.tags) for a in pool]
+        self.days, self.tags = days, tags
 
     def _reset_lists(self) -> None:
         n = len(self.slugs)
@@ -278,8 +310,10 @@ class RelatedIndex:
         holds, so a dot product always adds the same products in the same order.
         """
         n, width = len(self.slugs), len(self.terms)
-        column = np.empty(width, dtype=np.int32)
-        column[np.argsort(np.array(self.terms, dtype=object), kind="stable")] = np.arange(width)
+        if len(self.column) != width:  # terms only ever get added: re-sort only then
+            self.column = np.empty(width, dtype=np.int32)
+            self.column[np.argsort(np.array(self.terms, dtype=object), kind="stable")] = np.arange(width)
+        column = self.column
         data = (np.float32(1) + np.log(self.counts.astype(np.float32))) * self.weight[self.ids]
         row = np.repeat(np.arange(n), np.diff(self.indptr))
         live = data != 0

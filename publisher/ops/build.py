@@ -15,6 +15,7 @@ key moved; related news is ranked in between over ``jobs`` threads.
 from __future__ import annotations
 
 import inspect
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -25,9 +26,26 @@ from typing import Any
 from publisher.config import Settings
 from publisher.errors import ContentError, Problem
 from publisher.feeds import FEED_FILES
-from publisher.models import Article, Library
-from publisher.ops.build_cache import HtmlStore, digest, hkey, load_state, save_state, tree_digest
-from publisher.ops.build_content import full_articles, jobs_default, load_library, parallel_map
+from publisher.models import Issue
+from publisher.ops.build_cache import (
+    CacheState,
+    HtmlStore,
+    Row,
+    UnitEntry,
+    digest,
+    hkey,
+    load_state,
+    save_state,
+    tree_digest,
+)
+from publisher.ops.build_content import (
+    full_articles,
+    jobs_default,
+    load_library,
+    parallel_map,
+    published_issues,
+    published_rows,
+)
 from publisher.ops.build_pages import (
     Planner,
     Written,
@@ -37,7 +55,7 @@ from publisher.ops.build_pages import (
     run_task,
     tags_of,
 )
-from publisher.related import RelatedIndex, RelatedParams, doc_terms
+from publisher.related import DocTerms, RelatedIndex, RelatedParams, doc_terms
 from publisher.render import markdown, pages
 
 Progress = Callable[[Iterable[Any], int, str], Iterable[Any]]
@@ -91,40 +109,41 @@ def build(
     ):
         state.units.clear()  # the index is made from every article's terms: read them all again
     renderer = _renderer()
-    library, reread, new_html, terms = load_library(settings, state, workers, params, renderer)
-    articles = list(library.articles)  # published, newest first
-    _reserved(articles)
-    keys = {slug: ks for unit in state.units.values() for slug, ks in unit.keys.items()}
-    related = _related(settings, state, articles, k, terms, keys, workers)
+    reread, new_html, terms = load_library(settings, state, workers, params, renderer)
+    rows = published_rows(state)  # library.articles: published, newest first
+    _reserved(rows)
+    keys = {k[0]: k[1:] for unit in state.units.values() for k in unit.keys}
+    related = _related(settings, state, rows, reread, k, terms, keys, workers)
     base = digest(settings.model_dump_json(), tree_digest(settings.paths.templates), renderer)
     planner = Planner(out, old, state.outputs)
-    plan_articles(planner, base, articles, keys, related)
-    plan_lists(planner, base, "", "", articles, keys)
-    tags = tags_of(articles)
+    plan_articles(planner, base, rows, keys, related)
+    plan_lists(planner, base, "", "", rows, keys)
+    tags = tags_of(rows)
     for tag, tagged in tags.items():
         plan_lists(planner, base, pages.tag_path(tag), tag, tagged, keys)
         plan_feeds(planner, base, pages.tag_path(tag), tag, tagged, keys, settings.feeds.max_items)
-    plan_feeds(planner, base, "", "", articles, keys, settings.feeds.max_items)
-    n_emails = _plan_emails(planner, base, settings, library, state) if emails else 0
+    plan_feeds(planner, base, "", "", rows, keys, settings.feeds.max_items)
+    issues = published_issues(state)
+    n_emails = _plan_emails(planner, base, settings, issues) if emails else 0
     store = HtmlStore(settings, out)
     try:
         store.put(new_html)
-        shared = _shared(settings, out, articles, tags, related, reread, state, planner, store, new_html)
+        shared = _shared(settings, out, rows, tags, related, reread, state, planner, store, new_html)
         written = _run(planner, shared, workers, progress)
         if reread:
-            store.keep_only({a.content_hash for u in state.units.values() for a in _unit_articles(u)})
+            store.keep_only({h for u in state.units.values() for h in u.hashes})
     finally:
         store.close()
-    _media(planner, articles, written)
+    _media(planner, issues, written)
     _static(planner, settings, written)
     removed = _remove_stale(out, set(old) - set(state.outputs))
     if written or removed or reread or state.outputs != old:
         save_state(settings, out, state)
     return BuildReport(
         out_dir=out,
-        articles=len(articles),
-        issues=len(library.published_issues),
-        pages=len(articles) + len(pages.page_chunks(len(articles))) + len(tags),
+        articles=len(rows),
+        issues=len(issues),
+        pages=len(rows) + len(pages.page_chunks(len(rows))) + len(tags),
         tags=len(tags),
         feeds=3 * (1 + len(tags)),
         emails=n_emails,
@@ -138,18 +157,12 @@ def build(
     )
 
 
-def _reserved(articles: list[Article]) -> None:
+def _reserved(rows: list[Row]) -> None:
     """The archive's own pages live under page/: no article may take that slug."""
-    clash = [a for a in articles if a.slug == "page"]
+    clash = [r for r in rows if r.slug == "page"]
     if clash:
-        where = str(clash[0].source)
-        raise ContentError(
-            [
-                Problem(
-                    where, "slug 'page' is used by the archive's older pages (page/2/ ...); rename the file"
-                )
-            ]
-        )
+        problem = "slug 'page' is used by the archive's older pages (page/2/ ...); rename the file"
+        raise ContentError([Problem(clash[0].unit, problem)])
 
 
 def _renderer() -> str:
@@ -161,84 +174,95 @@ def _renderer() -> str:
 
 def _related(
     settings: Settings,
-    state: Any,
-    articles: list[Article],
+    state: CacheState,
+    rows: list[Row],
+    reread: dict[str, Issue],
     k: int,
-    terms: dict[str, Any],
+    terms: dict[str, DocTerms],
     keys: dict[str, tuple[str, str, str]],
     jobs: int,
 ) -> dict[str, tuple[str, ...]]:
-    """Related lists, updated from the last build's index (the same answer as a fresh fit)."""
-    if k <= 0 or not articles:
+    """Related lists, updated from the last build's index (the same answer as a fresh fit).
+
+    Rows stand in for articles the index already knows; re-read articles come in full.
+    """
+    if k <= 0 or not rows:
         state.related = None
         return {}
     rkeys = {slug: ks[2] for slug, ks in keys.items()}
+    full = {a.slug: a for issue in reread.values() for a in issue.articles}
     idx = state.related
-    known = idx.known(articles, rkeys) if idx is not None else set()
-    lacking = [a for a in articles if a.slug not in terms and a.slug not in known]
-    if lacking:  # cached without their bodies and unknown to the index: count them from the files
-        terms = terms | {a.slug: doc_terms(a, RELATED) for a in full_articles(settings, state, lacking)}
-    if idx is None or not idx.update(articles, terms=terms, keys=rkeys, jobs=jobs):
-        idx = RelatedIndex.fit(articles, k, RELATED, terms=terms, keys=rkeys, jobs=jobs, previous=idx)
+    known = idx.known(rows, rkeys) if idx is not None else set()  # type: ignore[arg-type]
+    lacking = [r for r in rows if r.slug not in terms and r.slug not in known]
+    if lacking:  # cached without their bodies and unknown to the index: read them again
+        more = full_articles(settings, state, [r.unit for r in lacking], {r.slug for r in lacking})
+        full.update((a.slug, a) for a in more)
+        terms = terms | {a.slug: doc_terms(a, RELATED) for a in more}
+    pool: list[Any] = [full.get(r.slug, r) for r in rows]
+    if idx is None or not idx.update(pool, terms=terms, keys=rkeys, jobs=jobs):
+        idx = RelatedIndex.fit(pool, k, RELATED, terms=terms, keys=rkeys, jobs=jobs, previous=idx)
     state.related = idx
     return idx.top
 
 
-def _unit_articles(unit: Any) -> Iterator[Article]:
-    if unit.issue is not None:
-        yield from unit.issue.articles
-    yield from unit.drafts
-
-
-def _plan_emails(p: Planner, base: str, settings: Settings, library: Library, state: Any) -> int:
+def _plan_emails(p: Planner, base: str, settings: Settings, issues: list[UnitEntry]) -> int:
     """emails/<slug>.html/.txt/.eml per published issue: a function of the issue's files."""
     base = hkey(base, digest(settings.secret_key()))
-    fingerprints = {
-        (str(u.issue.source)): u.fingerprint + repr(u.images)
-        for u in state.units.values()
-        if u.issue is not None
-    }
-    count = 0
-    for issue in library.published_issues:
-        if not any(not a.draft for a in issue.articles):
-            continue
-        count += 1
-        names = [f"emails/{issue.slug}{ext}" for ext in (".html", ".txt", ".eml")]
-        key = hkey(base, fingerprints[str(issue.source)])
-        p.plan("email", names, key, (issue.slug, str(issue.source)), where=names[0])
-    return count
+    for u in issues:
+        names = [f"emails/{u.issue_slug}{ext}" for ext in (".html", ".txt", ".eml")]
+        key = hkey(base, u.fingerprint, repr(u.images))
+        p.plan("email", names, key, (u.issue_slug, u.issue_source), where=names[0])
+    return len(issues)
 
 
 def _shared(
     settings: Settings,
     out: Path,
-    articles: list[Article],
-    tags: dict[str, list[Article]],
+    rows: list[Row],
+    tags: dict[str, list[Row]],
     related: dict[str, tuple[str, ...]],
-    reread: dict[str, Any],
-    state: Any,
+    reread: dict[str, Issue],
+    state: CacheState,
     planner: Planner,
     store: HtmlStore,
     new_html: dict[str, str],
 ) -> dict[str, Any]:
-    """What the pool's children read (inherited through fork, never pickled)."""
-    by_slug = {a.slug: a for a in articles}
-    need: set[str] = set()
+    """What the pool's children read (inherited through fork, never pickled).
+
+    Only the articles the tasks show are loaded in full (on a cold build: all of them,
+    already in memory), and only the HTML of the pages and feeds to render.
+    """
+    full = {a.slug: a for issue in reread.values() for a in issue.articles}
+    unit_of = {r.slug: r.unit for r in rows}
+    newest = [r.slug for r in rows[: pages.LATEST + 1]]
+    shown: set[str] = set()
+    body: set[str] = set()  # articles whose HTML a task needs
+    n = settings.feeds.max_items
     for kind, _, _, args in planner.tasks:
         if kind == "article":
-            need.add(by_slug[args[0]].content_hash)
+            shown.update((args[0], *related.get(args[0], ()), *newest))
+            body.add(args[0])
+        elif kind in ("archive", "tag"):
+            listed = tags[args[0]] if args[0] else rows
+            chunk = next(c for c in pages.page_chunks(len(listed)) if c[0] == args[1])
+            shown.update(r.slug for r in listed[chunk[1] : chunk[2]])
         elif kind == "feeds":
-            chosen = tags[args[0]] if args[0] else articles
-            need.update(a.content_hash for a in chosen[: settings.feeds.max_items])
+            listed = tags[args[0]] if args[0] else rows
+            shown.update(r.slug for r in listed[:n])
+            body.update(r.slug for r in listed[:n])
+    for path in {unit_of[s] for s in shown if s not in full}:
+        issue = state.units[path].issue
+        full.update((a.slug, a) for a in (issue.articles if issue else ()))
+    need = {full[s].content_hash for s in body}
     html = {h: new_html[h] for h in need if h in new_html}
     html.update(store.get(need - set(html)))
     secret = settings.secret_key() if any(t[0] == "email" for t in planner.tasks) else b""
     return {
         "settings": settings,
         "out": out,
-        "articles": articles,
-        "by_slug": by_slug,
-        "newest": articles[: pages.LATEST + 1],
+        "articles": rows,
+        "by_slug": full,
+        "newest": [full[s] for s in newest if s in full],
         "tags": tags,
         "related": related,
         "html": html,
@@ -262,19 +286,21 @@ def _run(planner: Planner, shared: dict[str, Any], jobs: int, progress: Progress
     return written
 
 
-def _media(p: Planner, articles: list[Article], written: list[str]) -> None:
-    """Copy each local article image to <out>/<Article.image> (once per file)."""
+def _media(p: Planner, issues: list[UnitEntry], written: list[str]) -> None:
+    """Copy each local image of a published article to <out>/<Article.image> (once per file)."""
     seen: set[str] = set()
-    for a in articles:
-        if a.image_file is None or not a.image or a.image in seen:
-            continue
-        seen.add(a.image)
-        st = a.image_file.stat()
-        key = digest(str(a.image_file), st.st_size, st.st_mtime_ns)
-        if p.want(a.image, key):
-            _put(p, a.image, key, a.image_file.read_bytes(), written)
-        else:
-            p.outputs[a.image] = p.old[a.image]
+    for u in issues:
+        for image, source in u.media:
+            if image in seen:
+                continue
+            seen.add(image)
+            st = os.stat(source)
+            key = digest(source, st.st_size, st.st_mtime_ns)
+            if p.want(image, key):
+                with open(source, "rb") as fh:
+                    _put(p, image, key, fh.read(), written)
+            else:
+                p.outputs[image] = p.old[image]
 
 
 def _static(p: Planner, settings: Settings, written: list[str]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -24,8 +25,8 @@ from publisher.config import Settings
 from publisher.content.loader import Loader, hint_for
 from publisher.content.scan import Unit, scan
 from publisher.errors import ContentError, Problem
-from publisher.models import Article, Issue, Library
-from publisher.ops.build_cache import CacheState, UnitEntry, digest, files_digest, hkey
+from publisher.models import Article, Issue
+from publisher.ops.build_cache import CacheState, Row, UnitEntry, digest, files_digest, hkey
 from publisher.related import DocTerms, RelatedParams, doc_terms
 from publisher.render.markdown import markdown_to_html
 
@@ -143,27 +144,53 @@ def _load_unit(item: tuple[Unit, str]) -> Loaded:
     params: RelatedParams | None = shared("related")
     published = [a for a in live if not a.draft and issue is not None and not issue.draft]
     terms = {a.slug: doc_terms(a, params) for a in published} if params is not None else {}
+    kept = replace(issue, articles=tuple(_strip(a) for a in issue.articles)) if issue else None
+    payload = pickle.dumps((kept, tuple(_strip(a) for a in drafts)), protocol=pickle.HIGHEST_PROTOCOL)
     entry = UnitEntry(
         fingerprint=fingerprint,
-        issue=replace(issue, articles=tuple(_strip(a) for a in issue.articles)) if issue else None,
-        drafts=tuple(_strip(a) for a in drafts),
+        payload=payload,
         images=_image_stats(arts),
         stats=_stats(_unit_files(unit)),
-        keys={a.slug: (article_key(a), entry_key(a), related_key(a)) for a in arts},
+        keys=tuple((a.slug, article_key(a), entry_key(a), related_key(a)) for a in arts),
+        issue_slug=issue.slug if issue else "",
+        issue_source=str(issue.source) if issue else "",
+        published=bool(published),
+        stamp=issue.date.timestamp() if issue else 0.0,
+        rows=tuple((a.slug, a.date.timestamp(), a.tags) for a in published),
+        hashes=tuple(a.content_hash for a in arts),
+        media=tuple((a.image, str(a.image_file)) for a in published if a.image and a.image_file),
     )
     return str(unit.path), entry, [], issue, html, terms
 
 
-def _units(settings: Settings, state: CacheState) -> list[Unit]:
-    """The scan's units; the scan itself only when the folder listing changed."""
-    seen = listing(settings.paths.issues) if settings.paths.issues.is_dir() else None
+def _folders_unchanged(stamps: dict[str, int]) -> bool:
+    """No folder's mtime moved: nothing was added, removed or renamed (an edit in place is not)."""
+    try:
+        return bool(stamps) and all(os.stat(f).st_mtime_ns == t for f, t in stamps.items())
+    except OSError:
+        return False
+
+
+def _units(settings: Settings, state: CacheState) -> list[tuple[str, bool]]:
+    """The scan's units as (path, is folder); the scan itself only when the folder listing changed."""
+    if state.listing is not None and _folders_unchanged(state.folder_stamps):
+        return state.scan_units
+    root = settings.paths.issues
+    stamps = {}
+    if root.is_dir():
+        stamps[str(root)] = os.stat(root).st_mtime_ns
+    seen = listing(root) if root.is_dir() else None
+    for path, is_file in seen or ():
+        if not is_file and os.path.isdir(path):
+            stamps[path] = os.stat(path).st_mtime_ns
+    state.folder_stamps = stamps
     if seen is None or seen != state.listing:
         found = scan(settings)  # raises when the folder is missing
         state.listing = seen
         state.scan_units = [(str(u.path), u.is_folder) for u in found.units]
         state.folders = {str(u.path): u for u in found.units if u.is_folder}
         state.scan_problems = tuple(p.problem for p in found.problems)
-    return [state.folders[p] if folder else _file_unit(p) for p, folder in state.scan_units]
+    return state.scan_units
 
 
 def _file_unit(path: str) -> Unit:
@@ -173,12 +200,12 @@ def _file_unit(path: str) -> Unit:
 
 def load_library(
     settings: Settings, state: CacheState, jobs: int, related: RelatedParams | None, salt: str = ""
-) -> tuple[Library, dict[str, Issue], dict[str, str], dict[str, DocTerms]]:
-    """The library, re-reading only changed issues.
+) -> tuple[dict[str, Issue], dict[str, str], dict[str, DocTerms]]:
+    """Bring ``state.units`` in line with the files, re-reading only changed issues.
 
-    Returns (the library, whose cached articles carry no body; the re-read issues in
-    full by slug; their articles' HTML by content hash; term counts of their published
-    articles by slug). Raises ContentError with every problem, as
+    Returns (the re-read issues in full by slug, their articles' HTML by content hash,
+    term counts of their published articles by slug). Raises ContentError with every
+    problem, as
     ``publisher.content.load_content`` does. ``salt`` (e.g. the Markdown renderer's
     version) drops every cached issue when it changes.
     """
@@ -188,17 +215,16 @@ def load_library(
         state.loader_key = key
     fresh: dict[str, UnitEntry] = {}
     todo: list[tuple[Unit, str]] = []
-    for unit in _units(settings, state):
-        path = str(unit.path)
+    for path, folder in _units(settings, state):
         old = state.units.get(path)
         if old is not None and old.stats == _stats(f for f, _, _ in old.stats) and _same(old.images):
             fresh[path] = old  # same sizes and mtimes: no need to read the bytes
             continue
+        unit = state.folders[path] if folder else _file_unit(path)
         files = _unit_files(unit)
         fp = files_digest([Path(f) for f in files])
         if old is not None and old.fingerprint == fp and _same(old.images):
-            old.stats = _stats(files)  # touched but not changed
-            fresh[path] = old
+            fresh[path] = old._replace(stats=_stats(files))  # touched but not changed
         else:
             todo.append((unit, fp))
     problems = list(state.scan_problems)
@@ -218,9 +244,26 @@ def load_library(
     if problems:
         ordered = sorted(problems, key=lambda p: (p.where, p.line or 0))
         raise ContentError(ordered, hint=hint_for(ordered))
-    issues: list[Issue] = [e.issue for e in fresh.values() if e.issue is not None]
-    issues.sort(key=lambda i: (-i.date.timestamp(), i.slug))
-    return Library(tuple(issues)), reread, html, terms
+    return reread, html, terms
+
+
+def published_rows(state: CacheState) -> list[Row]:
+    """``Library.articles`` as rows: published, newest first, ties by slug."""
+    live = [
+        (-stamp, slug, Row(slug, tags, path))
+        for path, u in state.units.items()
+        if u.published
+        for slug, stamp, tags in u.rows
+    ]
+    live.sort(key=lambda t: (t[0], t[1]))
+    return [r for _, _, r in live]
+
+
+def published_issues(state: CacheState) -> list[UnitEntry]:
+    """Units holding a published issue, newest first (``Library.published_issues`` order)."""
+    units = [u for u in state.units.values() if u.published]
+    units.sort(key=lambda u: (-u.stamp, u.issue_slug))
+    return units
 
 
 def _same(images: tuple[tuple[str, int, int], ...]) -> bool:
@@ -241,13 +284,12 @@ def reload_issue(settings: Settings, state: CacheState, source: Path) -> Issue:
     return issue
 
 
-def full_articles(settings: Settings, state: CacheState, lacking: list[Article]) -> list[Article]:
-    """The cached (bodiless) ``lacking`` articles read again in full from their unchanged files."""
-    wanted = {a.slug for a in lacking}
-    sources = {
-        a.source.parent / "index.md" if str(a.source.parent) in state.folders else a.source for a in lacking
-    }
+def full_articles(settings: Settings, state: CacheState, units: list[str], slugs: set[str]) -> list[Article]:
+    """Articles ``slugs`` of the cached ``units`` read again in full from their unchanged files."""
     out = []
-    for source in sorted(sources):
-        out.extend(a for a in reload_issue(settings, state, source).articles if a.slug in wanted)
+    for path in sorted(set(units)):
+        entry = state.units[path]
+        out.extend(
+            a for a in reload_issue(settings, state, Path(entry.issue_source)).articles if a.slug in slugs
+        )
     return out

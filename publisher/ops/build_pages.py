@@ -19,7 +19,7 @@ from typing import Any
 from publisher.config import Settings
 from publisher.feeds import FEED_FILES, site_feeds, tag_feeds
 from publisher.models import Article, Issue
-from publisher.ops.build_cache import OutputEntry, hkey
+from publisher.ops.build_cache import OutputEntry, Row, hkey
 from publisher.ops.build_content import reload_issue, shared
 from publisher.render import pages
 
@@ -113,8 +113,8 @@ def plan_feeds(
     p.plan("feeds", [folder + name for name in FEED_FILES], key, (tag,), where=folder)
 
 
-def tags_of(articles: list[Article]) -> dict[str, list[Article]]:
-    out: dict[str, list[Article]] = defaultdict(list)
+def tags_of(articles: list[Row]) -> dict[str, list[Row]]:
+    out: dict[str, list[Row]] = defaultdict(list)
     for a in articles:
         for t in dict.fromkeys(a.tags):
             out[t].append(a)
@@ -170,7 +170,7 @@ def _render(kind: str, where: str, args: tuple[Any, ...]) -> Iterator[tuple[str,
     html: dict[str, str] = shared("html")
     if kind == "article":
         a = by_slug[args[0]]
-        rel = [by_slug[s] for s in shared("related").get(a.slug, ()) if s in by_slug]
+        rel = [by_slug[s] for s in shared("related").get(a.slug, ())]
         latest = pages.latest_for(a, shared("newest"))
         yield where, pages.article_page(settings, a, html[a.content_hash], latest, rel)
     elif kind in ("archive", "tag"):
@@ -179,19 +179,20 @@ def _render(kind: str, where: str, args: tuple[Any, ...]) -> Iterator[tuple[str,
         chunks = pages.page_chunks(len(arts))
         _, first, end = next(c for c in chunks if c[0] == page)
         pager = pages.pager_for(page, len(chunks), len(arts))
+        shown = [by_slug[r.slug] for r in arts[first:end]]
         if tag:
-            yield where, pages.tag_page(settings, tag, arts[first:end], pager, page, len(arts))
+            yield where, pages.tag_page(settings, tag, shown, pager, page, len(arts))
         else:
-            yield where, pages.archive_page(settings, arts[first:end], pager, page)
+            yield where, pages.archive_page(settings, shown, pager, page)
     elif kind == "feeds":
         (tag,) = args
-        arts = shared("tags")[tag] if tag else shared("articles")
-        by_slug_html = {a.slug: html[a.content_hash] for a in arts[: settings.feeds.max_items]}
-        made = (
-            tag_feeds(settings, tag, where, arts, by_slug_html)
-            if tag
-            else site_feeds(settings, arts, by_slug_html)
-        )
+        rows = shared("tags")[tag] if tag else shared("articles")
+        arts = [by_slug[r.slug] for r in rows[: settings.feeds.max_items]]
+        by_slug_html = {a.slug: html[a.content_hash] for a in arts}
+        if tag:
+            made = tag_feeds(settings, tag, where, arts, by_slug_html)
+        else:
+            made = site_feeds(settings, arts, by_slug_html)
         for name, data in made.items():
             yield where + name, data
     elif kind == "email":
