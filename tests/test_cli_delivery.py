@@ -171,7 +171,7 @@ def _send_process(project: Path, *args: str) -> subprocess.Popen[str]:
 
 @pytest.mark.slow
 def test_kill_9_mid_send_then_rerun_loses_nothing_and_doubles_little(cli, project: Path) -> None:
-    n, kills = 300, 3
+    n, kills = 240, 3
     concurrency = cli.settings.email.concurrency
     with open_store(cli.db_url) as store:
         emails = add_subscribers(store, n)
