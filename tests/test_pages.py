@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import html5lib
+import pytest
 
 from publisher.config import Settings
 from publisher.models import Article
@@ -69,3 +71,89 @@ def test_archive_lists_newest_first_with_summaries(make_settings: Callable[..., 
     assert [li.find(".//a").get("href") for li in items] == ["new/", "old/"]
     assert [li.find(".//p[@class='summary']").text for li in items] == ["About New", "About Old"]
     assert doc.find(".//meta[@name='viewport']") is not None
+
+
+# -- Chromium at 375 px ------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+WIDE = (
+    "A table wider than any phone:\n\n| "
+    + " | ".join(f"Column{n}HeadingWithoutSpaces" for n in range(9))
+    + " |\n|"
+    + "---|" * 9
+    + "\n| "
+    + " | ".join("https://example.org/a/very/long/path/" + "y" * 30 for _ in range(9))
+    + " |\n\nA long link: https://example.org/"
+    + "segment-without-any-break-" * 8
+    + " and a [linked one](https://example.org/"
+    + "x" * 120
+    + ").\n\n```\nx = ["
+    + ", ".join(str(n) for n in range(80))
+    + "]\n```\n"
+)
+
+
+def need(tool: str, present: bool) -> None:
+    """Skip on a developer's machine without the tool; fail in CI, where it must be installed."""
+    if not present:
+        if os.environ.get("CI"):
+            pytest.fail(f"{tool} is required in CI but is not installed")
+        pytest.skip(f"{tool} is not installed")
+
+
+@pytest.mark.slow
+def test_archive_and_article_fit_a_375px_phone(project: Path, make_settings: Callable[..., Settings]) -> None:
+    need("chromium", Path(CHROMIUM).exists())
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        need("the playwright Python package", False)
+    from publisher.ops.build import build
+
+    issues = project / "issues"
+    long_title = "Supercalifragilisticexpialidocious" * 3
+    for n in range(110):  # enough for a second archive page
+        body = WIDE if n == 7 else f"Story {n} about the harbour, the trams and the river."
+        title = long_title if n == 7 else f"Story {n}"
+        (issues / f"story-{n:02d}.md").write_text(
+            f"---\ntitle: {title}\ndate: 2026-01-{1 + n % 28:02d}T{n % 24:02d}:00:00+00:00\n"
+            f"tags: [harbour]\n---\n\n{body}\n",
+            encoding="utf-8",
+        )
+    settings = make_settings(paths={"state": str(project / ".state")})
+    build(settings, emails=False)
+    out = settings.paths.output
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 375, "height": 800})
+            page.route("http*://**/*", lambda r: r.abort())  # the site must lay out offline
+            for name, path in [
+                ("archive", "index.html"),
+                ("archive-page-1", "page/1/index.html"),
+                ("article-wide", "story-07/index.html"),
+                ("tag", "tags/harbour/index.html"),
+            ]:
+                page.goto((out / path).as_uri())
+                assert page.evaluate("getComputedStyle(document.body).marginTop") == "0px", path  # css loaded
+                page.screenshot(path=str(ARTIFACTS / f"page-{name}-375.png"), full_page=True)
+                assert page.evaluate("document.documentElement.scrollWidth") <= 375, path
+                if name == "article-wide":  # the table scrolls in its own box, not the page
+                    box = page.evaluate(
+                        "(() => { const t = document.querySelector('.body table');"
+                        " return [t.getBoundingClientRect().right, t.scrollWidth]; })()"
+                    )
+                    assert box[0] <= 375 and box[1] > 375
+        finally:
+            browser.close()
