@@ -31,6 +31,15 @@ if TYPE_CHECKING:
 PARTIAL = 3  # exit code: some recipients (or rows) failed
 
 
+def _out(text: str) -> None:
+    """One message line on stdout, never re-wrapped (it may be piped or parsed)."""
+    console.print(text, soft_wrap=True, highlight=False)
+
+
+def _err(text: str) -> None:
+    err_console.print(text, soft_wrap=True, highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(send)
     app.command()(status)
@@ -85,7 +94,7 @@ class _Bar:
         step = max(1, total // 10)
         if done // step != self.last_logged // step or (done == total and self.last_logged != done):
             self.last_logged = done
-            err_console.print(f"{self.label}: {done}/{total}", highlight=False)
+            _err(f"{self.label}: {done}/{total}")
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
@@ -110,52 +119,49 @@ def send(
     cfg = settings(config)
     if to is not None:
         where = send_test_copy(cfg, issue, to, now=_now())
-        console.print(f"sent a test copy of {escape(issue)} to {escape(to)} via {escape(where)}")
+        _out(f"sent a test copy of {escape(issue)} to {escape(to)} via {escape(where)}")
         return
     with _store(cfg) as store, _Bar(f"sending {issue}") as bar:
         outcome = send_issue(cfg, store, issue, clock=_now, dry_run=dry_run, progress=bar, local=local)
     for warning in outcome.warnings:
-        err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+        _err(f"[yellow]warning:[/] {escape(warning)}")
     if outcome.action == "already-sent":
-        console.print(f"{escape(outcome.key)} was already sent ({outcome.planned} planned); nothing to do.")
+        _out(f"{escape(outcome.key)} was already sent ({outcome.planned} planned); nothing to do.")
         return
     if outcome.action == "dry-run":
-        console.print(
+        _out(
             f"dry run: would send {escape(issue)} to {outcome.to_send} subscriber(s) via "
             f"{escape(outcome.transport)}; nothing was sent and the ledger is unchanged."
         )
         return
     if outcome.action in ("queued", "already-queued"):
         done = "queued" if outcome.action == "queued" else "is already queued:"
-        console.print(
+        _out(
             f"{escape(outcome.key)} {done} {outcome.jobs} batch job(s) for {outcome.to_send} of "
             f"{outcome.planned} recipient(s); the workers send it (`publisher status` shows progress)."
         )
         return
     if outcome.action == "nothing-to-send":
-        console.print(f"{escape(outcome.key)}: no confirmed subscriber is waiting for it; nothing sent.")
+        _out(f"{escape(outcome.key)}: no confirmed subscriber is waiting for it; nothing sent.")
         return
     report = outcome.drain
     assert report is not None
     counts = report.counts
-    console.print(
+    _out(
         f"{escape(outcome.key)}: sent {report.sent} in {report.seconds:.1f}s ({report.rate:,.0f}/s) via "
         f"{escape(outcome.transport)}; in all {counts.sent} sent, {counts.failed} failed, "
         f"{counts.pending} pending of {counts.planned} planned."
     )
     for address, reason in report.failures[:20]:
-        err_console.print(f"[red]failed:[/] {escape(address)}: {escape(reason)}", soft_wrap=True)
+        _err(f"[red]failed:[/] {escape(address)}: {escape(reason)}")
     if counts.failed > 20:
-        err_console.print(f"... and {counts.failed - 20} more (see `publisher status`)")
+        _err(f"... and {counts.failed - 20} more (see `publisher status`)")
     if report.fatal is not None:
-        err_console.print(f"[bold red]error:[/] {escape(report.fatal.message)}", soft_wrap=True)
+        _err(f"[bold red]error:[/] {escape(report.fatal.message)}")
         if report.fatal.hint:
-            err_console.print(f"[dim]hint: {escape(report.fatal.hint)}[/]", soft_wrap=True)
+            _err(f"[dim]hint: {escape(report.fatal.hint)}[/]")
     if counts.pending:
-        err_console.print(
-            f"{counts.pending} not sent yet; run `publisher send {escape(issue)}` again to send them.",
-            soft_wrap=True,
-        )
+        _err(f"{counts.pending} not sent yet; run `publisher send {escape(issue)}` again to send them.")
     if report.fatal is not None:
         raise typer.Exit(1)
     if counts.failed or counts.pending:
@@ -174,14 +180,14 @@ def status(config: ConfigOption = None) -> None:
         jobs = queue_status(store)  # PostgreSQL: the workers' batch jobs
     total = sum(subs.values())
     parts = ", ".join(f"{subs.get(s.value, 0)} {s.value}" for s in SubscriberStatus)
-    console.print(f"subscribers: {total} ({parts})")
+    _out(f"subscribers: {total} ({parts})")
     if jobs is not None:
         t = jobs.total
-        console.print(
+        _out(
             f"workers: {jobs.workers} running; batch jobs: {t.todo} todo, {t.doing} doing, {t.failed} failed"
         )
     if not sends:
-        console.print("no sends yet")
+        _out("no sends yet")
         return
     columns = ("send", "status", "planned", "sent", "failed", "pending", "skipped", "started", "finished")
     if jobs is not None:
@@ -247,7 +253,7 @@ def subscribers_add(
         s = store.subscribers.add(
             email, now=_now(), name=name, status=status, frequency=frequency, topics=topics, timezone=timezone
         )
-    console.print(f"added {escape(s.email)} ({s.status.value}, {s.frequency.value})")
+    _out(f"added {escape(s.email)} ({s.status.value}, {s.frequency.value})")
 
 
 @reports_errors
@@ -273,12 +279,12 @@ def subscribers_import(
     except OSError as exc:
         raise NotFoundError(f"cannot read {file}: {exc.strerror or exc}") from None
     for notice in report.notices[:50]:
-        err_console.print(f"[dim]note:[/] {escape(str(notice))}", soft_wrap=True)
+        _err(f"[dim]note:[/] {escape(str(notice))}")
     if len(report.notices) > 50:
-        err_console.print(f"[dim]note: ... and {len(report.notices) - 50} more notes[/]")
+        _err(f"[dim]note: ... and {len(report.notices) - 50} more notes[/]")
     for problem in report.problems:
-        err_console.print(f"[bold red]error:[/] {escape(str(problem))}", soft_wrap=True)
-    console.print(
+        _err(f"[bold red]error:[/] {escape(str(problem))}")
+    _out(
         f"imported {report.imported} of {report.rows} row(s): {report.added} added, "
         f"{report.updated} updated, {report.unchanged} unchanged, {report.merged} duplicate(s) merged, "
         f"{len(report.problems)} refused"
@@ -304,7 +310,7 @@ def subscribers_export(
         with tmp.open("w", encoding="utf-8", newline="") as out:
             n = store.subscribers.export_csv(out, Filter(status=status))
         tmp.replace(file)
-    err_console.print(f"exported {n} subscriber(s) to {escape(str(file))}")
+    _err(f"exported {n} subscriber(s) to {escape(str(file))}")
 
 
 @reports_errors
@@ -338,7 +344,7 @@ def subscribers_list(
         ],
     )
     more = f" (showing {len(rows)}; use --limit)" if total > len(rows) else ""
-    console.print(f"{total} subscriber(s){more}")
+    _out(f"{total} subscriber(s){more}")
 
 
 @reports_errors
@@ -353,7 +359,7 @@ def subscribers_remove(
             raise NotFoundError(
                 f"no subscriber {email}", hint="`publisher subscribers list --search` finds one"
             )
-    console.print(f"removed {escape(email)}")
+    _out(f"removed {escape(email)}")
 
 
 @reports_errors
@@ -363,4 +369,4 @@ def db_upgrade(config: ConfigOption = None) -> None:
 
     cfg = settings(config)
     revision = upgrade(cfg.database.url)
-    console.print(f"database is at revision {revision} (newest)")
+    _out(f"database is at revision {revision} (newest)")
