@@ -68,6 +68,19 @@ def test_open_and_upgrade_are_idempotent(db_url) -> None:
     s.close()
 
 
+def test_a_database_from_a_newer_version_is_refused_plainly(tmp_path) -> None:
+    from publisher.errors import StoreError
+
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    upgrade(url)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    engine.dispose()
+    with pytest.raises(StoreError, match="cannot migrate"):
+        open_store(url)
+
+
 def test_sqlite_pragmas(tmp_path) -> None:
     s = open_store(f"sqlite:///{tmp_path / 'x.db'}")
     with s.read() as conn:

@@ -163,6 +163,7 @@ def _upgrade_engine(engine: Engine) -> str | None:
     from alembic import command
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
+    from alembic.util.exc import CommandError
 
     head = head_revision()
     with engine.connect() as conn:
@@ -175,7 +176,13 @@ def _upgrade_engine(engine: Engine) -> str | None:
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        try:
+            command.upgrade(cfg, "head")
+        except CommandError as exc:  # e.g. a database migrated by a newer publisher
+            raise StoreError(
+                f"cannot migrate the database: {exc}",
+                hint="the database may come from a newer version of publisher: upgrade publisher",
+            ) from None
         return MigrationContext.configure(conn).get_current_revision()
 
 
