@@ -215,3 +215,11 @@ def test_threads_give_the_same_answer() -> None:
     two = RelatedIndex.fit(arts, 3, RelatedParams(chunk=64), jobs=2)
     assert one.top == two.top
     assert (one.cand_col == two.cand_col).all() and (one.cand_neg == two.cand_neg).all()
+
+
+def test_stop_words_are_scikit_learns() -> None:
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    from publisher.related.terms import STOP_WORDS
+
+    assert STOP_WORDS == ENGLISH_STOP_WORDS  # copied so the CLI need not import scikit-learn

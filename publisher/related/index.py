@@ -1,144 +1,22 @@
-"""Related news: for each article, the few others a reader is most likely to want next.
+"""The related-news index: term counts per article and each article's exact best candidates.
 
-Score (tuned on the Wikinews corpus by bench/related.py, which says how):
-
-- TF-IDF over title (counted twice: it names the story) and body, sublinear tf,
-  English stop words, plurals folded ("courts" counts as "court"), terms in
-  more than half the articles dropped;
-- proper nouns (terms written capitalised most of the time) weighted down:
-  a shared country or person name says less about what a story is *about*
-  than shared common words do;
-- blended with shared tags (Jaccard) when both articles have tags;
-- times a mild preference for articles close in time.
-
-Matches under ``min_score`` are dropped (no related item beats a weak one);
-ties break by slug.
-
-The answer is a pure function of the articles: ``RelatedIndex.update`` after
-an edit gives exactly what ``RelatedIndex.fit`` on the edited archive gives,
-byte for byte. It can, because every score is computed by the same float32
-operations in the same order whichever way it is reached (each row's terms
-in alphabetical order, no BLAS), and the index keeps each article's exact
-top ``k + slack`` candidates: an edit changes the vectors only of the edited
-articles and of those sharing a term whose weight moved, so only their
-scores are recomputed and merged into the other lists. (A 50-dimension LSA
-blend scored p@3 0.61 against 0.59 here, but a global basis moves every
-score on any edit, so an incremental build could not match a full one.)
-Pure: no I/O; ``jobs`` threads share the work (scipy and numpy release the GIL).
+See ``publisher.related`` for the score and why an update equals a fit.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
-import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, TypeVar
 
 import numpy as np
 from scipy import sparse
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from publisher.models import Article
+from publisher.related.terms import DEFAULT, DocTerms, RelatedParams, doc_key, doc_terms
 
 T = TypeVar("T")
-TOKEN = r"(?u)\b[^\W\d_][\w'-]*[^\W_]\b"
-_TOKEN = re.compile(TOKEN)
-_KEEP_S = frozenset(
-    [
-        "news",
-        "series",
-        "species",
-        "physics",
-        "politics",
-        "economics",
-        "mathematics",
-        "statistics",
-        "analysis",
-        "crisis",
-        "basis",
-        "thesis",
-        "status",
-        "bus",
-        "gas",
-        "lens",
-        "chaos",
-        "atlas",
-        "alias",
-        "bias",
-        "diabetes",
-        "aids",
-    ]
-)
-# One article's terms: (terms in alphabetical order, counts, capitalised counts).
-DocTerms = tuple[tuple[str, ...], np.ndarray, np.ndarray]
-
-
-@dataclass(frozen=True)
-class RelatedParams:
-    """The knobs; defaults are the values bench/related.py picked on held-out rows."""
-
-    title_repeat: int = 2
-    proper_weight: float = 0.5  # weight of terms that are capitalised in most of their uses
-    proper_share: float = 0.5  # "most": the share of capitalised uses that makes a proper noun
-    tag_weight: float = 0.25
-    recency_weight: float = 0.1  # how much of the score a large gap in time can take away
-    half_life_days: float = 30.0  # gap at which half of that is taken
-    min_score: float = 0.05
-    max_df: float = 0.5
-    min_df: int = 2
-    slack: int = 8  # candidates kept beyond k, so an edit rarely forces a row to be rescored
-    chunk: int = 512  # rows scored at once (bounds memory on big archives)
-
-
-DEFAULT = RelatedParams()
-
-
-def doc_key(a: Article) -> str:
-    """A hash of what the model reads of an article: if this is unchanged, so is its row."""
-    text = "\0".join([a.title, a.body, a.date.isoformat(), ",".join(sorted(a.tags))])
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
-
-
-@lru_cache(maxsize=1 << 18)
-def _term(token: str) -> str | None:
-    """The counted form of a token (lowercase, plural folded), or None for a stop word."""
-    word = token.lower()
-    if word in ENGLISH_STOP_WORDS:
-        return None
-    if word.endswith("'s"):
-        word = word[:-2]
-    if len(word) > 3 and word not in _KEEP_S:
-        if word.endswith("ies") and len(word) > 4:
-            word = word[:-3] + "y"
-        elif word.endswith("sses"):
-            word = word[:-2]
-        elif word.endswith("s") and not word.endswith(("ss", "us", "is")):
-            word = word[:-1]
-    return None if word in ENGLISH_STOP_WORDS or len(word) < 2 else word
-
-
-def doc_terms(a: Article, params: RelatedParams = DEFAULT) -> DocTerms:
-    """Count one article's terms (cheap and per article: the build runs it in its workers)."""
-    counts: dict[str, int] = {}
-    caps: dict[str, int] = {}
-    text = ". ".join([a.title] * params.title_repeat + [a.body])
-    for token in _TOKEN.findall(text):
-        term = _term(token)
-        if term is None:
-            continue
-        counts[term] = counts.get(term, 0) + 1
-        if token[0].isupper():
-            caps[term] = caps.get(term, 0) + 1
-    terms = tuple(sorted(counts))
-    return (
-        terms,
-        np.array([counts[t] for t in terms], dtype=np.int32),
-        np.array([caps.get(t, 0) for t in terms], dtype=np.int32),
-    )
 
 
 @dataclass
@@ -492,51 +370,9 @@ class RelatedIndex:
         return set(self._same(pool, _keys(pool, keys)))
 
     def _carry_over(self, stale: np.ndarray, same: dict[str, int], old: tuple[Any, ...], jobs: int) -> None:
-        """Every unchanged row keeps its candidates, rescored only against the changed columns."""
-        old_slugs, col, neg, bneg, bslug, old_top, _ = old
-        n = len(self.slugs)
-        new_of_old = np.full(len(old_slugs) + 1, -1, dtype=np.int64)  # last slot: the -1 padding
-        where = {s: i for i, s in enumerate(self.slugs)}
-        for s, o in same.items():
-            new_of_old[o] = where[s]
-        rows = np.flatnonzero(~np.isin(np.arange(n), stale))
-        olds = np.array([same[self.slugs[i]] for i in rows], dtype=np.int64)
-        cc = new_of_old[col[olds]]
-        cn = neg[olds]
-        gone = (cc < 0) & (col[olds] >= 0) | np.isin(cc, stale)
-        against = (
-            np.vstack(self._map(lambda b: self._scores(b, stale), self._blocks(rows, 4096), jobs))
-            if len(rows)
-            else np.zeros((0, len(stale)), np.float32)
-        )
-        hit = -against <= bneg[olds][:, None]
-        touched = gone.any(axis=1) | hit.any(axis=1)
-        self.cand_col[rows], self.cand_neg[rows] = cc.astype(np.int32), cn
-        self.bound_neg[rows] = bneg[olds]
-        for r, i in enumerate(rows.tolist()):
-            self.bound_slug[i] = bslug[olds[r]]
-            if not touched[r]:
-                self.top[self.slugs[i]] = old_top[old_slugs[olds[r]]]
-        redo = []
-        for r in np.flatnonzero(touched).tolist():
-            i = int(rows[r])
-            bound = (float(bneg[olds[r]]), bslug[olds[r]])
-            kept = [
-                (float(x), int(c)) for x, c, g in zip(cn[r], cc[r], gone[r], strict=True) if c >= 0 and not g
-            ]
-            for c in np.flatnonzero(hit[r]).tolist():
-                key = (float(-against[r, c]), self.slugs[stale[c]])
-                if math.isfinite(key[0]) and (not math.isfinite(bound[0]) or key < bound):
-                    kept.append((key[0], int(stale[c])))
-            kept.sort()
-            if len(kept) >= self.m:
-                self._set_row(i, kept[: self.m], full=True)
-            else:
-                self._set_row(i, kept, full=False, bound=bound if math.isfinite(bound[0]) else None)
-            if len(kept) < self.k and math.isfinite(bound[0]) and -bound[0] >= self.params.min_score:
-                redo.append(i)  # too few known candidates left to be sure of the top k
-        if redo:
-            self._rank_rows(np.array(redo, dtype=np.int64), jobs)
+        from publisher.related.update import carry_over
+
+        carry_over(self, stale, same, old, jobs)
 
 
 def _keys(pool: list[Article], given: dict[str, str] | None) -> list[str]:
@@ -551,25 +387,3 @@ def _best(row: np.ndarray, cols: np.ndarray, m: int) -> list[tuple[float, int]]:
     live = np.isfinite(vals)
     pairs = sorted(zip((-vals[live]).tolist(), cols[live].tolist(), strict=True))
     return pairs[:m]
-
-
-def related_articles(
-    articles: Sequence[Article],
-    k: int = 3,
-    *,
-    for_slugs: Iterable[str] | None = None,
-    params: RelatedParams = DEFAULT,
-) -> dict[str, tuple[str, ...]]:
-    """slug -> up to ``k`` related slugs, best first (drafts are neither asked nor offered).
-
-    ``for_slugs`` narrows the answer to a few articles (a digest's new ones); their
-    matches are still searched in the whole archive.
-    """
-    pool = [a for a in articles if not a.draft]
-    if not pool or k <= 0:
-        return {s: () for s in (for_slugs if for_slugs is not None else (a.slug for a in pool))}
-    if for_slugs is None:
-        return dict(RelatedIndex.fit(pool, k, params).top)
-    wanted = list(for_slugs)
-    idx = RelatedIndex.fit(pool, k, params, rank=wanted)
-    return {s: idx.top.get(s, ()) for s in wanted}
