@@ -51,6 +51,12 @@ def worker_command(
     )
     logging.getLogger("procrastinate").setLevel(logging.WARNING)
     name = f"{socket.gethostname()}:{os.getpid()}"
+    if not os.environ.get(cfg.secret_env):
+        err_console.print(
+            f"[yellow]warning:[/] {cfg.secret_env} is not set, so this worker signs links with the key in "
+            f"{escape(str(cfg.paths.state))}; jobs planned with another key are refused",
+            soft_wrap=True,
+        )
     with open_store(cfg.database.url) as store:  # also applies the queue's schema on first use
         app = build_app(cfg, BatchRunner(cfg, store), stalled_after=stalled_after)
         err_console.print(
