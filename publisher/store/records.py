@@ -1,0 +1,123 @@
+"""The ledger's records: what a send, a plan, a pending row and a batch of results look like.
+
+Plain frozen dataclasses (and the one error of the ledger), kept apart from the
+queries in ``ledger`` so other modules can name them without pulling SQL in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from publisher.errors import PublisherError
+from publisher.store.schema import subscribers as sub
+
+
+class SendBusyError(PublisherError):
+    """Another process holds the lease on this send."""
+
+    def __init__(self, key: str, owner: str, expires_at: datetime | None) -> None:
+        until = f" (its lease runs to {expires_at:%Y-%m-%d %H:%M:%S} UTC)" if expires_at else ""
+        super().__init__(
+            f"{key} is being sent by another process: {owner}{until}",
+            hint="wait for it to finish; if that process is gone, run the command again once the lease ends",
+        )
+        self.owner = owner
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who a plan covers: subscribers in these statuses and frequencies (and ids, if given)."""
+
+    statuses: tuple[str, ...] = ("confirmed",)
+    frequencies: tuple[str, ...] | None = ("instant",)
+    subscriber_ids: tuple[int, ...] | None = None
+
+    def where(self) -> list[Any]:
+        clauses: list[Any] = [sub.c.status.in_(self.statuses)]
+        if self.frequencies is not None:
+            clauses.append(sub.c.frequency.in_(self.frequencies))
+        if self.subscriber_ids is not None:
+            clauses.append(sub.c.id.in_(self.subscriber_ids))
+        return clauses
+
+
+@dataclass(frozen=True)
+class SendInfo:
+    id: int
+    kind: str
+    key: str
+    issue_slug: str | None
+    status: str
+    planned: int
+    meta: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SendCounts:
+    planned: int = 0
+    pending: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    send: SendInfo
+    created: bool  # False: the key was planned before and nothing was written
+
+
+@dataclass(frozen=True)
+class PendingDelivery:
+    """A row to send, with what personalisation needs from the subscriber now."""
+
+    id: int
+    subscriber_id: int
+    email: str
+    attempts: int
+    name: str
+    subscriber_status: str
+    frequency: str
+    topics: str
+    timezone: str
+
+
+@dataclass
+class Outcomes:
+    """Results of one batch of attempts, written to the ledger in one transaction."""
+
+    sent: list[tuple[int, str]]  # (delivery id, Message-ID)
+    failed: list[tuple[int, str]]  # (delivery id, reason)
+    deferred: list[tuple[int, str]]  # temporary failure: stays pending, attempts + 1
+    skipped: list[tuple[int, str]]
+    bounced_subscribers: list[int]
+
+    def __init__(self) -> None:
+        self.sent, self.failed, self.deferred, self.skipped, self.bounced_subscribers = [], [], [], [], []
+
+    def __len__(self) -> int:
+        return len(self.sent) + len(self.failed) + len(self.deferred) + len(self.skipped)
+
+
+def _info(row: Any) -> SendInfo:
+    return SendInfo(
+        id=row.id,
+        kind=row.kind,
+        key=row.key,
+        issue_slug=row.issue_slug,
+        status=row.status,
+        planned=row.planned,
+        meta=row.meta,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        lease_owner=row.lease_owner,
+        lease_expires_at=row.lease_expires_at,
+    )
