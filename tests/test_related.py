@@ -223,3 +223,14 @@ def test_stop_words_are_scikit_learns() -> None:
     from publisher.related.terms import STOP_WORDS
 
     assert STOP_WORDS == ENGLISH_STOP_WORDS  # copied so the CLI need not import scikit-learn
+
+
+def test_update_with_exact_ties_equals_a_full_fit() -> None:
+    """Three copies of every story (identical scores everywhere): the slug order must hold."""
+    base = archive(60)
+    arts = [replace(a, slug=f"{a.slug}-{c}") for a in base for c in "abc"]
+    idx = RelatedIndex.fit(arts, 3, RelatedParams(slack=2))
+    for step, i in enumerate([5, 40, 41, 100]):
+        arts[i] = replace(arts[i], body=arts[i].body + f" common7 t3w{step}")
+        assert idx.update(arts) is True
+        assert idx.top == RelatedIndex.fit(arts, 3, RelatedParams(slack=2)).top, step

@@ -177,7 +177,9 @@ class RelatedIndex:
         max_df = p.max_df * n if n >= 20 else n
         min_df = p.min_df if n >= 20 else 1
         keep = (df >= min_df) & (df <= max_df)
-        idf = np.log((1 + n) / (1 + df)) + 1.0
+        # idf from counts rounded down to a ~9% grid: one article more or less rarely moves a
+        # term's weight, so an edit or a new article rescores few rows (exactly, as a fit would)
+        idf = np.log((1 + _grid(np.array([n]))[0]) / (1 + _grid(df))) + 1.0
         proper = capital > p.proper_share * np.maximum(total, 1)
         return np.where(keep, idf * np.where(proper, p.proper_weight, 1.0), 0.0).astype(np.float32)
 
@@ -251,18 +253,29 @@ class RelatedIndex:
                 return list(pool.map(fn, blocks))
         return [fn(b) for b in blocks]
 
-    def _rank_rows(self, rows: np.ndarray, jobs: int) -> None:
-        """Exact best m of each row against every column, in blocks over ``jobs`` threads."""
+    def _rank_rows(self, rows: np.ndarray, jobs: int, keep: list[np.ndarray] | None = None) -> None:
+        """Exact best m of each row against every column, in blocks over ``jobs`` threads.
+
+        ``keep`` collects the rows' scores (for the carry-over: score(i, j) == score(j, i)).
+        """
         self.rescored += len(rows)
         blocks = self._blocks(rows, self.params.chunk)
-        for block, found in zip(blocks, self._map(self._rank_block, blocks, jobs), strict=True):
-            for i, best in zip(block.tolist(), found, strict=True):
+        work = self._rank_block if keep is None else self._rank_block_keep
+        for block, found in zip(blocks, self._map(work, blocks, jobs), strict=True):
+            best_rows, scores = found if keep is not None else (found, None)
+            if keep is not None:
+                keep.append(scores)
+            for i, best in zip(block.tolist(), best_rows, strict=True):
                 self._set_row(i, best, full=len(best) == self.m and len(self.slugs) - 1 > self.m)
 
-    def _rank_block(self, block: np.ndarray) -> list[list[tuple[float, int]]]:
+    def _rank_block_keep(self, block: np.ndarray) -> tuple[list[list[tuple[float, int]]], np.ndarray]:
+        s = self._scores(block)
+        return self._rank_block(block, s), s
+
+    def _rank_block(self, block: np.ndarray, s: np.ndarray | None = None) -> list[list[tuple[float, int]]]:
         """Best m per row: the m-th best of 64 group maxima bounds the m-th best score from below,
         so only the few columns at or above it need sorting (ties included)."""
-        s = self._scores(block)
+        s = self._scores(block) if s is None else s
         n, m = s.shape[1], min(self.m, s.shape[1])
         groups = 64
         if m <= 0 or n < 4 * groups:
@@ -349,8 +362,10 @@ class RelatedIndex:
         if stale.sum() * 4 > n:  # most vectors moved (an article added or removed moves every idf)
             self._rank_rows(np.arange(n), jobs)
         else:
-            self._rank_rows(np.flatnonzero(stale), jobs)
-            self._carry_over(np.flatnonzero(stale), same, old, jobs)
+            rows = np.flatnonzero(stale)
+            kept: list[np.ndarray] | None = [] if len(rows) * len(pool) <= 25_000_000 else None
+            self._rank_rows(rows, jobs, kept)
+            self._carry_over(rows, same, old, jobs, np.vstack(kept) if kept else None)
         self._drop()
         return True
 
@@ -369,10 +384,22 @@ class RelatedIndex:
         pool = sorted(articles, key=lambda a: a.slug)
         return set(self._same(pool, _keys(pool, keys)))
 
-    def _carry_over(self, stale: np.ndarray, same: dict[str, int], old: tuple[Any, ...], jobs: int) -> None:
+    def _carry_over(
+        self, stale: np.ndarray, same: dict[str, int], old: tuple[Any, ...], jobs: int, scores: Any
+    ) -> None:
         from publisher.related.update import carry_over
 
-        carry_over(self, stale, same, old, jobs)
+        carry_over(self, stale, same, old, jobs, scores)
+
+
+_EDGES = np.unique(
+    np.concatenate([[0], np.ceil(1.09 ** np.arange(400))]).astype(np.int64)
+)  # 0, 1, 2, ... 1.09x
+
+
+def _grid(counts: np.ndarray) -> np.ndarray:
+    """Each count rounded down to the grid (integers: the same on every machine)."""
+    return _EDGES[np.searchsorted(_EDGES, counts, side="right") - 1]
 
 
 def _keys(pool: list[Article], given: dict[str, str] | None) -> list[str]:

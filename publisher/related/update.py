@@ -1,11 +1,14 @@
 """Carrying an unchanged article's candidates over an edit, so an update equals a fit.
 
 Each row keeps its exact best m columns and a bound every other column sorts
-after. When some rows change (stale), an unchanged row's scores against the
-other unchanged rows are the same floats as before, so only its scores
-against the stale columns are computed; merged with what it kept, they give
-its exact new best, unless too few known candidates are left (then the row is
-ranked again in full).
+after (by score, then slug). When some rows change (stale), an unchanged
+row's scores against the other unchanged rows are the very floats they were,
+so only its scores against the stale columns are needed: and those are the
+stale rows' own scores read the other way round, since every step of a score
+is symmetric in the pair (a dot product over the shared terms in alphabetical
+order, sums and differences of the same two numbers). Merged with the
+candidates it kept, they give the row's exact new best, unless too few known
+candidates are left, and then the row is ranked again in full.
 """
 
 from __future__ import annotations
@@ -19,48 +22,101 @@ from publisher.related.index import RelatedIndex
 
 
 def carry_over(
-    idx: RelatedIndex, stale: np.ndarray, same: dict[str, int], old: tuple[Any, ...], jobs: int
+    idx: RelatedIndex,
+    stale: np.ndarray,
+    same: dict[str, int],
+    old: tuple[Any, ...],
+    jobs: int,
+    stale_scores: np.ndarray | None,
 ) -> None:
-    """Every unchanged row keeps its candidates, rescored only against the changed columns."""
+    """Every unchanged row keeps its candidates, merged with its scores against the stale rows."""
     old_slugs, col, neg, bneg, bslug, old_top, _ = old
-    n = len(idx.slugs)
+    n, m, k = len(idx.slugs), idx.m, idx.k
     new_of_old = np.full(len(old_slugs) + 1, -1, dtype=np.int64)  # last slot: the -1 padding
     where = {s: i for i, s in enumerate(idx.slugs)}
     for s, o in same.items():
         new_of_old[o] = where[s]
-    rows = np.flatnonzero(~np.isin(np.arange(n), stale))
+    rows = np.setdiff1d(np.arange(n), stale)
     olds = np.array([same[idx.slugs[i]] for i in rows], dtype=np.int64)
     cc = new_of_old[col[olds]]
     cn = neg[olds]
     gone = (cc < 0) & (col[olds] >= 0) | np.isin(cc, stale)
-    against = (
-        np.vstack(idx._map(lambda b: idx._scores(b, stale), idx._blocks(rows, 4096), jobs))
-        if len(rows)
-        else np.zeros((0, len(stale)), np.float32)
+    if stale_scores is not None:
+        against = stale_scores[:, rows].T
+    elif len(rows):
+        against = np.vstack(idx._map(lambda b: idx._scores(b, stale), idx._blocks(rows, 4096), jobs))
+    else:
+        against = np.zeros((0, len(stale)), np.float32)
+    # a stale column enters a row's list if it sorts before the row's bound (score, then slug)
+    b_neg = bneg[olds]
+    b_pos = np.searchsorted(
+        np.array(idx.slugs, dtype=object), np.array([bslug[o] for o in olds], dtype=object)
     )
-    hit = -against <= bneg[olds][:, None]
+    minus = -against
+    hit = (minus < b_neg[:, None]) | ((minus == b_neg[:, None]) & (stale[None, :] < b_pos[:, None]))
+    hit &= np.isfinite(against)
     touched = gone.any(axis=1) | hit.any(axis=1)
-    idx.cand_col[rows], idx.cand_neg[rows] = cc.astype(np.int32), cn
-    idx.bound_neg[rows] = bneg[olds]
-    for r, i in enumerate(rows.tolist()):
-        idx.bound_slug[i] = bslug[olds[r]]
-        if not touched[r]:
-            idx.top[idx.slugs[i]] = old_top[old_slugs[olds[r]]]
+    idx.cand_col[rows], idx.cand_neg[rows] = np.where(cc < 0, -1, cc).astype(np.int32), cn
+    idx.bound_neg[rows] = b_neg
+    for r, o in enumerate(olds.tolist()):
+        idx.bound_slug[rows[r]] = bslug[o]
+    for r in np.flatnonzero(~touched).tolist():
+        idx.top[idx.slugs[rows[r]]] = old_top[old_slugs[olds[r]]]
+    t = np.flatnonzero(touched)
+    if not len(t):
+        return
+    # merge: kept candidates + the best m hits, sorted by (-score, column)
+    hneg = np.where(hit[t], minus[t], np.inf).astype(np.float32)
+    take = min(m, hneg.shape[1])
+    part = (
+        np.argpartition(hneg, take - 1, axis=1)[:, :take]
+        if take < hneg.shape[1]
+        else np.tile(np.arange(take), (len(t), 1))
+    )
+    edge = np.take_along_axis(hneg, part, axis=1).max(axis=1)
+    # finite hits tied at the edge were cut: merge those rows by hand
+    crowded = np.isfinite(edge) & ((hneg <= edge[:, None]).sum(axis=1) > take)
+    negs = np.concatenate([np.where(gone[t], np.inf, cn[t]), np.take_along_axis(hneg, part, axis=1)], axis=1)
+    cols = np.concatenate(
+        [
+            np.where(gone[t] | (cc[t] < 0), n, cc[t]),
+            np.where(np.isfinite(np.take_along_axis(hneg, part, axis=1)), stale[part], n),
+        ],
+        axis=1,
+    )
+    order = np.lexsort((cols, negs), axis=-1)[:, :m]
+    negs, cols = np.take_along_axis(negs, order, axis=1), np.take_along_axis(cols, order, axis=1)
+    live = np.isfinite(negs)
+    count = live.sum(axis=1)
+    full_hits = (live[:, :m].sum(axis=1) == m) & ((~gone[t]).sum(axis=1) + hit[t].sum(axis=1) > m)
     redo = []
-    for r in np.flatnonzero(touched).tolist():
+    for j, r in enumerate(t.tolist()):
         i = int(rows[r])
-        bound = (float(bneg[olds[r]]), bslug[olds[r]])
-        kept = [(float(x), int(c)) for x, c, g in zip(cn[r], cc[r], gone[r], strict=True) if c >= 0 and not g]
-        for c in np.flatnonzero(hit[r]).tolist():
-            key = (float(-against[r, c]), idx.slugs[stale[c]])
-            if math.isfinite(key[0]) and (not math.isfinite(bound[0]) or key < bound):
-                kept.append((key[0], int(stale[c])))
-        kept.sort()
-        if len(kept) >= idx.m:
-            idx._set_row(i, kept[: idx.m], full=True)
+        if crowded[j]:
+            best = _merge_by_hand(idx, cn[r], cc[r], gone[r], minus[r], hit[r], stale)
         else:
-            idx._set_row(i, kept, full=False, bound=bound if math.isfinite(bound[0]) else None)
-        if len(kept) < idx.k and math.isfinite(bound[0]) and -bound[0] >= idx.params.min_score:
+            best = list(zip(negs[j, : count[j]].tolist(), cols[j, : count[j]].tolist(), strict=True))
+        bound = (float(b_neg[r]), bslug[olds[r]])
+        if len(best) >= m and (crowded[j] or full_hits[j] or count[j] >= m):
+            idx._set_row(i, best[:m], full=True)
+        else:
+            idx._set_row(i, best, full=False, bound=bound if math.isfinite(bound[0]) else None)
+        if len(best) < k and math.isfinite(bound[0]) and -bound[0] >= idx.params.min_score:
             redo.append(i)  # too few known candidates left to be sure of the top k
     if redo:
         idx._rank_rows(np.array(redo, dtype=np.int64), jobs)
+
+
+def _merge_by_hand(
+    idx: RelatedIndex,
+    cn: np.ndarray,
+    cc: np.ndarray,
+    gone: np.ndarray,
+    minus: np.ndarray,
+    hit: np.ndarray,
+    stale: np.ndarray,
+) -> list[tuple[float, int]]:
+    kept = [(float(x), int(c)) for x, c, g in zip(cn, cc, gone, strict=True) if c >= 0 and not g]
+    kept += [(float(minus[c]), int(stale[c])) for c in np.flatnonzero(hit).tolist()]
+    kept.sort()
+    return kept[: idx.m]
