@@ -262,7 +262,7 @@ def test_the_rate_budget_is_shared_between_limiters(scale: Scale) -> None:
 def test_two_workers_share_one_send_and_each_subscriber_gets_it_once(scale: Scale, start_worker) -> None:
     scale.reconfigure(scale={"batch_size": 50})
     emails = add_subscribers(scale.store, 600)
-    workers = [start_worker(), start_worker()]
+    workers = [start_worker(), start_worker("--concurrency", "2")]
     done = fan_out(scale)
     assert done.jobs == 12
     wait_until(lambda: scale.store.ledger.counts(done.send.id).pending == 0, timeout=60)

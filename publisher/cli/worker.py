@@ -25,8 +25,9 @@ def worker_command(
             "--concurrency",
             "-n",
             min=1,
-            max=32,
-            help="Batches this worker sends at once, each over email.concurrency SMTP connections.",
+            max=4,  # each batch holds two of the store's ten pooled connections
+            help="Batches this worker sends at once, each over email.concurrency SMTP connections "
+            "(for more, start more workers).",
         ),
     ] = 1,
     stalled_after: Annotated[
