@@ -4,7 +4,8 @@ Score (tuned on the Wikinews corpus by bench/related.py, which says how):
 
 - TF-IDF over title (counted twice: it names the story) and body, sublinear tf,
   English stop words, plurals folded ("courts" counts as "court"), terms in
-  more than half the articles dropped;
+  more than half the articles dropped, idf from document counts rounded down
+  to a ~9% grid (so one article more or less rarely moves a term's weight);
 - proper nouns (terms written capitalised most of the time) weighted down:
   a shared country or person name says less about what a story is *about*
   than shared common words do;
