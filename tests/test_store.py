@@ -170,6 +170,15 @@ def test_list_filters_status_preferences_remove(store) -> None:
     assert store.subscribers.count() == 2
 
 
+def test_bounces_by_id_leave_the_list(store) -> None:
+    emails = add_subscribers(store, 4)
+    ids = [store.subscribers.get(e).id for e in emails[:2]]
+    assert store.subscribers.set_status_by_ids(ids, "bounced", now=LATER) == 2
+    assert store.subscribers.set_status_by_ids([], "bounced", now=LATER) == 0
+    assert store.subscribers.counts_by_status() == {"bounced": 2, "confirmed": 2}
+    assert store.ledger.audience_size() == 2
+
+
 def test_iter_streams_in_chunks(store) -> None:
     emails = add_subscribers(store, 45)
     assert [s.email for s in store.subscribers.iter(chunk=10)] == emails
