@@ -7,7 +7,7 @@ lock on "<send key>#<first id>", held on a connection of its own for as long
 as the batch runs. It needs no expiry to tune: when the worker dies, its
 connection closes and PostgreSQL releases the lock at once, so the retried job
 can claim the batch straight away, while a worker that is only slow still
-holds it and a duplicate job waits. The rest is ``ops.send``'s drain loop
+holds it and a duplicate job waits. The rest is ``ops.drain``'s drain loop
 (``_Drainer``) unchanged: the pool, the gate before the final dot, the
 batched ledger writes; only its view of the ledger is narrowed to the batch
 (its pending count, and "is my claim still held" as the heartbeat).
@@ -28,7 +28,7 @@ from publisher.deliver import DeliveryPool, Envelope, RateLimiter, RetryPolicy, 
 from publisher.deliver.signing import DkimSigner
 from publisher.errors import PublisherError
 from publisher.models import Recipient
-from publisher.ops.send import DrainReport, Personalisable, _Drainer, default_owner, envelope_sender
+from publisher.ops.drain import DrainReport, Personalisable, _Drainer, default_owner, envelope_sender
 from publisher.store import PendingDelivery, SendCounts, SendInfo, Store
 from publisher.store.schema import deliveries as d
 from publisher.worker.queue import batch_lock

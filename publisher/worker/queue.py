@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, text
 
 from publisher.errors import PublisherError, StoreError
-from publisher.store.ledger import Audience, Ledger, SendInfo
+from publisher.store import Audience, SendInfo
+from publisher.store.ledger import Ledger
 
 if TYPE_CHECKING:
     from publisher.render.email_mime import PreparedMessage
