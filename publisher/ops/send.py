@@ -156,7 +156,7 @@ def send_test_copy(
     retry: RetryPolicy | None = None,
     transports: Callable[[], Transport] | None = None,
 ) -> str:
-    """Send one copy of issue ``slug`` to ``to`` (no ledger, no subscriber needed); the server's reply."""
+    """Send one copy of issue ``slug`` to ``to`` (no ledger, no subscriber needed); says where it went."""
     from publisher.content import load_issue
     from publisher.render.email import prepare_issue_email
     from publisher.render.email_mime import make_recipient
