@@ -153,6 +153,7 @@ def child_send(config: Path, n: int) -> None:
                 "before_kb": rss_before,
                 "send_peak_kb": sampler.peak_kb,
                 "send_start_kb": sampler.start_kb,
+                "drain_seconds": outcome.drain.seconds,
             }
         )
     )
@@ -281,6 +282,9 @@ def main() -> None:
             f"ratio send/raw:     {ratio:.2f}  (goal >= 0.70)  {'OK' if ratio >= 0.7 else 'BELOW GOAL'};  "
             f"CPU per message raw/ours {raw_cpu / our_cpu:.2f}"
         )
+        drain_rate = statistics.median(n / r["drain_seconds"] for r in ours)
+        setup = statistics.median(r["seconds"] - r["drain_seconds"] for r in ours)
+        print(f"  of which plan + render (once): {setup:.2f}s; the drain alone: {drain_rate:,.0f} msg/s")
         verdict = "OK" if our_rate >= 1500 else "BELOW GOAL"
         print(f"send rate:          {our_rate:,.0f} msg/s  (goal >= 1,500)  {verdict}")
         small = max(r["send_peak_kb"] for r in ours) / 1024
