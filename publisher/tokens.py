@@ -7,12 +7,15 @@ and nothing in a link can be guessed or enumerated.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 
-from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, Signer, TimestampSigner
 
 from publisher.errors import PublisherError
 
@@ -31,39 +34,75 @@ class TokenError(PublisherError):
     """A token that is forged, tampered with, expired or for another purpose."""
 
 
-def _serializer(secret: bytes, purpose: Purpose, now: datetime | None) -> URLSafeTimedSerializer:
+class _ClockSigner(TimestampSigner):
+    """A timestamp signer whose clock is the caller's (set per call), not the wall clock."""
+
+    stamp = 0
+
+    def get_timestamp(self) -> int:
+        return self.stamp
+
+
+@lru_cache(maxsize=64)
+def _signer(secret: bytes, purpose: Purpose) -> Signer:
+    """One signer per (secret, purpose), built once: building it costs more than signing.
+
+    Only expiring tokens carry a timestamp; the others are plain signatures, so the
+    unsubscribe link of one subscriber is the same every time it is made.
+    """
     salt = f"publisher.{purpose.value}"
-    if now is None:
-        return URLSafeTimedSerializer(secret, salt=salt)
-    stamp = int(now.timestamp())
+    if MAX_AGE[purpose] is None:
+        return Signer(secret, salt=salt)
+    return TimestampSigner(secret, salt=salt)
 
-    class _ClockSigner(TimestampSigner):
-        """Signs and checks ages against the clock the caller passed in, not the wall clock."""
 
-        def get_timestamp(self) -> int:
-            return stamp
+def _clock_signer(secret: bytes, purpose: Purpose, now: datetime) -> _ClockSigner:
+    signer = _ClockSigner(secret, salt=f"publisher.{purpose.value}")
+    signer.stamp = int(now.timestamp())
+    return signer
 
-    return URLSafeTimedSerializer(secret, salt=salt, signer=_ClockSigner)
+
+def _encode(email: str) -> bytes:
+    return base64.urlsafe_b64encode(email.encode()).rstrip(b"=")
 
 
 def make_token(secret: bytes, purpose: Purpose, email: str, *, now: datetime | None = None) -> str:
-    return _serializer(secret, purpose, now).dumps(email)
+    """A URL-safe token for ``email`` that only ``read_token`` with the same purpose accepts."""
+    timed = MAX_AGE[purpose] is not None
+    signer = _clock_signer(secret, purpose, now) if timed and now is not None else _signer(secret, purpose)
+    return signer.sign(_encode(email)).decode()
 
 
-def read_token(
-    secret: bytes, purpose: Purpose, token: str, max_age: int | None = -1, *, now: datetime | None = None
-) -> str:
-    """The address a token was made for; TokenError if it is not a valid token of ``purpose``."""
-    age = MAX_AGE[purpose] if max_age == -1 else max_age
+@dataclass(frozen=True)
+class TokenInfo:
+    email: str
+    issued_at: int | None  # epoch seconds, for expiring tokens
+
+
+def read_token_info(secret: bytes, purpose: Purpose, token: str, *, now: datetime | None = None) -> TokenInfo:
+    """Check a token of ``purpose`` (signature, and age against ``now`` if it expires)."""
+    limit = MAX_AGE[purpose]
+    if len(token) > 2048:
+        raise TokenError("this link is not valid")
+    raw = token.encode("ascii", "replace")
     try:
-        value = _serializer(secret, purpose, now).loads(token, max_age=age)
+        if limit is None:
+            payload, issued = _signer(secret, purpose).unsign(raw), None
+        else:
+            signer = _clock_signer(secret, purpose, now) if now is not None else _signer(secret, purpose)
+            payload, stamp = signer.unsign(raw, max_age=limit, return_timestamp=True)
+            issued = int(stamp.timestamp())
+        email = base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)).decode()
     except SignatureExpired:
         raise TokenError("this link has expired", hint="ask for a new one") from None
-    except BadSignature:
+    except (BadSignature, ValueError):
         raise TokenError("this link is not valid") from None
-    if not isinstance(value, str):
-        raise TokenError("this link is not valid")
-    return value
+    return TokenInfo(email, issued)
+
+
+def read_token(secret: bytes, purpose: Purpose, token: str, *, now: datetime | None = None) -> str:
+    """The address a token was made for; TokenError if it is not a valid token of ``purpose``."""
+    return read_token_info(secret, purpose, token, now=now).email
 
 
 def message_id(secret: bytes, send_key: str, email: str, domain: str) -> str:

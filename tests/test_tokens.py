@@ -55,3 +55,17 @@ def test_message_id_is_deterministic_and_per_subscriber() -> None:
     assert a != message_id(SECRET, "issue:one", "b@x.org", "x.org")
     assert a != message_id(SECRET, "issue:two", "a@x.org", "x.org")
     assert a.startswith("<") and a.endswith("@x.org>")
+
+
+def test_links_that_never_expire_are_stable_without_a_clock() -> None:
+    a = make_token(SECRET, Purpose.UNSUBSCRIBE, "a@x.org")
+    assert a == make_token(SECRET, Purpose.UNSUBSCRIBE, "a@x.org")
+    assert a != make_token(SECRET, Purpose.PREFERENCES, "a@x.org")
+
+
+def test_non_ascii_and_garbage_tokens() -> None:
+    tok = make_token(SECRET, Purpose.PREFERENCES, "zoë@example.org")
+    assert read_token(SECRET, Purpose.PREFERENCES, tok) == "zoë@example.org"
+    for junk in ("", ".", "a.b.c", "é" * 10, "x" * 5000, tok + "é"):
+        with pytest.raises(TokenError):
+            read_token(SECRET, Purpose.PREFERENCES, junk)
