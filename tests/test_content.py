@@ -515,3 +515,26 @@ def test_summary_from_the_opening_blocks_matches_a_full_parse():
     ]
     for body in bodies:
         assert first_paragraph(body) == _first(body)[0], body
+
+
+def test_plain_first_paragraph_fast_path_matches_a_parse():
+    import random
+
+    from publisher.content.summary import _first, _plain_first_block
+
+    rng = random.Random(1)
+    pieces = [*"abcdefgXYZ ,.;:'\"()?%/-+=@$0129é日", "  ", "\t", "http://x.org/a-b", "1.", "- ", "* ", "# "]
+    used = 0
+    for _ in range(5000):
+        lines = [
+            rng.choice("AbcÉz") + "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+            for _ in range(rng.randint(1, 4))
+        ]
+        body = "\n".join(lines) + ("\n\nNext *block*." if rng.random() < 0.5 else "")
+        fast = _plain_first_block(body)
+        if fast is not None:
+            used += 1
+            assert fast == _first(body)[0], body
+    assert used > 1000
+    for markup in ["A *b* c", "A [b](c)", "A\n=", "A & b", "A `b`", "- a", "1. a", "# A", "    a", "A |b|"]:
+        assert _plain_first_block(markup + "\n\nMore.") is None, markup
