@@ -109,7 +109,7 @@ def build(
     ):
         state.units.clear()  # the index is made from every article's terms: read them all again
     renderer = _renderer()
-    reread, new_html, terms = load_library(settings, state, workers, params, renderer)
+    reread, new_html, terms = load_library(settings, state, workers, params, renderer, emails)
     rows = published_rows(state)  # library.articles: published, newest first
     _reserved(rows)
     keys = {k[0]: k[1:] for unit in state.units.values() for k in unit.keys}

@@ -140,9 +140,9 @@ def _load_unit(item: tuple[Unit, str]) -> Loaded:
         return str(unit.path), None, loader.problems, None, {}, {}
     live = list(issue.articles if issue else ())
     arts = live + list(drafts)
-    html = {a.content_hash: markdown_to_html(a.body) for a in arts}
-    params: RelatedParams | None = shared("related")
     published = [a for a in live if not a.draft and issue is not None and not issue.draft]
+    html = {a.content_hash: markdown_to_html(a.body) for a in published}  # drafts are never shown
+    params: RelatedParams | None = shared("related")
     terms = {a.slug: doc_terms(a, params) for a in published} if params is not None else {}
     kept = replace(issue, articles=tuple(_strip(a) for a in issue.articles)) if issue else None
     payload = pickle.dumps((kept, tuple(_strip(a) for a in drafts)), protocol=pickle.HIGHEST_PROTOCOL)
@@ -160,7 +160,8 @@ def _load_unit(item: tuple[Unit, str]) -> Loaded:
         hashes=tuple(a.content_hash for a in arts),
         media=tuple((a.image, str(a.image_file)) for a in published if a.image and a.image_file),
     )
-    return str(unit.path), entry, [], issue, html, terms
+    # the bodies travel back only when an email needs them (10,000 of them are ~20 MB of pickle)
+    return str(unit.path), entry, [], issue if shared("emails") else kept, html, terms
 
 
 def _folders_unchanged(stamps: dict[str, int]) -> bool:
@@ -199,11 +200,17 @@ def _file_unit(path: str) -> Unit:
 
 
 def load_library(
-    settings: Settings, state: CacheState, jobs: int, related: RelatedParams | None, salt: str = ""
+    settings: Settings,
+    state: CacheState,
+    jobs: int,
+    related: RelatedParams | None,
+    salt: str = "",
+    emails: bool = True,
 ) -> tuple[dict[str, Issue], dict[str, str], dict[str, DocTerms]]:
     """Bring ``state.units`` in line with the files, re-reading only changed issues.
 
-    Returns (the re-read issues in full by slug, their articles' HTML by content hash,
+    Returns (the re-read issues by slug, in full if ``emails`` else without bodies, the
+    HTML of their published articles by content hash,
     term counts of their published articles by slug). Raises ContentError with every
     problem, as
     ``publisher.content.load_content`` does. ``salt`` (e.g. the Markdown renderer's
@@ -231,7 +238,7 @@ def load_library(
     html: dict[str, str] = {}
     terms: dict[str, DocTerms] = {}
     reread: dict[str, Issue] = {}
-    shared = {"settings": settings, "related": related}
+    shared = {"settings": settings, "related": related, "emails": emails}
     for path, entry, errs, issue, unit_html, unit_terms in parallel_map(_load_unit, todo, jobs, shared):
         problems.extend(errs)
         if entry is not None:

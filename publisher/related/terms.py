@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -133,13 +134,13 @@ def doc_terms(a: Article, params: RelatedParams = DEFAULT) -> DocTerms:
     counts: dict[str, int] = {}
     caps: dict[str, int] = {}
     text = ". ".join([a.title] * params.title_repeat + [a.body])
-    for token in _TOKEN.findall(text):
+    for token, n in Counter(_TOKEN.findall(text)).items():  # each distinct token once
         term = _term(token)
         if term is None:
             continue
-        counts[term] = counts.get(term, 0) + 1
+        counts[term] = counts.get(term, 0) + n
         if token[0].isupper():
-            caps[term] = caps.get(term, 0) + 1
+            caps[term] = caps.get(term, 0) + n
     terms = tuple(sorted(counts))
     return (
         terms,
