@@ -260,6 +260,7 @@ def _shared(
     return {
         "settings": settings,
         "out": out,
+        "old": planner.old,
         "articles": rows,
         "by_slug": full,
         "newest": [full[s] for s in newest if s in full],

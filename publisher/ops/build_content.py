@@ -12,6 +12,7 @@ costliest per-article steps share one pass over both cores.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import pickle
@@ -55,8 +56,12 @@ def parallel_map(
             yield from map(fn, items)
             return
         size = chunk or max(8, min(128, len(items) // (jobs * 8)))
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-            yield from pool.map(fn, items, chunksize=size)
+        gc.freeze()  # the children's collections then leave inherited objects (and their pages) alone
+        try:
+            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+                yield from pool.map(fn, items, chunksize=size)
+        finally:
+            gc.unfreeze()
     finally:
         _SHARED.clear()
 

@@ -128,21 +128,35 @@ def published(issue: Issue, live: tuple[Article, ...]) -> Issue:
 # -- in the pool ------------------------------------------------------------------------------
 
 
-def write_if_changed(path: Path, data: bytes) -> bool:
-    """Write atomically, and only if the bytes differ (readers never see half a file)."""
+def write_if_changed(path: Path, data: bytes, fresh: bool = False) -> bool:
+    """Write atomically, and only if the bytes differ (readers never see half a file).
+
+    ``fresh``: the last build did not make this file, so it is written without reading
+    what may be there, into a folder made first (a cold build's 11,000 files cost a
+    third of the system calls).
+    """
     name = str(path)
-    try:
-        if os.stat(name).st_size == len(data):
-            with open(name, "rb") as fh:
-                if fh.read() == data:
-                    return False
-    except OSError:
-        pass
-    tmp = f"{os.path.dirname(name)}/.{os.path.basename(name)}.{os.getpid()}.tmp"
+    folder = os.path.dirname(name)
+    if fresh:
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            os.makedirs(folder, exist_ok=True)
+    else:
+        try:
+            if os.stat(name).st_size == len(data):
+                with open(name, "rb") as fh:
+                    if fh.read() == data:
+                        return False
+        except OSError:
+            pass
+    tmp = f"{folder}/.{os.path.basename(name)}.{os.getpid()}.tmp"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     except FileNotFoundError:
-        os.makedirs(os.path.dirname(name), exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         view = memoryview(data)
@@ -158,8 +172,9 @@ def run_task(task: Task) -> list[Written]:
     """Render one task's outputs and write them (in a pool child, or inline for small builds)."""
     kind, where, key, args = task
     out: Path = shared("out")
+    old: dict[str, OutputEntry] = shared("old")
     return [
-        (path, key, len(data), write_if_changed(out / path, data))
+        (path, key, len(data), write_if_changed(out / path, data, path not in old))
         for path, data in _render(kind, where, args)
     ]
 

@@ -226,16 +226,22 @@ class RelatedIndex:
             # where both have tags: (1 - w) x score + w x Jaccard overlap of the tags
             w = np.float32(p.tag_weight)
             nq, nc = self._ntags[rows], self._ntags[every]
-            s *= np.where((nq > 0)[:, None] & (nc > 0)[None, :], np.float32(1) - w, np.float32(1))
+            if (nq > 0).all() and (nc > 0).all():
+                s *= np.float32(1) - w  # the same product as below, without a mask the size of s
+            else:
+                s *= np.where((nq > 0)[:, None] & (nc > 0)[None, :], np.float32(1) - w, np.float32(1))
             inter = (self._tags[rows] @ self._tags[every].T).tocoo()
             r, c, v = inter.row, inter.col, inter.data
             s[r, c] += w * (v / (nq[r] + nc[c] - v))
         if p.recency_weight:
-            gap = np.abs(np.subtract.outer(self.days[rows], self.days[every])).astype(np.float32)
-            mult = gap / (gap + np.float32(p.half_life_days))
-            mult *= -np.float32(p.recency_weight)
-            mult += np.float32(1)
-            s *= mult
+            # in place, in float32: a few arrays the size of s, not a dozen float64 ones
+            gap = np.subtract.outer(self.days[rows], self.days[every]).astype(np.float32)
+            np.abs(gap, out=gap)
+            spread = gap + np.float32(p.half_life_days)
+            np.divide(gap, spread, out=gap)
+            gap *= -np.float32(p.recency_weight)
+            gap += np.float32(1)
+            s *= gap
         pos = np.searchsorted(every, rows)
         mine = (pos < len(every)) & (every[np.minimum(pos, len(every) - 1)] == rows)
         s[np.flatnonzero(mine), pos[mine]] = -np.inf
