@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from publisher.deliver import RetryPolicy
 from publisher.ops.send import issue_key
 from publisher.store import open_store, upgrade
+from publisher.store.jobs import Enqueued
 from publisher.worker import (
     BatchRunner,
     SharedRateLimiter,
@@ -22,7 +23,6 @@ from publisher.worker import (
     queue_status,
     run_worker,
 )
-from publisher.worker.queue import Enqueued
 from tests.fixtures_store import add_subscribers
 from tests.fixtures_worker import SLUG, Scale, fan_out, wait_until
 

@@ -26,7 +26,7 @@ from publisher.models import Frequency, SubscriberStatus
 from publisher.store import Filter, Store, open_store
 
 if TYPE_CHECKING:
-    from publisher.worker.queue import JobCounts
+    from publisher.store.jobs import JobCounts
 
 PARTIAL = 3  # exit code: some recipients (or rows) failed
 
@@ -171,7 +171,7 @@ def send(
 @reports_errors
 def status(config: ConfigOption = None) -> None:
     """Show each send with its planned, sent, failed and pending counts, and the subscriber totals."""
-    from publisher.worker.queue import JobCounts, queue_status
+    from publisher.store.jobs import JobCounts, queue_status
 
     cfg = settings(config)
     with _store(cfg) as store:

@@ -119,7 +119,7 @@ def send_issue(
         to_send = store.ledger.counts(existing.id).pending if existing else store.ledger.audience_size()
         return SendOutcome(key, "dry-run", where, to_send=to_send, warnings=prepared.warnings)
     if store.dialect == "postgresql":  # scale-out: the workers send, if any are running
-        from publisher.worker.fanout import queue_for_workers
+        from publisher.ops.fanout import queue_for_workers
 
         queued = queue_for_workers(settings, store, issue, where, now, date, prepared, local, existing)
         if queued is not None:

@@ -9,10 +9,7 @@ together with the others (``limiter``). The embedded default (SQLite, one
 process) does not use this package.
 """
 
-from publisher.worker.app import BatchRunner, build_app, conninfo, run_worker
-from publisher.worker.batch import BatchBusyError, Retryable, run_batch
-from publisher.worker.limiter import SharedRateLimiter, shared_limiter
-from publisher.worker.queue import (
+from publisher.store.jobs import (
     Enqueued,
     JobCounts,
     QueueStatus,
@@ -23,6 +20,9 @@ from publisher.worker.queue import (
     queue_status,
     secret_check,
 )
+from publisher.worker.app import BatchRunner, build_app, conninfo, run_worker
+from publisher.worker.batch import BatchBusyError, Retryable, run_batch
+from publisher.worker.limiter import SharedRateLimiter, shared_limiter
 
 __all__ = [
     "BatchBusyError",

@@ -28,9 +28,9 @@ from publisher.config import Settings
 from publisher.deliver import RateLimiter, RetryPolicy, Transport, signer_for
 from publisher.errors import PublisherError, StoreError
 from publisher.store import Store
+from publisher.store.jobs import QUEUE, TASK_BATCH, TASK_STALLED, fingerprint, secret_check
 from publisher.worker.batch import Retryable, run_batch
 from publisher.worker.limiter import shared_limiter
-from publisher.worker.queue import QUEUE, TASK_BATCH, TASK_STALLED, fingerprint, secret_check
 
 log = logging.getLogger("publisher.worker")
 

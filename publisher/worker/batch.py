@@ -30,8 +30,8 @@ from publisher.errors import PublisherError
 from publisher.models import Recipient
 from publisher.ops.drain import DrainReport, Personalisable, _Drainer, default_owner, envelope_sender
 from publisher.store import PendingDelivery, SendCounts, SendInfo, Store
+from publisher.store.jobs import batch_lock
 from publisher.store.schema import deliveries as d
-from publisher.worker.queue import batch_lock
 
 Clock = Callable[[], datetime]
 

@@ -19,7 +19,7 @@ from publisher.errors import PublisherError
 from publisher.models import Issue
 from publisher.ops.send import SendOutcome, issue_key
 from publisher.store import SendInfo, Store
-from publisher.worker.queue import active_jobs, fingerprint, live_workers, plan_and_enqueue, secret_check
+from publisher.store.jobs import active_jobs, fingerprint, live_workers, plan_and_enqueue, secret_check
 
 if TYPE_CHECKING:
     from publisher.render.email_mime import PreparedMessage
