@@ -362,3 +362,13 @@ def test_cli_digest_round_by_hand(scene, cli) -> None:
     )
     bad = cli("digest", "hourly")
     assert bad.exit_code == 2 and "expected daily or weekly" in bad.output
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_status_lists_the_queue(scene, cli) -> None:
+    scene.article("news")
+    assert "nothing queued" in cli("status").stdout
+    assert cli("queue", "news", "--at", "2099-12-01 08:00").exit_code == 0
+    out = cli("status").stdout
+    assert "queue: 1 issue(s)" in out
+    assert "news: queued for 2099-12-01 08:00" in out

@@ -171,6 +171,8 @@ def send(
 @reports_errors
 def status(config: ConfigOption = None) -> None:
     """Show each send with its planned, sent, failed and pending counts, and the subscriber totals."""
+    from publisher.cli.schedule import queued_lines
+    from publisher.ops.queue import list_queue
     from publisher.store.jobs import JobCounts, queue_status
 
     cfg = settings(config)
@@ -178,9 +180,16 @@ def status(config: ConfigOption = None) -> None:
         sends = store.ledger.sends()
         subs = store.subscribers.counts_by_status()
         jobs = queue_status(store)  # PostgreSQL: the workers' batch jobs
+        queued = list_queue(store)
     total = sum(subs.values())
     parts = ", ".join(f"{subs.get(s.value, 0)} {s.value}" for s in SubscriberStatus)
     _out(f"subscribers: {total} ({parts})")
+    if queued:
+        _out(f"queue: {len(queued)} issue(s)")
+        for line in queued_lines(cfg, queued):
+            _out(f"  {escape(line)}")
+    else:
+        _out("queue: nothing queued (`publisher queue ISSUE --at WHEN`)")
     if jobs is not None:
         t = jobs.total
         _out(
