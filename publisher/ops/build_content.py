@@ -139,6 +139,8 @@ def _strip(a: Article) -> Article:
 def _load_unit(item: tuple[Unit, str]) -> Loaded:
     """Parse one issue, render its articles' Markdown and count their terms (in a pool child)."""
     unit, fingerprint = item
+    stats = _stats(_unit_files(unit))  # before reading: a file changed meanwhile is read again next time
+    fingerprint = fingerprint or files_digest([Path(f) for f, _, _ in stats])
     loader = Loader(shared("settings"))
     issue, drafts = loader.issue(unit)
     if loader.problems:
@@ -155,7 +157,7 @@ def _load_unit(item: tuple[Unit, str]) -> Loaded:
         fingerprint=fingerprint,
         payload=payload,
         images=_image_stats(arts),
-        stats=_stats(_unit_files(unit)),
+        stats=stats,
         keys=tuple((a.slug, article_key(a), entry_key(a), related_key(a)) for a in arts),
         issue_slug=issue.slug if issue else "",
         issue_source=str(issue.source) if issue else "",
@@ -233,9 +235,12 @@ def load_library(
             fresh[path] = old  # same sizes and mtimes: no need to read the bytes
             continue
         unit = state.folders[path] if folder else _file_unit(path)
+        if old is None:  # new to the cache: the worker reads and hashes it (no serial read here)
+            todo.append((unit, ""))
+            continue
         files = _unit_files(unit)
         fp = files_digest([Path(f) for f in files])
-        if old is not None and old.fingerprint == fp and _same(old.images):
+        if old.fingerprint == fp and _same(old.images):
             fresh[path] = old._replace(stats=_stats(files))  # touched but not changed
         else:
             todo.append((unit, fp))
