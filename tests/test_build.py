@@ -419,3 +419,14 @@ def test_a_slug_named_page_is_refused(site: Settings, project: Path) -> None:
     write(project, "page.md", md("Page", "2026-01-01", "x"))
     with pytest.raises(ContentError):
         build(site)
+
+
+def test_a_deleted_output_in_a_big_folder_is_made_again(big: Settings) -> None:
+    build(big)  # emails/ holds 390 files: its mtime stands for all of them
+    out = out_of(big)
+    again = build(big)
+    assert again.written == ()
+    (out / "emails/farm-001.txt").unlink()
+    report = build(big)
+    assert report.written == ("emails/farm-001.txt",)
+    assert (out / "emails/farm-001.txt").stat().st_size > 0

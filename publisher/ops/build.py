@@ -15,6 +15,7 @@ key moved; related news is ranked in between over ``jobs`` threads.
 from __future__ import annotations
 
 import inspect
+import itertools
 import os
 import shutil
 import time
@@ -39,6 +40,7 @@ from publisher.ops.build_cache import (
     tree_digest,
 )
 from publisher.ops.build_content import (
+    PARALLEL_MIN,
     full_articles,
     jobs_default,
     load_library,
@@ -46,9 +48,11 @@ from publisher.ops.build_content import (
     published_issues,
     published_rows,
 )
+from publisher.ops.build_emails import FEW, EmailHelper
 from publisher.ops.build_pages import (
     Planner,
     Written,
+    big_folders,
     plan_articles,
     plan_feeds,
     plan_lists,
@@ -97,6 +101,22 @@ def build(
     ``emails=False`` skips the issue emails (their outputs from an earlier build are then
     removed as stale): rendering and inlining one costs ~25 ms, the bulk of a cold build.
     """
+    helper = EmailHelper() if emails else None  # imports the email renderer meanwhile
+    try:
+        return _build(settings, out_dir, jobs, progress, emails, helper)
+    finally:
+        if helper is not None:
+            helper.close()
+
+
+def _build(
+    settings: Settings,
+    out_dir: Path | None,
+    jobs: int | None,
+    progress: Progress | None,
+    emails: bool,
+    helper: EmailHelper | None,
+) -> BuildReport:
     started = time.perf_counter()
     out = (out_dir or settings.paths.output).resolve()
     workers = jobs or jobs_default()
@@ -115,7 +135,7 @@ def build(
     keys = {k[0]: k[1:] for unit in state.units.values() for k in unit.keys}
     related = _related(settings, state, rows, reread, k, terms, keys, workers)
     base = digest(settings.model_dump_json(), tree_digest(settings.paths.templates), renderer)
-    planner = Planner(out, old, state.outputs)
+    planner = Planner(out, old, state.outputs, state.folders_out)
     plan_articles(planner, base, rows, keys, related)
     plan_lists(planner, base, "", "", rows, keys)
     tags = tags_of(rows)
@@ -129,7 +149,7 @@ def build(
     try:
         store.put(new_html)
         shared = _shared(settings, out, rows, tags, related, reread, state, planner, store, new_html)
-        written = _run(planner, shared, workers, progress)
+        written = _run(planner, shared, workers, progress, helper)
         if reread:
             store.keep_only({h for u in state.units.values() for h in u.hashes})
     finally:
@@ -137,6 +157,8 @@ def build(
     _media(planner, issues, written)
     _static(planner, settings, written)
     removed = _remove_stale(out, set(old) - set(state.outputs))
+    if written or removed:
+        state.folders_out = big_folders(out, state.outputs)
     if written or removed or reread or state.outputs != old:
         save_state(settings, out, state)
     return BuildReport(
@@ -273,18 +295,43 @@ def _shared(
     }
 
 
-def _run(planner: Planner, shared: dict[str, Any], jobs: int, progress: Progress | None) -> list[str]:
+def _run(
+    planner: Planner,
+    shared: dict[str, Any],
+    jobs: int,
+    progress: Progress | None,
+    helper: EmailHelper | None,
+) -> list[str]:
     tasks = sorted(planner.tasks, key=lambda t: _COST[t[0]])
+    done: list[list[Written]] = []
+    mails = [t for t in tasks if t[0] == "email"]
+    if helper is not None and mails and len(mails) <= FEW and len(tasks) < PARALLEL_MIN:
+        got = helper.run(mails, _email_shared(mails, shared))
+        if got is not None:
+            done, tasks = got, [t for t in tasks if t[0] != "email"]
     results: Iterable[list[Written]] = parallel_map(run_task, tasks, jobs, shared, chunk=8)
     if progress is not None and len(tasks) >= 100:
         results = progress(results, len(tasks), "pages, feeds and emails")
     written = []
-    for made in results:
+    for made in itertools.chain(done, results):
         for path, key, size, changed in made:
             planner.outputs[path] = (key, size)
             if changed:
                 written.append(path)
     return written
+
+
+def _email_shared(mails: list[Any], shared: dict[str, Any]) -> dict[str, Any]:
+    """What the email tasks read, small enough to send to the helper (it forked before it existed)."""
+    names = {f"emails/{t[3][0]}{ext}" for t in mails for ext in (".html", ".txt", ".eml")}
+    return {
+        "settings": shared["settings"],
+        "out": shared["out"],
+        "old": {n: e for n, e in shared["old"].items() if n in names},
+        "reread": {t[3][0]: shared["reread"][t[3][0]] for t in mails if t[3][0] in shared["reread"]},
+        "state": CacheState(folders=shared["state"].folders),
+        "secret": shared["secret"],
+    }
 
 
 def _media(p: Planner, issues: list[UnitEntry], written: list[str]) -> None:

@@ -30,7 +30,7 @@ from publisher.errors import Problem
 from publisher.models import Issue
 from publisher.related import RelatedIndex
 
-VERSION = 10  # bump when the cached shapes change
+VERSION = 11  # bump when the cached shapes change
 
 
 class Row(NamedTuple):
@@ -86,6 +86,7 @@ class CacheState:
     units: dict[str, UnitEntry] = field(default_factory=dict)  # kept in units.pickle + units.journal
     related: RelatedIndex | None = None
     outputs: dict[str, OutputEntry] = field(default_factory=dict)  # the manifest: path -> entry
+    folders_out: dict[str, int] = field(default_factory=dict)  # big output folders' mtimes
     units_id: str = ""  # names the units.pickle this state goes with
     journal: int = 0  # units re-written to units.journal since units.pickle
     loaded: dict[str, UnitEntry] = field(default_factory=dict, repr=False)  # units as loaded

@@ -1,0 +1,60 @@
+"""A helper process that imports the email renderer while the build does everything else.
+
+Rendering one email is quick (~25 ms), but importing the renderer (premailer,
+cssutils, lxml.html) costs ~0.2 s: most of a rebuild after one edit. So a
+build that may make emails forks this helper first; it imports on the other
+core while the parent loads the cache and plans, then renders the few emails
+a small rebuild needs. A big build sends its emails to the pool instead, and
+the helper is killed unused.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from multiprocessing.connection import Connection
+from typing import Any
+
+from publisher.ops.build_content import _SHARED
+
+FEW = 64  # at most this many email tasks go to the helper (more: the pool)
+
+
+def _main(conn: Connection) -> None:
+    import publisher.render.email  # noqa: F401  (the point: import before the work arrives)
+    from publisher.ops.build_pages import run_task
+
+    work = conn.recv()
+    if work is None:
+        return
+    tasks, shared = work
+    _SHARED.update(shared)
+    try:
+        conn.send(("ok", [run_task(t) for t in tasks]))
+    except Exception:  # the parent renders them itself, to raise the error the user should see
+        conn.send(("failed", None))
+
+
+class EmailHelper:
+    """One forked process, warm with the email renderer."""
+
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_main, args=(child,), daemon=True)
+        self.proc.start()
+        child.close()
+
+    def run(self, tasks: list[Any], shared: dict[str, Any]) -> list[Any] | None:
+        """The tasks' results, or None if the helper failed (then run them here)."""
+        try:
+            self.conn.send((tasks, shared))
+            status, results = self.conn.recv()
+        except (OSError, EOFError):
+            return None
+        return results if status == "ok" else None
+
+    def close(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()  # unused, or done: nothing of it is worth waiting for
+        self.proc.join()
+        self.conn.close()
