@@ -88,7 +88,7 @@ def default_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def _owner_is_dead(owner: str | None) -> bool:
+def owner_is_dead(owner: str | None) -> bool:
     """True only when ``owner`` is a process on this machine that no longer runs."""
     if not owner:
         return False
@@ -117,7 +117,7 @@ def take_lease(
     try:
         return store.ledger.acquire(send.id, owner, now=now, ttl=ttl)
     except SendBusyError as busy:
-        if _owner_is_dead(busy.owner):
+        if owner_is_dead(busy.owner):
             return store.ledger.acquire(send.id, owner, now=now, ttl=ttl, steal_from=busy.owner)
         raise
 

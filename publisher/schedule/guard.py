@@ -22,7 +22,7 @@ from typing import IO
 
 from publisher.config import Settings
 from publisher.errors import PublisherError
-from publisher.ops.send import default_owner
+from publisher.ops.drain import default_owner, owner_is_dead
 from publisher.store import Leases, Store
 from publisher.store.queue import LeaseHeldError
 
@@ -34,26 +34,6 @@ log = logging.getLogger("publisher.schedule")
 
 class AlreadyRunningError(PublisherError):
     """Another `publisher run` holds the lock or the lease."""
-
-
-def owner_is_dead(owner: str) -> bool:
-    """True only for a process on this host that no longer runs (or is a zombie)."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-    except (OSError, IndexError):
-        return False
 
 
 class RunGuard:
