@@ -103,6 +103,26 @@ def _check_no_markers(settings: Settings, issue: Issue, subject: str) -> None:
             )
 
 
+def frame_context(
+    settings: Settings, *, subject: str, preheader: str, view_url: str, why: str
+) -> dict[str, object]:
+    """What every email template's frame needs (header, preheader, footer, slots): issues and digests."""
+    site = settings.site
+    _, sender_addr = parse_mailbox(settings.email.from_)
+    return {
+        "site": site,
+        "text_dir": "rtl" if site.language.split("-")[0].lower() in _RTL_LANGUAGES else "ltr",
+        "subject": subject,
+        "preheader": preheader,
+        "preheader_pad": _PREHEADER_PAD,
+        "view_url": view_url,
+        "sender_line": f"{site.title} is written by {site.author.name} and sent from {sender_addr}.",
+        "why": why,
+        "why_text": "\n".join(wrap("Why you get this: " + why)),
+        "slots": template_slots(),
+    }
+
+
 def render_issue_email(settings: Settings, issue: Issue) -> RenderedEmail:
     """Render both templates for ``issue`` and inline the CSS (the expensive, once-per-issue part)."""
     site = settings.site
@@ -117,24 +137,17 @@ def render_issue_email(settings: Settings, issue: Issue) -> RenderedEmail:
     if not articles:
         raise RenderError(f"{relpath(issue.source, settings.base_dir)}: the issue has no article to send")
     first_summary = next((a.summary for a in issue.articles if a.summary), "")
-    _, sender_addr = parse_mailbox(settings.email.from_)
-    why = (
-        f"you subscribed to {site.title} at {site.domain}. "
-        "One click on the unsubscribe link below stops these emails."
-    )
     context = {
-        "site": site,
-        "text_dir": "rtl" if site.language.split("-")[0].lower() in _RTL_LANGUAGES else "ltr",
+        **frame_context(
+            settings,
+            subject=subject,
+            preheader=issue.preheader or first_summary,
+            view_url=f"{site.url}/{issue.slug}/",
+            why=f"you subscribed to {site.title} at {site.domain}. "
+            "One click on the unsubscribe link below stops these emails.",
+        ),
         "issue": issue,
-        "subject": subject,
-        "preheader": issue.preheader or first_summary,
-        "preheader_pad": _PREHEADER_PAD,
         "articles": articles,
-        "view_url": f"{site.url}/{issue.slug}/",
-        "sender_line": f"{site.title} is written by {site.author.name} and sent from {sender_addr}.",
-        "why": why,
-        "why_text": "\n".join(wrap("Why you get this: " + why)),
-        "slots": template_slots(),
         "intro_html": Markup(absolutise(markdown_to_html(issue.intro), site.url, "intro-"))
         if issue.intro.strip()
         else "",

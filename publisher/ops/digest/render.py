@@ -15,21 +15,18 @@ from datetime import datetime
 from pathlib import Path
 
 import jinja2
-from markupsafe import Markup
 
 from publisher.config import Settings
 from publisher.errors import RenderError, relpath
 from publisher.models import Article
-from publisher.render.email_headers import parse_mailbox
-from publisher.render.email_mime import MARKER_PREFIX, PreparedMessage, prepare_message, template_slots
+from publisher.render.email import frame_context
+from publisher.render.email_mime import MARKER_PREFIX, PreparedMessage, prepare_message
 from publisher.render.inline import inline_css
 from publisher.render.templates import environment, text_environment
 from publisher.render.text import underline, wrap
 
 HTML_TEMPLATE = "digest.html"
 TEXT_TEMPLATE = "digest.txt"
-_PREHEADER_PAD = Markup("&#8204;&nbsp;" * 40)
-_RTL_LANGUAGES = {"ar", "fa", "he", "ur", "yi", "ps", "sd", "ug", "dv", "ckb"}
 _WORD = {"daily": "daily", "weekly": "weekly"}
 
 
@@ -106,25 +103,21 @@ def render_digest(
     subject = subject_for(settings, frequency, articles)
     n = len(articles)
     lede = f"{n} new {'story' if n == 1 else 'stories'} from {site.title} since your last {frequency} digest."
-    _, sender_addr = parse_mailbox(settings.email.from_)
     why = (
         f"you chose a {frequency} digest of {site.title} at {site.domain}. "
         "One click on the unsubscribe link below stops these emails."
     )
     context = {
-        "site": site,
-        "text_dir": "rtl" if site.language.split("-")[0].lower() in _RTL_LANGUAGES else "ltr",
-        "subject": subject,
-        "preheader": " · ".join(a.title for a in articles[:3]),
-        "preheader_pad": _PREHEADER_PAD,
+        **frame_context(
+            settings,
+            subject=subject,
+            preheader=" · ".join(a.title for a in articles[:3]),
+            view_url=f"{site.url}/",
+            why=why,
+        ),
         "lede": lede,
         "lede_text": "\n".join(wrap(lede)),
         "articles": items,
-        "view_url": f"{site.url}/",
-        "sender_line": f"{site.title} is written by {site.author.name} and sent from {sender_addr}.",
-        "why": why,
-        "why_text": "\n".join(wrap("Why you get this: " + why)),
-        "slots": template_slots(),
     }
     html = _render(settings, environment(settings.paths.templates), HTML_TEMPLATE, context)
     text = _render(settings, text_environment(settings.paths.templates), TEXT_TEMPLATE, context)
