@@ -14,7 +14,7 @@ import numpy as np
 from scipy import sparse
 
 from publisher.models import Article
-from publisher.related.terms import DEFAULT, DocTerms, RelatedParams, doc_key, doc_terms
+from publisher.related.terms import DEFAULT, DocTerms, RelatedParams, doc_terms, grid, keys_of
 
 T = TypeVar("T")
 
@@ -80,7 +80,7 @@ class RelatedIndex:
         """
         pool = sorted((a for a in articles if not a.draft), key=lambda a: a.slug)
         idx = cls(params, k)
-        new_keys = _keys(pool, keys)
+        new_keys = keys_of(pool, keys)
         reuse: dict[str, int] = {}
         if previous is not None and previous.params == params:
             for name in (
@@ -179,7 +179,7 @@ class RelatedIndex:
         keep = (df >= min_df) & (df <= max_df)
         # idf from counts rounded down to a ~9% grid: one article more or less rarely moves a
         # term's weight, so an edit or a new article rescores few rows (exactly, as a fit would)
-        idf = np.log((1 + _grid(np.array([n]))[0]) / (1 + _grid(df))) + 1.0
+        idf = np.log((1 + grid(np.array([n]))[0]) / (1 + grid(df))) + 1.0
         proper = capital > p.proper_share * np.maximum(total, 1)
         return np.where(keep, idf * np.where(proper, p.proper_weight, 1.0), 0.0).astype(np.float32)
 
@@ -336,7 +336,7 @@ class RelatedIndex:
         archive changed or the archive is small: refitting is then about as cheap.
         """
         pool = sorted((a for a in articles if not a.draft), key=lambda a: a.slug)
-        new_keys = _keys(pool, keys)
+        new_keys = keys_of(pool, keys)
         same = self._same(pool, new_keys)
         changed, removed = len(pool) - len(same), len(self.slugs) - len(same)
         if not self.complete or len(pool) < 50:
@@ -388,7 +388,7 @@ class RelatedIndex:
     def known(self, articles: Iterable[Article], keys: dict[str, str]) -> set[str]:
         """Slugs whose terms the index holds (under the same key): no need to count them again."""
         pool = sorted(articles, key=lambda a: a.slug)
-        return set(self._same(pool, _keys(pool, keys)))
+        return set(self._same(pool, keys_of(pool, keys)))
 
     def _carry_over(
         self, stale: np.ndarray, same: dict[str, int], old: tuple[Any, ...], jobs: int, scores: Any
@@ -396,22 +396,6 @@ class RelatedIndex:
         from publisher.related.update import carry_over
 
         carry_over(self, stale, same, old, jobs, scores)
-
-
-_EDGES = np.unique(
-    np.concatenate([[0], np.ceil(1.09 ** np.arange(400))]).astype(np.int64)
-)  # 0, 1, 2, ... 1.09x
-
-
-def _grid(counts: np.ndarray) -> np.ndarray:
-    """Each count rounded down to the grid (integers: the same on every machine)."""
-    return _EDGES[np.searchsorted(_EDGES, counts, side="right") - 1]
-
-
-def _keys(pool: list[Article], given: dict[str, str] | None) -> list[str]:
-    if given is None:
-        return [doc_key(a) for a in pool]
-    return [given.get(a.slug) or doc_key(a) for a in pool]
 
 
 def _best(row: np.ndarray, cols: np.ndarray, m: int) -> list[tuple[float, int]]:

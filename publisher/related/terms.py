@@ -147,3 +147,20 @@ def doc_terms(a: Article, params: RelatedParams = DEFAULT) -> DocTerms:
         np.array([counts[t] for t in terms], dtype=np.int32),
         np.array([caps.get(t, 0) for t in terms], dtype=np.int32),
     )
+
+
+_EDGES = np.unique(
+    np.concatenate([[0], np.ceil(1.09 ** np.arange(400))]).astype(np.int64)
+)  # 0, 1, 2, ... 1.09x
+
+
+def grid(counts: np.ndarray) -> np.ndarray:
+    """Each count rounded down to the grid (integers: the same on every machine)."""
+    return _EDGES[np.searchsorted(_EDGES, counts, side="right") - 1]
+
+
+def keys_of(pool: list[Article], given: dict[str, str] | None) -> list[str]:
+    """doc_key of each article, or the stand-in ``given`` for it (see RelatedIndex.fit)."""
+    if given is None:
+        return [doc_key(a) for a in pool]
+    return [given.get(a.slug) or doc_key(a) for a in pool]
