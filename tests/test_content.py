@@ -538,3 +538,22 @@ def test_plain_first_paragraph_fast_path_matches_a_parse():
     assert used > 1000
     for markup in ["A *b* c", "A [b](c)", "A\n=", "A & b", "A `b`", "- a", "1. a", "# A", "    a", "A |b|"]:
         assert _plain_first_block(markup + "\n\nMore.") is None, markup
+
+
+def test_problem_paths_through_symlinks_and_shared_folders(make_settings, write_issue, tmp_path):
+    from publisher.content.loader import Loader
+    from publisher.content.scan import relative
+
+    write_issue("issues/plain.md", article("P"))
+    write_issue("issues/other.md", article("O"))
+    elsewhere = tmp_path / "elsewhere.md"
+    elsewhere.write_text(article("E"), encoding="utf-8")
+    settings = make_settings()
+    link = settings.paths.issues / "linked.md"
+    link.symlink_to(elsewhere)
+    loader = Loader(settings)
+    for name in ["plain.md", "other.md", "linked.md", "plain.md"]:
+        path = settings.paths.issues / name
+        assert loader.rel(path) == relative(path, settings), name
+    outside = tmp_path.parent / "outside.md"
+    assert loader.rel(outside) == relative(outside, settings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import mimetypes
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,12 +60,26 @@ class Loader:
     problems: list[Problem] = field(default_factory=list)
     _media: dict[str, Path] = field(default_factory=dict)
     _rel: dict[Path, str] = field(default_factory=dict)
+    _dirs: dict[str, str | None] = field(default_factory=dict)  # folder -> its path as the user sees it
 
     def rel(self, path: Path) -> str:
-        """Memoised: each file is named up to three times, and resolving a path costs ~0.1 ms."""
+        """Memoised per file and per folder: resolving a path costs ~0.1 ms (a stat per part).
+
+        A file that is not a symlink resolves to its resolved folder plus its name, so
+        one lstat names every further file of a folder already seen.
+        """
         found = self._rel.get(path)
         if found is None:
-            found = self._rel[path] = relative(path, self.settings)
+            folder, name = os.path.split(str(path))
+            if folder not in self._dirs:
+                seen = relative(Path(folder), self.settings)
+                self._dirs[folder] = None if os.path.isabs(seen) or seen.startswith("..") else seen
+            base = self._dirs[folder]
+            if base is None or os.path.islink(path):
+                found = relative(path, self.settings)
+            else:
+                found = name if base == "." else f"{base}/{name}"
+            self._rel[path] = found
         return found
 
     def issue(self, unit: Unit) -> tuple[Issue | None, list[Article]]:
