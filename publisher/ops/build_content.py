@@ -141,7 +141,8 @@ def _load_unit(item: tuple[Unit, str]) -> Loaded:
     unit, fingerprint = item
     stats = _stats(_unit_files(unit))  # before reading: a file changed meanwhile is read again next time
     fingerprint = fingerprint or files_digest([Path(f) for f, _, _ in stats])
-    loader = Loader(shared("settings"))
+    loader: Loader = shared("loader")  # one per pass: it remembers the folders it resolved
+    loader.problems = []
     issue, drafts = loader.issue(unit)
     if loader.problems:
         return str(unit.path), None, loader.problems, None, {}, {}
@@ -248,7 +249,7 @@ def load_library(
     html: dict[str, str] = {}
     terms: dict[str, DocTerms] = {}
     reread: dict[str, Issue] = {}
-    shared = {"settings": settings, "related": related, "emails": emails}
+    shared = {"settings": settings, "related": related, "emails": emails, "loader": Loader(settings)}
     for path, entry, errs, issue, unit_html, unit_terms in parallel_map(_load_unit, todo, jobs, shared):
         problems.extend(errs)
         if entry is not None:
