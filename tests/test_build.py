@@ -430,3 +430,19 @@ def test_a_deleted_output_in_a_big_folder_is_made_again(big: Settings) -> None:
     report = build(big)
     assert report.written == ("emails/farm-001.txt",)
     assert (out / "emails/farm-001.txt").stat().st_size > 0
+
+
+def test_an_email_remade_after_an_edit_matches_a_fresh_build(
+    site: Settings, project: Path, tmp_path: Path
+) -> None:
+    """The edited issue's email comes from the warm helper process: the same bytes as a cold build."""
+    build(site)
+    src = project / "issues/tram-one.md"
+    src.write_text(src.read_text() + "\nThe depots and the rails.\n")
+    report = build(site)
+    assert {"emails/tram-one.eml", "emails/tram-one.html", "emails/tram-one.txt"} <= set(report.written)
+    fresh = tmp_path / "fresh"
+    build(site, fresh)
+    for ext in (".eml", ".html", ".txt"):
+        name = f"emails/tram-one{ext}"
+        assert (out_of(site) / name).read_bytes() == (fresh / name).read_bytes(), name

@@ -101,7 +101,7 @@ def build(
     ``emails=False`` skips the issue emails (their outputs from an earlier build are then
     removed as stale): rendering and inlining one costs ~25 ms, the bulk of a cold build.
     """
-    helper = EmailHelper() if emails else None  # imports the email renderer meanwhile
+    helper = EmailHelper(settings) if emails else None  # imports the email renderer meanwhile
     try:
         return _build(settings, out_dir, jobs, progress, emails, helper)
     finally:
@@ -331,6 +331,8 @@ def _email_shared(mails: list[Any], shared: dict[str, Any]) -> dict[str, Any]:
         "reread": {t[3][0]: shared["reread"][t[3][0]] for t in mails if t[3][0] in shared["reread"]},
         "state": CacheState(folders=shared["state"].folders),
         "secret": shared["secret"],
+        "by_slug": {},
+        "html": {},
     }
 
 
