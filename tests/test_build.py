@@ -417,8 +417,9 @@ def test_archive_pages_count_from_the_oldest(big: Settings, project: Path) -> No
 
 def test_a_slug_named_page_is_refused(site: Settings, project: Path) -> None:
     write(project, "page.md", md("Page", "2026-01-01", "x"))
-    with pytest.raises(ContentError):
+    with pytest.raises(ContentError) as exc:
         build(site)
+    assert "slug 'page' is reserved" in str(exc.value)
 
 
 def test_a_deleted_output_in_a_big_folder_is_made_again(big: Settings) -> None:

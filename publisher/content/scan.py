@@ -26,6 +26,7 @@ RESERVED_SLUGS = frozenset(
         "emails",
         "feed",
         "media",
+        "page",
         "preferences",
         "static",
         "subscribe",

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from publisher.config import Settings
-from publisher.errors import ContentError, Problem
 from publisher.feeds import FEED_FILES
 from publisher.models import Issue
 from publisher.ops.build_cache import (
@@ -131,7 +130,6 @@ def _build(
     renderer = _renderer()
     reread, new_html, terms = load_library(settings, state, workers, params, renderer, emails)
     rows = published_rows(state)  # library.articles: published, newest first
-    _reserved(rows)
     keys = {k[0]: k[1:] for unit in state.units.values() for k in unit.keys}
     related = _related(settings, state, rows, reread, k, terms, keys, workers)
     base = digest(settings.model_dump_json(), tree_digest(settings.paths.templates), renderer)
@@ -177,14 +175,6 @@ def _build(
         seconds=time.perf_counter() - started,
         jobs=workers,
     )
-
-
-def _reserved(rows: list[Row]) -> None:
-    """The archive's own pages live under page/: no article may take that slug."""
-    clash = [r for r in rows if r.slug == "page"]
-    if clash:
-        problem = "slug 'page' is used by the archive's older pages (page/2/ ...); rename the file"
-        raise ContentError([Problem(clash[0].unit, problem)])
 
 
 def _renderer() -> str:
