@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.fixtures_schedule",
     "tests.fixtures_web",
     "tests.fixtures_worker",
+    "tests.fixtures_browser",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

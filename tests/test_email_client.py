@@ -6,13 +6,11 @@ machine but fail in CI (env CI set), where they must be installed.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import struct
 import subprocess
 import zlib
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,20 +19,11 @@ import pytest
 from publisher.config import Settings
 from publisher.models import Issue
 from publisher.render.email import make_recipient, prepare_issue_email
+from tests.fixtures_browser import ARTIFACTS, need
 from tests.fixtures_email import make_article, make_folder_issue, make_issue, parse, part_text
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "tests" / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+
 
 # Content built to overflow a phone: a 9-column table, unbroken words, a huge image, long code.
 WIDE_BODY = (
@@ -50,13 +39,6 @@ WIDE_BODY = (
     "```\n" + "x = [" + ", ".join(str(n) for n in range(80)) + "]\n```\n\n"
     "Inline `" + "a_really_long_identifier_" * 8 + "` code.\n"
 )
-
-
-def need(tool: str, present: bool) -> None:
-    if not present:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is required in CI but is not installed")
-        pytest.skip(f"{tool} is not installed")
 
 
 def issues() -> dict[str, Issue]:
@@ -121,20 +103,6 @@ def png(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(rows))
         + chunk(b"IEND", b"")
     )
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    need("chromium", Path(CHROMIUM).exists())
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        need("the playwright Python package", False)
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def open_email(browser, html: str, width: int):

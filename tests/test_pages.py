@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from publisher.config import Settings
 from publisher.models import Article
 from publisher.render.pages import archive_page, article_page, demote_headings, tag_page
+from tests.fixtures_browser import ARTIFACTS
 
 PARSER = html5lib.HTMLParser(strict=True, namespaceHTMLElements=False)
 
@@ -75,17 +75,6 @@ def test_archive_lists_newest_first_with_summaries(make_settings: Callable[..., 
 
 # -- Chromium at 375 px ------------------------------------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 WIDE = (
     "A table wider than any phone:\n\n| "
     + " | ".join(f"Column{n}HeadingWithoutSpaces" for n in range(9))
@@ -103,21 +92,10 @@ WIDE = (
 )
 
 
-def need(tool: str, present: bool) -> None:
-    """Skip on a developer's machine without the tool; fail in CI, where it must be installed."""
-    if not present:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is required in CI but is not installed")
-        pytest.skip(f"{tool} is not installed")
-
-
 @pytest.mark.slow
-def test_archive_and_article_fit_a_375px_phone(project: Path, make_settings: Callable[..., Settings]) -> None:
-    need("chromium", Path(CHROMIUM).exists())
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        need("the playwright Python package", False)
+def test_archive_and_article_fit_a_375px_phone(
+    project: Path, make_settings: Callable[..., Settings], browser
+) -> None:
     from publisher.ops.build import build
 
     issues = project / "issues"
@@ -134,26 +112,21 @@ def test_archive_and_article_fit_a_375px_phone(project: Path, make_settings: Cal
     build(settings, emails=False)
     out = settings.paths.output
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 375, "height": 800})
-            page.route("http*://**/*", lambda r: r.abort())  # the site must lay out offline
-            for name, path in [
-                ("archive", "index.html"),
-                ("archive-page-1", "page/1/index.html"),
-                ("article-wide", "story-07/index.html"),
-                ("tag", "tags/harbour/index.html"),
-            ]:
-                page.goto((out / path).as_uri())
-                assert page.evaluate("getComputedStyle(document.body).marginTop") == "0px", path  # css loaded
-                page.screenshot(path=str(ARTIFACTS / f"page-{name}-375.png"), full_page=True)
-                assert page.evaluate("document.documentElement.scrollWidth") <= 375, path
-                if name == "article-wide":  # the table scrolls in its own box, not the page
-                    box = page.evaluate(
-                        "(() => { const t = document.querySelector('.body table');"
-                        " return [t.getBoundingClientRect().right, t.scrollWidth]; })()"
-                    )
-                    assert box[0] <= 375 and box[1] > 375
-        finally:
-            browser.close()
+    page = browser.new_page(viewport={"width": 375, "height": 800})
+    page.route("http*://**/*", lambda r: r.abort())  # the site must lay out offline
+    for name, path in [
+        ("archive", "index.html"),
+        ("archive-page-1", "page/1/index.html"),
+        ("article-wide", "story-07/index.html"),
+        ("tag", "tags/harbour/index.html"),
+    ]:
+        page.goto((out / path).as_uri())
+        assert page.evaluate("getComputedStyle(document.body).marginTop") == "0px", path  # css loaded
+        page.screenshot(path=str(ARTIFACTS / f"page-{name}-375.png"), full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375, path
+        if name == "article-wide":  # the table scrolls in its own box, not the page
+            box = page.evaluate(
+                "(() => { const t = document.querySelector('.body table');"
+                " return [t.getBoundingClientRect().right, t.scrollWidth]; })()"
+            )
+            assert box[0] <= 375 and box[1] > 375

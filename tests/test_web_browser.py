@@ -9,7 +9,6 @@ Screenshots go to tests/artifacts/ (gitignored).
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,40 +19,9 @@ from publisher.config import Settings
 from publisher.models import Frequency, SubscriberStatus
 from publisher.store import Store, open_store
 from publisher.web import Limits, ServerHandle, create_app
+from tests.fixtures_browser import ARTIFACTS
 from tests.fixtures_content import article
 from tests.fixtures_web import bound_socket, link_from, wait_for
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-
-
-def need(what: str, present: bool) -> None:
-    if not present:
-        if os.environ.get("CI"):
-            pytest.fail(f"{what} is required in CI but is not installed")
-        pytest.skip(f"{what} is not installed")
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    need("chromium", Path(CHROMIUM).exists())
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        need("the playwright Python package", False)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
