@@ -17,6 +17,8 @@ from sqlalchemy.exc import IntegrityError
 
 from publisher.errors import NotFoundError, PublisherError
 from publisher.models import Frequency, Subscriber, SubscriberStatus
+from publisher.store.schema import deliveries as d
+from publisher.store.schema import sends as s_
 from publisher.store.schema import subscribers as t
 from publisher.store.values import (
     check_timezone,
@@ -139,6 +141,38 @@ class Subscribers:
         with self._store.read() as conn:
             row = conn.execute(select(t).where(t.c.email == address)).first()
         return to_subscriber(row) if row else None
+
+    def export(self, email: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """Everything stored about one subscriber (for their data request): the full row and
+        every delivery planned for them; None if there is no such subscriber."""
+        try:
+            address = normalise_email(email)
+        except PublisherError:
+            return None
+        with self._store.read() as conn:
+            row = conn.execute(select(t).where(t.c.email == address)).first()
+            if row is None:
+                return None
+            query = (
+                select(
+                    s_.c.key.label("send_key"),
+                    s_.c.kind,
+                    s_.c.issue_slug,
+                    d.c.email,
+                    d.c.status,
+                    d.c.attempts,
+                    d.c.last_error,
+                    d.c.message_id,
+                    d.c.sent_at,
+                )
+                .join(s_, s_.c.id == d.c.send_id)
+                .where(d.c.subscriber_id == row.id)
+                .order_by(d.c.id)
+            )
+            deliveries = [dict(r._mapping) for r in conn.execute(query)]
+        record = dict(row._mapping)
+        record["topics"] = [x for x in record["topics"].split(";") if x]
+        return record, deliveries
 
     def get_by_id(self, subscriber_id: int) -> Subscriber | None:
         with self._store.read() as conn:

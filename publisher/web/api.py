@@ -32,7 +32,6 @@ from publisher.web.api_models import (
     UnqueuedOut,
     error_responses,
 )
-from publisher.web.export import subscriber_export
 from publisher.web.requests import web_context
 
 MAX_QUEUE_DAYS = 3660  # ten years: anything further is a typo
@@ -172,7 +171,7 @@ async def remove_subscriber(request: Request, email: str) -> RemovedOut:
 )
 async def export_subscriber(request: Request, email: str) -> ExportOut:
     ctx = web_context(request)
-    found = await run_in_threadpool(subscriber_export, ctx.store, email)
+    found = await run_in_threadpool(ctx.store.subscribers.export, email)
     if found is None:
         raise _no_such(email)
     record, deliveries = found
