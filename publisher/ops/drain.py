@@ -185,7 +185,7 @@ def drain(
             signer=signer_for(settings),
         )
         with store.ledger.writer() as writer:
-            _Drainer(store, writer, send, owner, pool, clock, report, progress, id_range).run()
+            Drainer(store, writer, send, owner, pool, clock, report, progress, id_range).run()
     finally:
         report.seconds = time.monotonic() - started
         store.ledger.release(send.id, owner, now=clock())
@@ -194,7 +194,7 @@ def drain(
     return report
 
 
-class _Drainer:
+class Drainer:
     """The loop of one drain: keep the pool fed, write results back, renew the lease."""
 
     def __init__(

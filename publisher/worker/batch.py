@@ -8,7 +8,7 @@ as the batch runs. It needs no expiry to tune: when the worker dies, its
 connection closes and PostgreSQL releases the lock at once, so the retried job
 can claim the batch straight away, while a worker that is only slow still
 holds it and a duplicate job waits. The rest is ``ops.drain``'s drain loop
-(``_Drainer``) unchanged: the pool, the gate before the final dot, the
+(``Drainer``) unchanged: the pool, the gate before the final dot, the
 batched ledger writes; only its view of the ledger is narrowed to the batch
 (its pending count, and "is my claim still held" as the heartbeat).
 """
@@ -28,7 +28,7 @@ from publisher.deliver import DeliveryPool, Envelope, RateLimiter, RetryPolicy, 
 from publisher.deliver.signing import DkimSigner
 from publisher.errors import PublisherError
 from publisher.models import Recipient
-from publisher.ops.drain import DrainReport, Personalisable, _Drainer, default_owner, envelope_sender
+from publisher.ops.drain import DrainReport, Personalisable, Drainer, default_owner, envelope_sender
 from publisher.store import PendingDelivery, SendCounts, SendInfo, Store
 from publisher.store.jobs import batch_lock
 from publisher.store.schema import deliveries as d
@@ -95,7 +95,7 @@ class BatchClaim:
 
 
 class _BatchLedger:
-    """The ledger as ``_Drainer`` sees it, narrowed to one batch and one claim."""
+    """The ledger as ``Drainer`` sees it, narrowed to one batch and one claim."""
 
     def __init__(self, store: Store, claim: BatchClaim, lo: int, hi: int) -> None:
         self._store, self._claim, self._lo, self._hi = store, claim, lo, hi
@@ -185,7 +185,7 @@ def run_batch(
         )
         view = _BatchStore(_BatchLedger(store, claim, lo, hi))
         with store.ledger.writer() as writer:
-            drainer = _Drainer(
+            drainer = Drainer(
                 view,  # type: ignore[arg-type]
                 writer,
                 send,
