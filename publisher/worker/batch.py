@@ -28,7 +28,7 @@ from publisher.deliver import DeliveryPool, Envelope, RateLimiter, RetryPolicy, 
 from publisher.deliver.signing import DkimSigner
 from publisher.errors import PublisherError
 from publisher.models import Recipient
-from publisher.ops.drain import DrainReport, Personalisable, Drainer, default_owner, envelope_sender
+from publisher.ops.drain import Drainer, DrainReport, Personalisable, default_owner, envelope_sender
 from publisher.store import PendingDelivery, SendCounts, SendInfo, Store
 from publisher.store.jobs import batch_lock
 from publisher.store.schema import deliveries as d
