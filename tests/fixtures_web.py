@@ -182,5 +182,5 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, step: float = 
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
+            raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
         time.sleep(step)

@@ -20,6 +20,7 @@ from publisher.ops.queue import queue_issue
 from publisher.ops.send import issue_key
 from publisher.schedule.guard import LEASE
 from publisher.store import Leases, Queue, open_store
+from tests.fixtures_web import wait_for as shared_wait_for
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,13 +32,7 @@ def now() -> datetime:
 
 
 def wait_for(check, timeout: float = 30.0, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s")
+    return shared_wait_for(check, timeout, step)
 
 
 class Proc:

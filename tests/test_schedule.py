@@ -16,6 +16,7 @@ from publisher.schedule import AlreadyRunningError, RunGuard, Runner, RunOptions
 from publisher.schedule.apscheduler_adapter import Wakeups
 from publisher.schedule.guard import LEASE
 from publisher.store import Leases, Queue, open_store
+from tests.fixtures_web import wait_for as shared_wait_for
 
 
 def now() -> datetime:
@@ -23,13 +24,7 @@ def now() -> datetime:
 
 
 def wait_for(check, timeout: float = 15.0, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {check}")
+    return shared_wait_for(check, timeout, step)
 
 
 # -- the APScheduler adapter ---------------------------------------------------------------------
