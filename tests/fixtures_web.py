@@ -6,7 +6,6 @@ import email
 import email.policy
 import shutil
 import socket
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -21,6 +20,7 @@ from fastapi.testclient import TestClient
 from publisher.config import Settings, load_settings
 from publisher.store import Store
 from publisher.web import Limits, ServerHandle, create_app, start_server
+from tests.polling import wait_for as wait_for  # re-exported for the web tests
 
 NS = {"h": "http://www.w3.org/1999/xhtml"}
 
@@ -175,12 +175,12 @@ def link_from(msg: EmailMessage, kind: str) -> str:
     return m.group(0)
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, step: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
-        time.sleep(step)
+@pytest.fixture
+def web_server(
+    web_settings: Callable[..., Settings],
+    store: Store,
+    make_app: Callable[..., FastAPI],
+    live_server: Callable[..., ServerHandle],
+) -> ServerHandle:
+    """The app over real HTTP on the default web settings and the test store."""
+    return live_server(web_settings(), make_app(web_settings(), store))

@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from publisher.worker import Enqueued, fingerprint, plan_and_enqueue, secret_che
 from tests.fixtures_content import article
 from tests.fixtures_smtp import SmtpServer
 from tests.fixtures_store import pg_url
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "test-secret"
@@ -42,16 +42,9 @@ SLUG = "harbour-news"
 _BATCH_LINE = re.compile(r"batch (\S+) #(\d+)-(\d+): sent (\d+)")
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, every: float = 0.05) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
-        time.sleep(every)
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """Workers are slow to start: a longer default deadline than the other tests."""
+    return wait_for(predicate, timeout)
 
 
 def fan_out(scale: Scale, slug: str = SLUG, *, now: datetime | None = None) -> Enqueued:

@@ -20,7 +20,7 @@ from publisher.ops.queue import queue_issue
 from publisher.ops.send import issue_key
 from publisher.schedule.guard import LEASE
 from publisher.store import Leases, Queue, open_store
-from tests.fixtures_web import wait_for as shared_wait_for
+from tests.polling import wait_for as shared_wait_for
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ from publisher.schedule import AlreadyRunningError, RunGuard, Runner, RunOptions
 from publisher.schedule.apscheduler_adapter import Wakeups
 from publisher.schedule.guard import LEASE
 from publisher.store import Leases, Queue, open_store
-from tests.fixtures_web import wait_for as shared_wait_for
+from tests.polling import wait_for as shared_wait_for
 
 
 def now() -> datetime:

@@ -137,13 +137,8 @@ def test_query_strings_and_odd_methods_are_harmless(client: TestClient) -> None:
 
 
 @pytest.fixture
-def server(
-    web_settings: Callable[..., Settings],
-    store: Store,
-    make_app: Callable[..., FastAPI],
-    live_server: Callable[..., ServerHandle],
-) -> ServerHandle:
-    return live_server(web_settings(), make_app(web_settings(), store))
+def server(web_server: ServerHandle) -> ServerHandle:
+    return web_server
 
 
 def test_bodies_over_64_kb_are_refused(

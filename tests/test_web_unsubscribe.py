@@ -21,13 +21,8 @@ ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 
 
 @pytest.fixture
-def server(
-    web_settings: Callable[..., Settings],
-    store: Store,
-    make_app: Callable[..., FastAPI],
-    live_server: Callable[..., ServerHandle],
-) -> ServerHandle:
-    return live_server(web_settings(), make_app(web_settings(), store))
+def server(web_server: ServerHandle) -> ServerHandle:
+    return web_server
 
 
 def token(settings: Settings, purpose: Purpose, address: str) -> str:
