@@ -32,6 +32,7 @@ from publisher.web.api_models import (
     UnqueuedOut,
     error_responses,
 )
+from publisher.web.context import WebContext
 from publisher.web.requests import web_context
 
 MAX_QUEUE_DAYS = 3660  # ten years: anything further is a typo
@@ -134,6 +135,14 @@ def _no_such(email: str) -> NotFoundError:
     return NotFoundError("no such subscriber", hint="look the address up with `publisher subscribers list`")
 
 
+async def _subscriber(ctx: WebContext, email: str) -> Subscriber:
+    """The subscriber with this address, or the API's 404."""
+    sub = await run_in_threadpool(ctx.store.subscribers.get, email)
+    if sub is None:
+        raise _no_such(email)
+    return sub
+
+
 @router.get(
     "/subscribers/{email}",
     response_model=SubscriberOut,
@@ -141,11 +150,7 @@ def _no_such(email: str) -> NotFoundError:
     summary="Look a subscriber up by address",
 )
 async def get_subscriber(request: Request, email: str) -> SubscriberOut:
-    ctx = web_context(request)
-    sub = await run_in_threadpool(ctx.store.subscribers.get, email)
-    if sub is None:
-        raise _no_such(email)
-    return subscriber_out(sub)
+    return subscriber_out(await _subscriber(web_context(request), email))
 
 
 @router.delete(
@@ -156,9 +161,7 @@ async def get_subscriber(request: Request, email: str) -> SubscriberOut:
 )
 async def remove_subscriber(request: Request, email: str) -> RemovedOut:
     ctx = web_context(request)
-    sub = await run_in_threadpool(ctx.store.subscribers.get, email)
-    if sub is None:
-        raise _no_such(email)
+    sub = await _subscriber(ctx, email)
     removed = await run_in_threadpool(ctx.store.subscribers.remove, sub.email)
     return RemovedOut(email=sub.email, removed=removed)
 
