@@ -178,10 +178,17 @@ def _build(
 
 
 def _renderer() -> str:
-    """The Markdown renderer's own code and library version: cached HTML dies with them."""
+    """The Markdown renderers' own code and library versions: cached HTML dies with them."""
     import markdown_it
+    import markdown_it_pyrs
+    import mdit_py_plugins
 
-    return digest(markdown_it.__version__, inspect.getsource(markdown))
+    return digest(
+        markdown_it.__version__,
+        markdown_it_pyrs.__version__,
+        mdit_py_plugins.__version__,
+        inspect.getsource(markdown),
+    )
 
 
 def _related(

@@ -1,26 +1,89 @@
-"""Markdown (CommonMark + tables + footnotes) to HTML, one configured parser.
+"""Markdown (CommonMark + tables + footnotes) to HTML.
+
+Article HTML comes from markdown-it-pyrs, the Rust port of markdown-it: about
+13x faster than markdown-it-py here (0.026 ms against 0.33 ms for a
+300-word news article), and rendering was the largest single cost of a cold
+build. ``parser()`` stays markdown-it-py (commonmark preset, tables,
+mdit_py_plugins footnotes): ``render.text`` walks its token tree, and it
+renders the bodies that markdown-it-pyrs 0.4 gets wrong:
+
+- any body with footnote syntax (``[^`` or ``^[``). The Rust footnote plugin
+  ignores a definition written right under a paragraph, turns a definition
+  indented by two spaces into text starting with ``]:``, and nests a
+  definition that starts with another into invalid HTML. markdown-it-py's
+  rendering is the one footnotes always had.
+- any body on which it panics (markdown-it 0.6.0 indexes out of bounds on an
+  unclosed ``[`` followed by a backtick, e.g. ``[`a``). The panic is caught
+  and the body rendered again; Rust prints it on stderr.
+
+Elsewhere the two agree byte for byte on the news corpus; on random Markdown
+they differ only in edge cases (an empty list item after a paragraph, a table
+whose header has no pipe, a code span against an autolink, an unclosed fence's
+last newline), and both escape raw HTML.
 
 Raw HTML in the source is escaped, not passed through: the same body goes into
 emails, feeds and pages, and none of them should carry an editor's stray
-<script> or broken tag.
+<script> or broken tag. Neither parser has its HTML rules on (``html_block``
+and ``html_inline`` are left out of ``_RULES``; markdown-it-py has
+``html=False``), so a tag is text and comes out as ``&lt;tag&gt;``.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
+import markdown_it_pyrs
 from markdown_it import MarkdownIt
 from mdit_py_plugins.footnote import footnote_plugin
+
+# CommonMark without raw HTML, plus GFM tables: markdown-it-py's "commonmark" preset
+# with html=False and "table" enabled, named rule by rule ("zero" has none).
+_RULES = (
+    "blockquote",
+    "code",
+    "fence",
+    "heading",
+    "hr",
+    "lheading",
+    "list",
+    "paragraph",
+    "reference",
+    "autolink",
+    "backticks",
+    "emphasis",
+    "entity",
+    "escape",
+    "image",
+    "link",
+    "newline",
+    "table",
+)
+_FOOTNOTE_MARKS = ("[^", "^[")
 
 
 @lru_cache(maxsize=1)
 def parser() -> MarkdownIt:
-    """The shared parser (building one costs more than rendering a short article)."""
+    """markdown-it-py, configured (building one costs more than rendering a short article)."""
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
     md.enable("table").use(footnote_plugin)
     return md
 
 
+@lru_cache(maxsize=1)
+def fast_parser() -> markdown_it_pyrs.MarkdownIt:
+    """markdown-it-pyrs with the same rules, without footnotes (see the module docstring)."""
+    md = markdown_it_pyrs.MarkdownIt("zero")
+    md.enable_many(list(_RULES))
+    return md
+
+
 def markdown_to_html(source: str) -> str:
     """Render Markdown to an HTML fragment."""
-    return parser().render(source)
+    if any(mark in source for mark in _FOOTNOTE_MARKS):
+        return parser().render(source)
+    try:
+        return fast_parser().render(source, xhtml=True)
+    except BaseException as exc:  # pyo3's PanicException derives from BaseException
+        if type(exc).__name__ != "PanicException":
+            raise
+        return parser().render(source)
