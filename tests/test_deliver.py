@@ -209,10 +209,11 @@ def test_at_most_one_unacknowledged_acceptance_per_connection(smtp_server) -> No
     pool = DeliveryPool(smtp_factory(smtp_server.port), build, concurrency=3, retry=FAST).start()
     for item in addresses(30):
         pool.submit(item)
-    time.sleep(1.0)  # nothing acked: each connection must stop after its first 250
-    assert smtp_server.count() == 3
     held = [pool.get(timeout=1) for _ in range(3)]
-    assert pool.get(timeout=0.2) is None
+    assert all(r is not None and r.status is Status.SENT for r in held)
+    assert pool.get(timeout=1.0) is None  # nothing acked: each connection stops before its next dot
+    assert pool.blocked()
+    assert smtp_server.count() == 3
     for r in held:
         pool.ack(r)
     results = held

@@ -1,12 +1,15 @@
 """How long to keep trying a message that the server deferred.
 
-Exponential backoff with jitter (tenacity), bounded both in attempts and in
-total time, so a server that is down stops the send within minutes instead of
-holding every row for hours; rows left pending go out on the next ``send``.
+Exponential backoff with jitter, bounded both in attempts and in total time
+(``run`` with tenacity for a single blocking message; ``backoff`` for the
+pool, which cannot sleep: it keeps the other connections going meanwhile),
+so a server that is down stops the send within minutes instead of holding
+every row for hours; rows left pending go out on the next ``send``.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +36,10 @@ class RetryPolicy:
     maximum: float = 30.0  # longest single wait
     give_up_after: float = 120.0  # seconds of retrying one message at most
     jitter: float = 0.5
+
+    def backoff(self, failures: int) -> float:
+        """Seconds to wait after the ``failures``-th failed try (the pool's retries)."""
+        return min(self.maximum, self.initial * 2 ** (failures - 1)) + random.uniform(0, self.jitter)
 
     def run(self, attempt: Callable[[], T], *, stop: threading.Event, on_retry: Callable[[], None]) -> T:
         """Call ``attempt`` until it stops raising Deferred, within this policy.

@@ -1,10 +1,11 @@
 """One SMTP connection, reused for many messages (``transport: smtp``).
 
-smtplib in threads, one connection per thread: measured against aiosmtplib on
-this machine (4 connections to a local sink) it moves about twice the
-messages per second. Every smtplib reply or exception is translated into the
-three outcomes of ``envelope``: accepted, rejected (5xx), or deferred (4xx,
-dropped connection, timeout), so the pool never sees smtplib's exceptions.
+smtplib opens the connection (TLS, EHLO, AUTH: blocking, and rare); each
+message is then ``smtp_session.exchange``, driven here with blocking reads
+(``send``, for single messages) or by the pool over the non-blocking socket
+(``connect`` + ``exchange``, for a whole send). Every reply or error becomes
+one of the three outcomes of ``envelope``: accepted, rejected (5xx), or
+deferred (4xx, dropped connection, timeout).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 from publisher.config import Settings
 from publisher.deliver.envelope import Deferred, Envelope, FatalDeliveryError, Rejected, reply_text
+from publisher.deliver.smtp_session import CLOSE, GATE, READ, Exchange, exchange
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,8 @@ class SmtpTransport:
                 )
             else:
                 smtp = smtplib.SMTP(p.host, p.port, timeout=p.timeout, local_hostname=p.local_hostname)
-            # The final dot goes out as its own small write (see _data): without
-            # NODELAY, Nagle's algorithm holds it for the server's delayed ACK (~40 ms).
+            # Commands are small writes: without NODELAY, Nagle's algorithm can hold
+            # one back for the server's delayed ACK (~40 ms).
             if smtp.sock is not None:
                 smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             smtp.ehlo()
@@ -107,112 +109,85 @@ class SmtpTransport:
                 f"{p.where} refused us: {reply_text(exc.smtp_code, exc.smtp_error)}"
             ) from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise Deferred(f"cannot connect to {p.where}: {_describe(exc)}", connection=True) from None
+            raise Deferred(f"cannot connect to {p.where}: {describe_error(exc)}", connection=True) from None
         self._smtp = smtp
         self._utf8 = smtp.has_extn("smtputf8")
         self._pipelining = self.params.pipelining and smtp.has_extn("pipelining")
 
-    def send(self, env: Envelope, gate: Callable[[], None] | None = None) -> str:
-        """Hand one message over; the server's 250 reply, or Rejected / Deferred.
+    @property
+    def where(self) -> str:
+        return self.params.where
 
-        ``gate`` is called after the message body is on the wire and before the
-        final dot that asks the server to accept it (see ``pool``).
+    @property
+    def timeout(self) -> float:
+        return self.params.timeout
+
+    def connect(self) -> socket.socket:
+        """Open (blocking, with TLS and AUTH as configured) and hand over the socket, non-blocking.
+
+        The pool drives ``exchange`` over it; nothing may use smtplib on this
+        connection afterwards but ``close``.
+        """
+        self.open()
+        assert self._smtp is not None and self._smtp.sock is not None
+        self._smtp.sock.setblocking(False)
+        return self._smtp.sock
+
+    def exchange(self, env: Envelope) -> Exchange:
+        """The steps of sending ``env`` on this connection (see ``smtp_session``)."""
+        return exchange(env, pipelining=self._pipelining, utf8=self._utf8, where=self.params.where)
+
+    def send(self, env: Envelope, gate: Callable[[], None] | None = None) -> str:
+        """Hand one message over and wait for the answer: the 250 reply, or Rejected / Deferred.
+
+        ``gate`` is called after DATA's 354 and before the body and final dot
+        that ask the server to accept the message.
         """
         self.open()
         smtp = self._smtp
         assert smtp is not None
+        steps = self.exchange(env)
+        value: tuple[int, bytes] | None = None
+        close_after = False
         try:
-            options = ["SMTPUTF8"] if self._utf8 and not env.recipient.isascii() else []
-            if self._pipelining:
-                self._envelope_pipelined(smtp, env, options)
-            else:
-                code, msg = smtp.mail(env.sender, options)
-                if code != 250:
-                    self._after_refusal(code, msg, "MAIL FROM", fatal_5xx=True)
-                code, msg = smtp.rcpt(env.recipient)
-                if code not in (250, 251):
-                    self._after_refusal(code, msg, "RCPT TO")
-                smtp.putcmd("data")
-            code, msg = self._data(smtp, _crlf(env.data), gate)
-            if code != 250:
-                self._after_refusal(code, msg, "end of DATA")
-            return reply_text(code, msg)
-        except (Rejected, Deferred, FatalDeliveryError):
+            while True:
+                step = steps.send(value)
+                value = None
+                if step is READ:
+                    value = smtp.getreply()
+                elif step is GATE:
+                    if gate is not None:
+                        gate()
+                elif step is CLOSE:
+                    close_after = True
+                else:
+                    smtp.send(b"".join(step) if isinstance(step, list) else step)  # type: ignore[arg-type]
+        except StopIteration as done:
+            return str(done.value)
+        except Deferred as exc:
+            if exc.connection:
+                self.drop()
             raise
-        except smtplib.SMTPDataError as exc:  # DATA itself was refused (no 354)
-            self._after_refusal(exc.smtp_code, exc.smtp_error, "DATA")
-            raise AssertionError("unreachable") from None
-        except smtplib.SMTPNotSupportedError as exc:
-            raise Rejected(553, f"553 {exc}") from None
+        except (Rejected, FatalDeliveryError):
+            raise
         except (OSError, smtplib.SMTPException, UnicodeError) as exc:
-            self.close()
+            self.drop()
             raise Deferred(
-                f"connection to {self.params.where} lost: {_describe(exc)}", connection=True
+                f"connection to {self.params.where} lost: {describe_error(exc)}", connection=True
             ) from None
+        except BaseException:
+            self.drop()  # e.g. the gate stopped us mid-DATA: the session cannot be reused
+            raise
+        finally:
+            steps.close()
+            if close_after:
+                self.drop()
 
-    def _envelope_pipelined(self, smtp: smtplib.SMTP, env: Envelope, options: list[str]) -> None:
-        """MAIL, RCPT and DATA in one write (RFC 2920), then their first two replies.
-
-        Two round trips fewer per message: on a busy list that is most of the
-        client's work besides the body itself.
-        """
-        extra = (" " + " ".join(options)) if options else ""
-        # Addresses were validated when stored (and the sender at start), so no
-        # per-message smtplib.quoteaddr: its email.utils parse costs ~30 us each.
-        if "\r" in env.sender + env.recipient or "\n" in env.sender + env.recipient:
-            raise Rejected(553, "553 address contains a line break")
-        commands = f"MAIL FROM:<{env.sender}>{extra}\r\nRCPT TO:<{env.recipient}>\r\nDATA\r\n"
-        smtp.send(commands.encode("utf-8" if options else "ascii"))
-        mail = smtp.getreply()
-        rcpt = smtp.getreply()
-        if mail[0] == 250 and rcpt[0] in (250, 251):
-            return
-        data = smtp.getreply()
-        if data[0] == 354:  # a server that took DATA with no recipient: end that empty message
-            smtp.send(b".\r\n")
-            smtp.getreply()
-        if mail[0] != 250:
-            self._after_refusal(mail[0], mail[1], "MAIL FROM", fatal_5xx=True)
-        self._after_refusal(rcpt[0], rcpt[1], "RCPT TO")
-
-    def _data(self, smtp: smtplib.SMTP, data: bytes, gate: Callable[[], None] | None) -> tuple[int, bytes]:
-        """smtplib's DATA (the command already sent), split so ``gate`` runs before the final dot."""
-        code, repl = smtp.getreply()
-        if code != 354:
-            raise smtplib.SMTPDataError(code, repl)
-        # Dot-stuffing only when a line starts with a dot: skips a regex pass over most messages.
-        stuff = data.startswith(b".") or b"\n." in data
-        body = smtplib._quote_periods(data) if stuff else data  # type: ignore[attr-defined]
-        if not body.endswith(b"\r\n"):
-            body += b"\r\n"
-        smtp.send(body)
-        if gate is not None:
-            try:
-                gate()
-            except BaseException:
-                self.close()  # mid-DATA: the session cannot be reused
-                raise
-        smtp.send(b".\r\n")
-        return smtp.getreply()
-
-    def _after_refusal(self, code: int, msg: bytes, stage: str, *, fatal_5xx: bool = False) -> None:
-        text = reply_text(code, msg)
-        if code == 421 or code < 0:  # the server is closing the connection
-            self.close()
-            raise Deferred(text, connection=True)
-        try:
-            assert self._smtp is not None
-            self._smtp.rset()  # the connection stays usable for the next message
-        except (OSError, smtplib.SMTPException):
-            self.close()
-        if 400 <= code < 500:
-            raise Deferred(text)
-        if fatal_5xx:
-            raise FatalDeliveryError(
-                f"{self.params.where} refused the sender at {stage}: {text}",
-                hint="check email.from: the server must accept it as an envelope sender",
-            )
-        raise Rejected(code, text)
+    def drop(self) -> None:
+        """Close without QUIT: after an error the server may not be listening any more."""
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            smtp.close()
 
     def close(self) -> None:
         smtp, self._smtp = self._smtp, None
@@ -228,14 +203,7 @@ class SmtpTransport:
             smtp.close()
 
 
-def _crlf(data: bytes) -> bytes:
-    """smtplib sends bytes as they are: make every line end in CRLF, as SMTP requires."""
-    if data.count(b"\n") == data.count(b"\r\n"):
-        return data
-    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-
-
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     if isinstance(exc, socket.timeout | TimeoutError):
         return "timed out"
     return str(exc) or type(exc).__name__
