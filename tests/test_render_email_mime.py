@@ -11,10 +11,12 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from publisher.config import Settings
+from publisher.deliver.smtp_session import smtp_body
 from publisher.errors import RenderError
 from publisher.render.email import prepare_message
 from publisher.render.email_headers import clean_name, clean_text
 from publisher.render.email_mime import slot
+from publisher.render.email_qp import qp_value
 from tests.fixtures_email import html_doc, parse, part_text, recipient
 
 
@@ -46,6 +48,27 @@ NAMES = st.one_of(
 )
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["a" * 74 + "." * 5 + "b" * 200, "x" * 75 + ".y", "é" * 37 + ".." + "é" * 40, "Zoë " * 40, "." + "e" * 9],
+)
+def test_no_encoded_value_line_starts_with_a_dot(value: str) -> None:
+    import quopri
+
+    lines = qp_value(value).split(b"\r\n")
+    assert not any(line.startswith(b".") for line in lines)
+    assert all(len(line) <= 76 for line in lines)
+    assert quopri.decodestring(b"\n".join(lines)).decode() == value
+
+
+def assert_smtp_ready(raw: bytes) -> None:
+    """What ``Envelope(smtp_ready=True)`` promises: the transport sends these bytes as they are."""
+    assert raw.count(b"\n") == raw.count(b"\r\n") and raw.count(b"\r") == raw.count(b"\r\n")
+    assert not raw.startswith(b".") and b"\n." not in raw  # no line needs SMTP dot-stuffing
+    assert raw.endswith(b"\r\n")
+    assert smtp_body(raw) is raw
+
+
 @hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=NAMES)
 def test_any_name_round_trips(mail_settings, mail_prepared, name):
@@ -68,6 +91,7 @@ def test_any_name_round_trips(mail_settings, mail_prepared, name):
     assert not doc.xpath("//script")
     assert max(len(line) for line in raw.split(b"\r\n\r\n", 1)[1].split(b"\r\n")) <= 76
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    assert_smtp_ready(raw)
 
 
 def test_bad_address_is_refused(mail_settings, mail_prepared):
@@ -122,6 +146,7 @@ def test_any_subject_round_trips(mail_settings, subject):
     assert msg["Subject"] == clean_text(subject)
     assert msg.get_all("Bcc") is None
     assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    assert_smtp_ready(raw)
 
 
 @hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -147,3 +172,4 @@ def test_quoted_printable_round_trips_any_body(mail_settings, pieces, topic):
     assert prepared.fill_text(rcpt).replace("\r\n", "\n").replace("\r", "\n") == expected
     _, _, body_bytes = raw.partition(b"\r\n\r\n")
     assert max(len(line) for line in body_bytes.split(b"\r\n")) <= 76
+    assert_smtp_ready(raw)

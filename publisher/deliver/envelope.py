@@ -27,6 +27,10 @@ class Envelope:
     recipient: str
     data: bytes
     message_id: str = ""
+    # The producer vouches for SMTP form (CRLF line ends, no line starting with a
+    # dot, a final CRLF), as ``PreparedMessage.personalise`` output always has:
+    # the transport then sends it without scanning 10+ KB per message for it.
+    smtp_ready: bool = False
 
 
 class Status(StrEnum):

@@ -67,7 +67,7 @@ def exchange(env: Envelope, *, pipelining: bool, utf8: bool, where: str) -> Exch
         assert data is not None
     if data[0] != 354:
         yield from _refused(data, "DATA", where)
-    body = smtp_body(env.data)
+    body = env.data if env.smtp_ready else smtp_body(env.data)
     yield GATE
     yield [body, DOT]
     final = yield READ

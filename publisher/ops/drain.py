@@ -172,7 +172,7 @@ def drain(
 
     def build(row: PendingDelivery) -> Envelope:
         r = make(row)
-        return Envelope(sender, row.email, prepared_for(row).personalise(r), r.message_id)
+        return Envelope(sender, row.email, prepared_for(row).personalise(r), r.message_id, smtp_ready=True)
 
     report = DrainReport(key)
     started = time.monotonic()

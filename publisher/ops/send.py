@@ -167,7 +167,8 @@ def send_test_copy(
     key = f"test:{slug}"
     prepared = prepare_issue_email(settings, issue, send_key=key, date=now)
     recipient = make_recipient(settings, settings.secret_key(), key, address, "")
-    env = Envelope(envelope_sender(settings), address, prepared.personalise(recipient), recipient.message_id)
+    data = prepared.personalise(recipient)
+    env = Envelope(envelope_sender(settings), address, data, recipient.message_id, smtp_ready=True)
     pool: DeliveryPool[Envelope] = DeliveryPool(
         transports or transport_factory(settings, key),
         lambda e: e,

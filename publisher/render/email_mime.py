@@ -104,7 +104,11 @@ class PreparedMessage:
         return vals
 
     def personalise(self, recipient: Recipient) -> bytes:
-        """The complete message for one recipient, as bytes ready for SMTP (CRLF line ends)."""
+        """The complete message for one recipient, as bytes ready for SMTP.
+
+        CRLF line ends and no line starting with a dot (``qp_template`` and
+        ``qp_value`` escape it), so it goes out as ``Envelope(smtp_ready=True)``.
+        """
         vals = self.values(recipient)
         mailto = hdr.clean_text(recipient.unsubscribe_mailto) or self.default_mailto
         encoded: dict[str, bytes] = {

@@ -87,25 +87,37 @@ _QP_UNSAFE = re.compile(
 )  # needs escaping: non-printable, '=', a leading '.', a final space
 
 
+_QP_TOKEN = re.compile(rb"=[0-9A-F]{2}|.", re.S)
+
+
 def qp_value(value: str) -> bytes:
-    """QP-encode one substituted value; lines of at most 75 so the soft break after it fits."""
+    """QP-encode one substituted value; lines of at most 75 so the soft break after it fits.
+
+    No line of the result starts with a dot, so a prepared message never needs
+    SMTP dot-stuffing (the transport can skip scanning it).
+    """
     if value.isascii() and not _QP_UNSAFE.search(value):  # URLs and most names: no escapes needed
         raw = value.encode("ascii")
         if len(raw) <= QP_MAX - 1:
             return raw
-        return SOFT.join([raw[i : i + QP_MAX - 1] for i in range(0, len(raw), QP_MAX - 1)])
-    enc = b2a_qp(value.encode("utf-8"))
-    if enc.startswith(b"."):
-        enc = b"=2E" + enc[1:]
-    if len(enc) <= QP_MAX - 1 and b"\n" not in enc:
-        return enc
-    lines = enc.split(b"=\n")
-    last = lines[-1]
-    if len(last) > QP_MAX - 1:  # b2a_qp allows 76 on its last line; we need room for '='
-        cut = QP_MAX - 1
-        if last[cut - 1 : cut] == b"=":
-            cut -= 1
-        elif last[cut - 2 : cut - 1] == b"=":
-            cut -= 2
-        lines[-1:] = [last[:cut], last[cut:]]
-    return SOFT.join(lines)
+        step = QP_MAX - 1
+        if all(raw[i] != 0x2E for i in range(step, len(raw), step)):
+            return SOFT.join([raw[i : i + step] for i in range(0, len(raw), step)])
+        return _wrap([raw[i : i + 1] for i in range(len(raw))])
+    enc = b2a_qp(value.encode("utf-8"))  # values are one line: its only line breaks are soft
+    return _wrap(_QP_TOKEN.findall(enc.replace(b"=\n", b"")))
+
+
+def _wrap(tokens: list[bytes]) -> bytes:
+    """QP tokens (a byte or an ``=XX`` each) in lines of at most 75, none starting with a dot."""
+    out = bytearray()
+    col = 0
+    for tok in tokens:
+        if col + len(tok) > QP_MAX - 1:
+            out += SOFT
+            col = 0
+        if col == 0 and tok == b".":
+            tok = b"=2E"  # a line starting with '.' is special to SMTP
+        out += tok
+        col += len(tok)
+    return bytes(out)

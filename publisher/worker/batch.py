@@ -173,7 +173,7 @@ def run_batch(
 
         def build(row: PendingDelivery) -> Envelope:
             r: Recipient = make_recipient(settings, secret, send.key, row.email, row.name)
-            return Envelope(sender, row.email, prepared.personalise(r), r.message_id)
+            return Envelope(sender, row.email, prepared.personalise(r), r.message_id, smtp_ready=True)
 
         pool: DeliveryPool[PendingDelivery] = DeliveryPool(
             transports or transport_factory(settings, send.key),
