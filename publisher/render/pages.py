@@ -12,7 +12,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from urllib.parse import urljoin
+from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
 
@@ -98,7 +100,16 @@ def pager_for(page: int, count: int, n: int, per_page: int = PER_PAGE) -> Pager 
 
 
 def human_date(d: datetime, settings: Settings) -> str:
-    local = d.astimezone(settings.site.tz)
+    return _human_date(d, settings.site.timezone)
+
+
+@lru_cache(maxsize=1 << 15)
+def _human_date(d: datetime, timezone: str) -> str:
+    """Cached: an article is shown in a dozen lists (the newest ones on every article page).
+
+    Keyed by the instant, which is all the local date depends on.
+    """
+    local = d.astimezone(ZoneInfo(timezone))
     return f"{local.day} {local:%B %Y}"
 
 
