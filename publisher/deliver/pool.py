@@ -202,6 +202,10 @@ class DeliveryPool(Generic[T]):
         if self._stop.is_set():
             self._wind_down()
         for lane in self._lanes:
+            if lane.busy and not (lane.waiting or lane.parked or lane.retry_at):
+                # only an exception from outside (Ctrl-C) between two steps leaves a lane so:
+                # what it was doing is unknown, so it is not recorded as sent (it stays pending)
+                self._abandon(lane, "interrupted")
             if lane.parked and lane.unacked is None:
                 lane.parked = False
                 self._advance(lane, None)
@@ -290,6 +294,8 @@ class DeliveryPool(Generic[T]):
         gen = lane.gen
         assert gen is not None
         lane.waiting = False
+        if gen.gi_frame is None:  # ended by an exception from outside (Ctrl-C) while it ran
+            return self._abandon(lane, "interrupted")
         while True:
             try:
                 step = gen.send(value)
