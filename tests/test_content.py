@@ -523,11 +523,13 @@ def test_plain_first_paragraph_fast_path_matches_a_parse():
     from publisher.content.summary import _first, _plain_first_block
 
     rng = random.Random(1)
-    pieces = [*"abcdefgXYZ ,.;:'\"()?%/-+=@$0129é日", "  ", "\t", "http://x.org/a-b", "1.", "- ", "* ", "# "]
+    pieces = [*"abcdefgXYZ ,.;:'\"()?%/-+=@$0129é日!", "  ", "\t", "http://x.org/a-b", "1.", "- ", "* ", "# "]
+    pieces += ["& ", "AT&T", "“", "€", "1.5"]
+    starts = [*"AbcÉz09\"'(“$€", "1. ", "2) ", "12. ", "1.5", "2010 "]
     used = 0
     for _ in range(5000):
         lines = [
-            rng.choice("AbcÉz") + "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+            rng.choice(starts) + "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
             for _ in range(rng.randint(1, 4))
         ]
         body = "\n".join(lines) + ("\n\nNext *block*." if rng.random() < 0.5 else "")
@@ -536,8 +538,11 @@ def test_plain_first_paragraph_fast_path_matches_a_parse():
             used += 1
             assert fast == _first(body)[0], body
     assert used > 1000
-    for markup in ["A *b* c", "A [b](c)", "A\n=", "A & b", "A `b`", "- a", "1. a", "# A", "    a", "A |b|"]:
+    markups = ["A *b* c", "A [b](c)", "A\n=", "A &amp; b", "A &#35;", "A `b`", "- a", "1. a", "# A", "    a"]
+    for markup in [*markups, "A |b|", "2) a", "A\n1. b", "A ![b](c)", "<b>"]:
         assert _plain_first_block(markup + "\n\nMore.") is None, markup
+    for plain in ["AT&T & co!", "“Quoted” start", "2010 was a year", "1.5 million", "(Aside)", "$5 rise"]:
+        assert _plain_first_block(plain + "\n\nMore.") == _first(plain)[0] == plain, plain
 
 
 def test_problem_paths_through_symlinks_and_shared_folders(make_settings, write_issue, tmp_path):

@@ -53,9 +53,14 @@ def first_paragraph(markdown: str) -> str:
     return _first(markdown)[0]
 
 
-# A line that can only be paragraph text: it starts with a letter (no list, heading, quote,
-# fence, code or table can start so) and holds no character that inline Markdown reads.
-_PLAIN = re.compile(r"[^\W\d_][^*_`\[\]<>!&\\#|~\n]*")
+# A line that can only be paragraph text: it starts with a letter, a digit that is not a list
+# number, or an opening quote, parenthesis or currency sign (no list, heading, quote, fence,
+# code or table can start so), and holds no character that inline Markdown reads: no "&" that
+# may start an entity, and no "[" (so no "![" either).
+_PLAIN = re.compile(
+    r"(?!\d{1,9}[.)](?:[ \t]|$))(?:[^\W_]|[\"'(\u201c\u2018$\u00a3\u20ac])"
+    r"[^*_`\[\]<>&\\#|~\n]*(?:&(?!#?[0-9A-Za-z]+;)[^*_`\[\]<>&\\#|~\n]*)*"
+)
 
 
 def _plain_first_block(markdown: str) -> str | None:
