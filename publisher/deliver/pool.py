@@ -405,7 +405,7 @@ class DeliveryPool(Generic[T]):
         if job.attempts < self._retry.attempts and now + delay - job.first_try <= self._retry.give_up_after:
             self.stats.retried()
             lane.gen = None
-            lane.waiting = False
+            lane.waiting = lane.parked = False
             lane.retry_at = now + delay
             return None
         if exc.connection:
