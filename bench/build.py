@@ -200,11 +200,12 @@ t0 = time.perf_counter()
 from pathlib import Path
 from publisher.config import load_settings
 from publisher.ops.build import build
+from publisher.render.markdown import renderers
 s = load_settings(Path(sys.argv[1]) / "config.yaml")
 t1 = time.perf_counter()
 r = build(s, jobs=int(sys.argv[3]) if len(sys.argv) > 3 else None, emails=sys.argv[2] == "emails")
 print(json.dumps({"build": r.seconds, "imports": t1 - t0, "written": len(r.written), "outputs": r.outputs,
-                  "jobs": r.jobs, "emails": r.emails}))
+                  "jobs": r.jobs, "emails": r.emails, "markdown": renderers()}))
 """
 
 
@@ -251,7 +252,7 @@ def main() -> None:
         f"publisher cold build {cold_wall:.1f} s wall ({cold['build']:.1f} s in build, "
         f"{cold['imports']:.1f} s start-up; {cold['cpu']:.1f} s CPU), peak {cold_rss:.0f} MiB, "
         f"{cold['outputs']:,} files "
-        f"for {len(arts):,} articles ({what}; {cold['jobs']} processes)"
+        f"for {len(arts):,} articles ({what}; {cold['jobs']} processes; Markdown: {cold['markdown']})"
     )
     print(f"rebuild, nothing changed: {same['build']:.2f} s in build, {same['written']} files written")
     print(
@@ -279,10 +280,16 @@ def main() -> None:
     p_wall, p_rss, _ = timed([str(pel), "content", "-o", "output", "-s", "pelicanconf.py", "-q"], pproject)
     ratio = p_wall / cold_wall
     p_cpu = CPU[str(pel)]
+    p_md = subprocess.run(
+        [str(PELICAN_VENV / "bin" / "python"), "-c", "import markdown; print(markdown.__version__)"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     print(
         f"pelican cold build {p_wall:.1f} s wall ({p_cpu:.1f} s CPU), peak {p_rss:.0f} MiB (pages and "
-        f"Atom/RSS feeds, one process) | publisher is {ratio:.1f}x faster (goal >= 3x; both wall time "
-        f"with start-up, publisher without emails) | {p_cpu / cold['cpu']:.1f}x less CPU"
+        f"Atom/RSS feeds, one process; Markdown: Python-Markdown {p_md or '?'}) | publisher is "
+        f"{ratio:.1f}x faster (goal >= 3x; both wall time with start-up, publisher without emails) | "
+        f"{p_cpu / cold['cpu']:.1f}x less CPU"
     )
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import markdown_it
 import markdown_it_pyrs
 from markdown_it import MarkdownIt
 from mdit_py_plugins.footnote import footnote_plugin
@@ -87,3 +88,11 @@ def markdown_to_html(source: str) -> str:
         if type(exc).__name__ != "PanicException":
             raise
         return parser().render(source)
+
+
+def renderers() -> str:
+    """Which parsers render article HTML, with their versions (bench/build.py prints it)."""
+    return (
+        f"markdown-it-pyrs {markdown_it_pyrs.__version__}, "
+        f"markdown-it-py {markdown_it.__version__} for bodies with footnotes"
+    )
