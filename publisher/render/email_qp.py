@@ -70,14 +70,7 @@ def qp_template(text: str, marker: re.Pattern[str]) -> list[bytes | str]:
             tokens = _qp_tokens(raw) if ends_line else _qp_tokens(raw + b"x")[:-1]
             if col == 0 and raw.startswith(b"From "):
                 tokens[0] = b"=46"  # mbox readers mangle a line starting "From "
-            for tok in tokens:
-                if col + len(tok) > QP_MAX - 1:
-                    buf += SOFT
-                    col = 0
-                if col == 0 and tok == b".":
-                    tok = b"=2E"  # a line starting with '.' is special to SMTP
-                buf += tok
-                col += len(tok)
+            col = _append(buf, col, tokens)
     out.append(bytes(buf))
     return out
 
@@ -109,15 +102,23 @@ def qp_value(value: str) -> bytes:
 
 
 def _wrap(tokens: list[bytes]) -> bytes:
-    """QP tokens (a byte or an ``=XX`` each) in lines of at most 75, none starting with a dot."""
     out = bytearray()
-    col = 0
+    _append(out, 0, tokens)
+    return bytes(out)
+
+
+def _append(buf: bytearray, col: int, tokens: list[bytes]) -> int:
+    """Add QP tokens (a byte or an ``=XX`` each) to ``buf`` at column ``col``; the new column.
+
+    Lines stay within 75 characters (room for a soft break's ``=``) and none
+    starts with a dot.
+    """
     for tok in tokens:
         if col + len(tok) > QP_MAX - 1:
-            out += SOFT
+            buf += SOFT
             col = 0
         if col == 0 and tok == b".":
             tok = b"=2E"  # a line starting with '.' is special to SMTP
-        out += tok
+        buf += tok
         col += len(tok)
-    return bytes(out)
+    return col
