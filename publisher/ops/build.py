@@ -14,12 +14,14 @@ key moved; related news is ranked in between over ``jobs`` threads.
 
 from __future__ import annotations
 
+import gc
 import inspect
 import itertools
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,10 +104,28 @@ def build(
     """
     helper = EmailHelper(settings) if emails else None  # imports the email renderer meanwhile
     try:
-        return _build(settings, out_dir, jobs, progress, emails, helper)
+        with _few_collections():
+            return _build(settings, out_dir, jobs, progress, emails, helper)
     finally:
         if helper is not None:
             helper.close()
+
+
+@contextmanager
+def _few_collections(threshold: int = 100_000) -> Iterator[None]:
+    """Run the cyclic garbage collector ~100x less often while building.
+
+    A cold build of 10,000 articles keeps millions of objects alive (articles, terms,
+    HTML, cache entries) and makes few reference cycles, so the collector's ~900
+    passes in the main process (0.5 s there, some of it while the workers want both
+    cores) found next to nothing. It still runs; the threshold is restored after.
+    """
+    old = gc.get_threshold()
+    gc.set_threshold(max(old[0], threshold), *old[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
 
 
 def _build(
