@@ -235,7 +235,9 @@ class RelatedIndex:
             s[r, c] += w * (v / (nq[r] + nc[c] - v))
         if p.recency_weight:
             # in place, in float32: a few arrays the size of s, not a dozen float64 ones
-            gap = np.subtract.outer(self.days[rows], self.days[every]).astype(np.float32)
+            # the float64 difference, rounded once to float32 (no float64 array the size of s)
+            gap = np.empty(s.shape, dtype=np.float32)
+            np.subtract(self.days[rows][:, None], self.days[every][None, :], out=gap, casting="same_kind")
             np.abs(gap, out=gap)
             spread = gap + np.float32(p.half_life_days)
             np.divide(gap, spread, out=gap)
