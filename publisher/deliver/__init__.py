@@ -54,7 +54,7 @@ __all__ = [
 def transport_factory(
     settings: Settings, send_key: str, *, environ: dict[str, str] | None = None
 ) -> Callable[[], Transport]:
-    """A maker of fresh transports as configured (one per pool thread)."""
+    """A maker of fresh transports as configured (one per pool connection)."""
     if settings.email.transport == "file":
         folder: Path = outbox_for(settings.paths.outbox, send_key)
         return lambda: FileTransport(folder)
