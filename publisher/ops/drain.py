@@ -134,6 +134,22 @@ def envelope_sender(settings: Settings) -> str:
     return address
 
 
+def envelope_builder(
+    settings: Settings, send_key: str, prepared_for: Callable[[PendingDelivery], Personalisable]
+) -> Callable[[PendingDelivery], Envelope]:
+    """Ledger row -> finished message, for one send (the pool calls it once per recipient)."""
+    from publisher.render.email_mime import recipient_maker
+
+    make = recipient_maker(settings, settings.secret_key(), send_key)
+    sender = envelope_sender(settings)
+
+    def build(row: PendingDelivery) -> Envelope:
+        r = make(row.email, row.name)
+        return Envelope(sender, row.email, prepared_for(row).personalise(r), r.message_id, smtp_ready=True)
+
+    return build
+
+
 def drain(
     settings: Settings,
     store: Store,
@@ -144,7 +160,6 @@ def drain(
     progress: Progress | None = None,
     retry: RetryPolicy | None = None,
     transports: Callable[[], Transport] | None = None,
-    recipient_for: Callable[[PendingDelivery], Recipient] | None = None,
     owner: str | None = None,
     id_range: tuple[int, int] | None = None,
 ) -> DrainReport:
@@ -154,26 +169,13 @@ def drain(
     object for an issue; per variant for digests). SendBusyError if another live
     process holds the send.
     """
-    from publisher.render.email_mime import make_recipient
-
     send = store.ledger.get_send_by_id(send_id)
     if send is None:
         raise PublisherError(f"no send with id {send_id}")
     owner = owner or default_owner()
     take_lease(store, send, owner, clock())
-    secret = settings.secret_key()
-    sender = envelope_sender(settings)
     key = send.key
-
-    def recipient(row: PendingDelivery) -> Recipient:
-        return make_recipient(settings, secret, key, row.email, row.name)
-
-    make = recipient_for or recipient
-
-    def build(row: PendingDelivery) -> Envelope:
-        r = make(row)
-        return Envelope(sender, row.email, prepared_for(row).personalise(r), r.message_id, smtp_ready=True)
-
+    build = envelope_builder(settings, key, prepared_for)
     report = DrainReport(key)
     started = time.monotonic()
     try:

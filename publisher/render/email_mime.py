@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import html as html_lib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -294,12 +294,23 @@ def _check_size(settings: Settings, size: int, where: str) -> list[str]:
 
 def make_recipient(settings: Settings, secret: bytes, send_key: str, email: str, name: str) -> Recipient:
     """The per-subscriber values for one send: signed links and a deterministic Message-ID."""
-    unsub, prefs = recipient_links(secret, settings.site.url, email)
-    return Recipient(
-        email=email,
-        name=name,
-        message_id=message_id(secret, send_key, email, settings.site.domain),
-        unsubscribe_url=unsub,
-        preferences_url=prefs,
-        unsubscribe_mailto=DEFAULT_MAILTO.format(domain=settings.site.domain),
-    )
+    return recipient_maker(settings, secret, send_key)(email, name)
+
+
+def recipient_maker(settings: Settings, secret: bytes, send_key: str) -> Callable[[str, str], Recipient]:
+    """``make_recipient`` for a whole send: what every recipient shares is worked out once."""
+    site_url, domain = settings.site.url, settings.site.domain
+    mailto = DEFAULT_MAILTO.format(domain=domain)
+
+    def make(email: str, name: str) -> Recipient:
+        unsub, prefs = recipient_links(secret, site_url, email)
+        return Recipient(
+            email=email,
+            name=name,
+            message_id=message_id(secret, send_key, email, domain),
+            unsubscribe_url=unsub,
+            preferences_url=prefs,
+            unsubscribe_mailto=mailto,
+        )
+
+    return make

@@ -24,11 +24,10 @@ from typing import Any
 from sqlalchemy import func, select, text
 
 from publisher.config import Settings
-from publisher.deliver import DeliveryPool, Envelope, RateLimiter, RetryPolicy, Transport, transport_factory
+from publisher.deliver import DeliveryPool, RateLimiter, RetryPolicy, Transport, transport_factory
 from publisher.deliver.signing import DkimSigner
 from publisher.errors import PublisherError
-from publisher.models import Recipient
-from publisher.ops.drain import Drainer, DrainReport, Personalisable, default_owner, envelope_sender
+from publisher.ops.drain import Drainer, DrainReport, Personalisable, default_owner, envelope_builder
 from publisher.store import PendingDelivery, SendCounts, SendInfo, Store
 from publisher.store.jobs import batch_lock
 from publisher.store.schema import deliveries as d
@@ -159,8 +158,6 @@ def run_batch(
     BatchBusyError when another live process holds the batch or the send.
     The report's ``counts`` are the batch's (``pending`` left in the range).
     """
-    from publisher.render.email_mime import make_recipient
-
     claim = BatchClaim(store, send.key, lo)
     if not claim.take():
         raise BatchBusyError(f"{claim.name} is being sent by another worker")
@@ -168,13 +165,7 @@ def run_batch(
     started = time.monotonic()
     try:
         _start(store, send, clock())
-        secret = settings.secret_key()
-        sender = envelope_sender(settings)
-
-        def build(row: PendingDelivery) -> Envelope:
-            r: Recipient = make_recipient(settings, secret, send.key, row.email, row.name)
-            return Envelope(sender, row.email, prepared.personalise(r), r.message_id, smtp_ready=True)
-
+        build = envelope_builder(settings, send.key, lambda _row: prepared)
         pool: DeliveryPool[PendingDelivery] = DeliveryPool(
             transports or transport_factory(settings, send.key),
             build,
