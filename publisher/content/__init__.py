@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from publisher.config import Settings
 from publisher.content.fields import DATE_HINT, clean_line, is_slug, slugify, when_value
 from publisher.content.loader import ARTICLE_KEYS, INDEX_KEYS, ISSUE_KEYS, Loader, hint_for
-from publisher.content.scan import RESERVED_SLUGS, relative, scan
+from publisher.content.scan import RESERVED_SLUGS, relative, scan, signature
 from publisher.content.summary import first_paragraph, summarize, truncate
 from publisher.errors import ContentError, NotFoundError, Problem
 from publisher.models import Article, Issue, Library
@@ -31,6 +31,7 @@ __all__ = [
     "load_content",
     "load_issue",
     "load_library",
+    "signature",
     "slugify",
     "summarize",
     "truncate",

@@ -8,6 +8,7 @@ when only one issue is loaded.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,23 @@ class Scan:
     def problems_for(self, unit: Unit) -> list[Problem]:
         mine = unit.paths
         return [p.problem for p in self.problems if p.involves & mine]
+
+
+def signature(root: Path) -> tuple[tuple[str, int, int], ...]:
+    """What changes when any file under ``root`` is added, edited or removed (stat only, no reads).
+
+    The scheduler and the web app compare it to decide whether to load the content again.
+    """
+    out = []
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue  # removed while we looked
+            out.append((path, st.st_mtime_ns, st.st_size))
+    return tuple(sorted(out))
 
 
 def relative(path: Path, settings: Settings) -> str:

@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from publisher.config import Settings
+from publisher.content import signature as content_files_signature
 from publisher.errors import Problem, PublisherError
 from publisher.models import Library
 from publisher.ops.digest import FREQUENCIES, run_digest
@@ -53,20 +53,6 @@ def jobstore_url(settings: Settings) -> str:
     if settings.database.url.startswith("postgresql"):
         return settings.database.url
     return f"sqlite:///{settings.paths.state / 'scheduler-jobs.sqlite'}"
-
-
-def content_signature(root: Path) -> tuple[tuple[str, int, int], ...]:
-    """What changes when any issue file is added, edited or removed (cheap: stat only)."""
-    if not root.is_dir():
-        return ()
-    out = []
-    for path in root.rglob("*.md"):
-        try:
-            st = path.stat()
-        except OSError:
-            continue
-        out.append((str(path), st.st_mtime_ns, st.st_size))
-    return tuple(sorted(out))
 
 
 @dataclass
@@ -223,7 +209,7 @@ class Runner:
 
     def _reconcile(self, *, startup: bool = False) -> None:
         """Content changed? Re-read it and apply send_at. Then make the wake-ups match the queue table."""
-        signature = content_signature(self.settings.paths.issues)
+        signature = content_files_signature(self.settings.paths.issues)
         if signature != self.state.signature:
             library, broken = load_tolerant(self.settings)
             self.state.signature, self.state.library, self.state.broken = signature, library, broken

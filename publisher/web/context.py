@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from publisher.config import Settings
 from publisher.content import load_library
+from publisher.content import signature as content_files_signature
 from publisher.errors import PublisherError
 from publisher.models import Library
 from publisher.store import Store, open_store
@@ -65,25 +65,12 @@ class KnownTopics:
         self._topics: tuple[str, ...] = ()
         self._library = Library()
 
-    def _scan(self) -> tuple[tuple[str, int, int], ...]:
-        root = self._settings.paths.issues
-        out = []
-        for dirpath, _dirs, files in os.walk(root):
-            for name in files:
-                path = Path(dirpath) / name
-                try:
-                    st = path.stat()
-                except OSError:
-                    continue
-                out.append((str(path), st.st_mtime_ns, st.st_size))
-        return tuple(sorted(out))
-
     def _refresh(self) -> None:
         now = time.monotonic()
         if now - self._checked < self._recheck:
             return
         self._checked = now
-        fingerprint = self._scan()
+        fingerprint = content_files_signature(self._settings.paths.issues)
         if fingerprint == self._fingerprint:
             return
         try:
