@@ -16,6 +16,7 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
 )
@@ -78,25 +79,48 @@ class RateColumn(ProgressColumn):
         return Text(f"{speed:,.0f}/s" if speed else "", style="progress.data.speed")
 
 
+class ProgressBar:
+    """Progress as ``bar(done, total)`` calls: a Rich bar with rate and ETA on a terminal,
+    a line per tenth elsewhere (logs and CI stay readable)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Progress | None = None
+        self.task: TaskID | None = None
+        self.last_logged = -1
+
+    def __enter__(self) -> ProgressBar:
+        if sys.stderr.isatty():
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                RateColumn(),
+                TimeRemainingColumn(),
+                console=err_console,
+            )
+            self.bar.start()
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is not None:
+            if self.task is None:
+                self.task = self.bar.add_task(self.label, total=total)
+            self.bar.update(self.task, completed=done)
+            return
+        step = max(1, total // 10)
+        if done // step != self.last_logged // step or (done == total and self.last_logged != done):
+            self.last_logged = done
+            err_console.print(f"{self.label}: {done}/{total}", highlight=False, soft_wrap=True)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
 def progress(items: Iterable[Any], total: int, label: str) -> Iterator[Any]:
-    """A progress bar with rate and ETA on a terminal; a few plain log lines elsewhere."""
-    if sys.stderr.isatty():
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            RateColumn(),
-            TimeRemainingColumn(),
-            console=err_console,
-            transient=False,
-        ) as bar:
-            task = bar.add_task(label, total=total)
-            for item in items:
-                yield item
-                bar.advance(task)
-        return
-    step = max(1, total // 10)
-    for n, item in enumerate(items, 1):
-        yield item
-        if n % step == 0 or n == total:
-            err_console.print(f"{label}: {n}/{total}", highlight=False)
+    """``ProgressBar`` over an iterable."""
+    with ProgressBar(label) as bar:
+        for n, item in enumerate(items, 1):
+            yield item
+            bar(n, total)

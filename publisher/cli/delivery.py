@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from publisher.cli.common import (
     ConfigOption,
-    RateColumn,
+    ProgressBar,
     console,
     err_console,
     escape,
@@ -63,44 +62,6 @@ def _store(cfg: Settings) -> Store:
     return open_store(cfg.database.url)
 
 
-class _Bar:
-    """Progress of a send: a Rich bar with rate and ETA on a terminal, a few log lines elsewhere."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.bar: Progress | None = None
-        self.task = None
-        self.last_logged = -1
-
-    def __enter__(self) -> _Bar:
-        if sys.stderr.isatty():
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                RateColumn(),
-                TimeRemainingColumn(),
-                console=err_console,
-            )
-            self.bar.start()
-        return self
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.bar is not None:
-            if self.task is None:
-                self.task = self.bar.add_task(self.label, total=total)
-            self.bar.update(self.task, completed=done)
-            return
-        step = max(1, total // 10)
-        if done // step != self.last_logged // step or (done == total and self.last_logged != done):
-            self.last_logged = done
-            _err(f"{self.label}: {done}/{total}")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 @reports_errors
 def send(
     issue: Annotated[str, typer.Argument(help="The issue's slug (its file or folder name).")],
@@ -121,7 +82,7 @@ def send(
         where = send_test_copy(cfg, issue, to, now=_now())
         _out(f"sent a test copy of {escape(issue)} to {escape(to)} via {escape(where)}")
         return
-    with _store(cfg) as store, _Bar(f"sending {issue}") as bar:
+    with _store(cfg) as store, ProgressBar(f"sending {issue}") as bar:
         outcome = send_issue(cfg, store, issue, clock=_now, dry_run=dry_run, progress=bar, local=local)
     for warning in outcome.warnings:
         _err(f"[yellow]warning:[/] {escape(warning)}")
