@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from publisher.errors import PublisherError
+from publisher.store.records import from_row
 from publisher.store.schema import UtcDateTime, metadata
 
 if TYPE_CHECKING:
@@ -92,16 +93,7 @@ class QueuedIssue:
 
 
 def _issue(row: Any) -> QueuedIssue:
-    return QueuedIssue(
-        slug=row.slug,
-        send_at=row.send_at,
-        status=row.status,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        source=row.source,
-        note=row.note,
-        front_matter_at=row.front_matter_at,
-    )
+    return from_row(QueuedIssue, row)
 
 
 class Queue:
@@ -280,7 +272,7 @@ class LeaseHeldError(PublisherError):
 
 
 def _lease(row: Any) -> LeaseInfo:
-    return LeaseInfo(row.name, row.owner, row.info, row.started_at, row.heartbeat_at, row.expires_at)
+    return from_row(LeaseInfo, row)
 
 
 class Leases:

@@ -6,12 +6,14 @@ queries in ``ledger`` so other modules can name them without pulling SQL in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from publisher.errors import PublisherError
 from publisher.store.schema import subscribers as sub
+
+R = TypeVar("R")
 
 
 class SendBusyError(PublisherError):
@@ -106,18 +108,10 @@ class Outcomes:
         return len(self.sent) + len(self.failed) + len(self.deferred) + len(self.skipped)
 
 
+def from_row(record: type[R], row: Any) -> R:
+    """A record dataclass from a result row that has (at least) a column for each of its fields."""
+    return record(**{f.name: getattr(row, f.name) for f in fields(record)})  # type: ignore[arg-type]
+
+
 def _info(row: Any) -> SendInfo:
-    return SendInfo(
-        id=row.id,
-        kind=row.kind,
-        key=row.key,
-        issue_slug=row.issue_slug,
-        status=row.status,
-        planned=row.planned,
-        meta=row.meta,
-        created_at=row.created_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        lease_owner=row.lease_owner,
-        lease_expires_at=row.lease_expires_at,
-    )
+    return from_row(SendInfo, row)

@@ -186,15 +186,7 @@ async def export_subscriber(request: Request, email: str) -> ExportOut:
 
 
 def queued_out(q: QueuedIssue) -> QueuedOut:
-    return QueuedOut(
-        slug=q.slug,
-        send_at=q.send_at,
-        status=q.status,
-        source=q.source,
-        note=q.note,
-        created_at=q.created_at,
-        updated_at=q.updated_at,
-    )
+    return QueuedOut.model_validate(q, from_attributes=True)
 
 
 @router.get("/queue", response_model=list[QueuedOut], summary="Queued issues (and missed or failed ones)")
