@@ -52,7 +52,11 @@ class FormError(PublisherError):
 
 @dataclass(frozen=True)
 class Choices:
-    """What a subscriber chose: the shared part of both forms."""
+    """What a subscriber chose: the shared part of both forms.
+
+    Its fields are the subscriber columns both forms set, by the store's
+    argument names, so ``**asdict(choices)`` hands them over.
+    """
 
     name: str
     frequency: Frequency

@@ -10,6 +10,7 @@ have. The preferences form is CSRF-protected (see ``security``).
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 
 from fastapi import APIRouter, Request
@@ -156,10 +157,7 @@ async def preferences_save(request: Request, token: str) -> HTMLResponse:
         return ctx.store.subscribers.update_preferences(
             address,
             now=now,
-            name=choices.name,
-            frequency=choices.frequency,
-            topics=choices.topics,
-            timezone=choices.timezone,
+            **asdict(choices),
         )
 
     updated = await run_in_threadpool(save)

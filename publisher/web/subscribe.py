@@ -9,7 +9,7 @@ stranger cannot change someone's subscription by typing their address.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from fastapi import APIRouter, BackgroundTasks, Request
@@ -53,11 +53,8 @@ def register(store: Store, address: str, choices: Choices, now: datetime) -> Reg
             store.subscribers.add(
                 address,
                 now=now,
-                name=choices.name,
                 status=SubscriberStatus.PENDING,
-                frequency=choices.frequency,
-                topics=choices.topics,
-                timezone=choices.timezone,
+                **asdict(choices),
             )
             return Registration(address, choices.name, already=False)
         except SubscriberExistsError:  # a second sign-up won the race
@@ -68,10 +65,7 @@ def register(store: Store, address: str, choices: Choices, now: datetime) -> Reg
     store.subscribers.update_preferences(
         address,
         now=now,
-        name=choices.name,
-        frequency=choices.frequency,
-        topics=choices.topics,
-        timezone=choices.timezone,
+        **asdict(choices),
     )
     return Registration(address, choices.name, already=False)
 
