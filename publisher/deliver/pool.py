@@ -240,9 +240,7 @@ class DeliveryPool(Generic[T]):
         now = time.monotonic()
         for lane in self._lanes:
             if lane.waiting and lane.deadline <= now:
-                self._failed(
-                    lane, Deferred(f"connection to {lane.transport.where} lost: timed out", connection=True)
-                )
+                self._failed(lane, _lost(lane, TimeoutError()))
 
     def _wind_down(self) -> None:
         while self._jobs:
