@@ -9,6 +9,7 @@ constant time. Every answer, errors included, is a declared pydantic model.
 from __future__ import annotations
 
 import hmac
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -111,24 +112,7 @@ async def list_issues(request: Request) -> list[IssueOut]:
 async def list_sends(request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[SendOut]:
     ctx = web_context(request)
     rows = await run_in_threadpool(ctx.store.ledger.sends, limit=limit)
-    return [
-        SendOut(
-            id=info.id,
-            kind=info.kind,
-            key=info.key,
-            issue_slug=info.issue_slug,
-            status=info.status,
-            created_at=info.created_at,
-            started_at=info.started_at,
-            finished_at=info.finished_at,
-            planned=counts.planned,
-            pending=counts.pending,
-            sent=counts.sent,
-            failed=counts.failed,
-            skipped=counts.skipped,
-        )
-        for info, counts in rows
-    ]
+    return [SendOut.model_validate({**asdict(info), **asdict(counts)}) for info, counts in rows]
 
 
 def _no_such(email: str) -> NotFoundError:
