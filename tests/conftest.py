@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from publisher.config import Settings, load_settings
+from tests.dicts import deep_merge
 
 pytest_plugins = [
     "tests.fixtures_store",
@@ -44,19 +45,11 @@ def make_settings(project: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..
         cfg = project / "config.yaml"
         if overrides:
             data = yaml.safe_load(cfg.read_text()) or {}
-            _merge(data, overrides)
+            deep_merge(data, overrides)
             cfg.write_text(yaml.safe_dump(data))
         return load_settings(cfg, environ={"PUBLISHER_SECRET_KEY": "test-secret"})
 
     return factory
-
-
-def _merge(into: dict[str, Any], new: dict[str, Any]) -> None:
-    for k, v in new.items():
-        if isinstance(v, dict) and isinstance(into.get(k), dict):
-            _merge(into[k], v)
-        else:
-            into[k] = v
 
 
 @pytest.fixture

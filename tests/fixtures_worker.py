@@ -31,6 +31,7 @@ from publisher.ops.send import issue_key
 from publisher.render.email import prepare_issue_email
 from publisher.store import Store, open_store
 from publisher.worker import Enqueued, fingerprint, plan_and_enqueue, secret_check
+from tests.dicts import deep_merge
 from tests.fixtures_content import article
 from tests.fixtures_smtp import SmtpServer
 from tests.fixtures_store import pg_url
@@ -135,21 +136,13 @@ def scale(
             },
             "scale": {"batch_size": 100},
         }
-        _merge(base, overrides)
+        deep_merge(base, overrides)
         return make_settings(**base)
 
     settings = make()
     store = open_store(pg_db_url)
     yield Scale(project, settings, store, smtp_server, make)
     store.close()
-
-
-def _merge(into: dict[str, Any], new: dict[str, Any]) -> None:
-    for k, v in new.items():
-        if isinstance(v, dict) and isinstance(into.get(k), dict):
-            _merge(into[k], v)
-        else:
-            into[k] = v
 
 
 class WorkerProcess:
