@@ -103,3 +103,16 @@ def start_smtp_server(tmp_path: Path) -> Iterator[Callable[..., SmtpServer]]:
 def smtp_server(start_smtp_server: Callable[..., SmtpServer]) -> SmtpServer:
     """A plain test SMTP server on 127.0.0.1 (no TLS, no AUTH)."""
     return start_smtp_server()
+
+
+@pytest.fixture
+def dkim_key(tmp_path: Path) -> tuple[Path, bytes]:
+    """A fresh 2048-bit DKIM key and the TXT record that publishes it."""
+    import base64
+
+    key = tmp_path / "dkim.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    der = subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True, capture_output=True
+    ).stdout
+    return key, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)

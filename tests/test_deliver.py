@@ -457,18 +457,6 @@ def test_file_transport_error_is_reported(tmp_path) -> None:
 # -- DKIM ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def dkim_key(tmp_path: Path) -> tuple[Path, bytes]:
-    key = tmp_path / "dkim.pem"
-    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-    der = subprocess.run(
-        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True, capture_output=True
-    ).stdout
-    import base64
-
-    return key, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
-
-
 def test_dkim_signature_verifies_and_covers_unsubscribe_headers(dkim_key, smtp_server) -> None:
     from publisher.config import DkimConfig
 

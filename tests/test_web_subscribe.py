@@ -226,3 +226,27 @@ def test_confirmation_goes_through_smtp_when_configured(
     assert got.rcpt == "smtp@example.org" and got.mail_from == "news@example.org"
     msg = got.message()
     assert "/confirm/" in link_from(msg, "confirm")
+
+
+def test_confirmation_mail_is_dkim_signed_like_every_other(
+    web_settings: Callable[..., Settings],
+    store: Store,
+    make_app: Callable[..., FastAPI],
+    smtp_server,
+    dkim_key,
+) -> None:
+    import dkim
+
+    key, record = dkim_key
+    settings = web_settings(
+        email={
+            "transport": "smtp",
+            "smtp": {"port": smtp_server.port},
+            "dkim": {"domain": "example.org", "selector": "news", "private_key_file": str(key)},
+        }
+    )
+    with TestClient(make_app(settings, store)) as client:
+        assert subscribe(client, "signed@example.org", name="S").status_code == 200
+    [got] = smtp_server.received()
+    assert got.message()["DKIM-Signature"]
+    assert dkim.verify(got.data, dnsfunc=lambda name, timeout=5: record)  # the one fake: DNS

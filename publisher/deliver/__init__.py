@@ -21,7 +21,7 @@ from publisher.deliver.envelope import (
     is_hard_bounce,
 )
 from publisher.deliver.filebox import FileTransport, outbox_for, safe_name
-from publisher.deliver.pool import DeliveryPool, Transport
+from publisher.deliver.pool import DeliveryPool, Transport, send_one
 from publisher.deliver.ratelimit import RateLimiter
 from publisher.deliver.retry import RetryPolicy
 from publisher.deliver.signing import DkimSigner
@@ -46,6 +46,7 @@ __all__ = [
     "is_hard_bounce",
     "outbox_for",
     "safe_name",
+    "send_one",
     "signer_for",
     "transport_factory",
 ]

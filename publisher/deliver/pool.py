@@ -443,5 +443,34 @@ class DeliveryPool(Generic[T]):
             lane.transport.drop()
 
 
+def send_one(
+    transports: Callable[[], Transport],
+    env: Envelope,
+    *,
+    retry: RetryPolicy | None = None,
+    signer: DkimSigner | None = None,
+    stop: threading.Event | None = None,
+) -> tuple[Result, PublisherError | None]:
+    """One message outside any send (a test copy, a confirmation mail): (its result, the fatal error).
+
+    The same pool with one connection, so such mail is retried, signed and
+    reported exactly as a send's is. ``stop`` (a shutdown) abandons it.
+    """
+    pool: DeliveryPool[Envelope] = DeliveryPool(
+        transports, lambda e: e, concurrency=1, retry=retry, signer=signer
+    ).start()
+    pool.submit(env)
+    result = None
+    try:
+        while result is None:
+            if stop is not None and stop.is_set():
+                pool.abort()
+            result = pool.get(timeout=0.2)
+        pool.ack(result)
+    finally:
+        pool.close()
+    return result, pool.fatal
+
+
 def _lost(lane: _Lane, exc: OSError) -> Deferred:
     return Deferred(f"connection to {lane.transport.where} lost: {describe_error(exc)}", connection=True)

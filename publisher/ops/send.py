@@ -12,13 +12,13 @@ from datetime import datetime
 
 from publisher.config import Settings
 from publisher.deliver import (
-    DeliveryPool,
     Envelope,
     FatalDeliveryError,
     RetryPolicy,
     Status,
     Transport,
     describe_transport,
+    send_one,
     signer_for,
     transport_factory,
 )
@@ -169,22 +169,11 @@ def send_test_copy(
     recipient = make_recipient(settings, settings.secret_key(), key, address, "")
     data = prepared.personalise(recipient)
     env = Envelope(envelope_sender(settings), address, data, recipient.message_id, smtp_ready=True)
-    pool: DeliveryPool[Envelope] = DeliveryPool(
-        transports or transport_factory(settings, key),
-        lambda e: e,
-        concurrency=1,
-        retry=retry,
-        signer=signer_for(settings),
+    result, fatal = send_one(
+        transports or transport_factory(settings, key), env, retry=retry, signer=signer_for(settings)
     )
-    pool.start()
-    pool.submit(env)
-    result = None
-    while result is None:
-        result = pool.get(timeout=1.0)
-    pool.ack(result)
-    pool.close()
-    if pool.fatal is not None:
-        raise pool.fatal
+    if fatal is not None:
+        raise fatal
     if result.status is not Status.SENT:
         raise FatalDeliveryError(f"the test copy to {address} was not accepted: {result.reason}")
     return describe_transport(settings, key)

@@ -19,7 +19,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from publisher.config import Settings
-from publisher.deliver import Deferred, Envelope, Rejected, RetryPolicy, transport_factory
+from publisher.deliver import Envelope, RetryPolicy, Status, send_one, signer_for, transport_factory
 from publisher.errors import PublisherError
 from publisher.render.email_headers import check_address, clean_name, parse_mailbox
 from publisher.render.templates import text_environment
@@ -95,7 +95,8 @@ def send_confirmation(
             data=msg.as_bytes(policy=email.policy.SMTP),
             message_id=str(msg["Message-ID"]),
         )
-        transport = transport_factory(settings, SEND_KEY)()
+        transports = transport_factory(settings, SEND_KEY)
+        signer = signer_for(settings)
     except PublisherError as exc:
         log.error("cannot prepare the confirmation mail for %s: %s", address, exc.message)
         return False
@@ -103,15 +104,13 @@ def send_confirmation(
         log.exception("cannot prepare the confirmation mail for %s", address)
         return False
     try:
-        reply = RETRY.run(lambda: transport.send(env), stop=stop, on_retry=lambda: None)
-        log.info("confirmation mail for %s: %s", address, reply)
-        return True
-    except (Rejected, Deferred) as exc:
-        log.error("confirmation mail for %s not delivered: %s", address, exc.reason)
-    except PublisherError as exc:
-        log.error("confirmation mail for %s not delivered: %s", address, exc.message)
+        result, fatal = send_one(transports, env, retry=RETRY, signer=signer, stop=stop)
     except Exception:
         log.exception("confirmation mail for %s not delivered", address)
-    finally:
-        transport.close()
+        return False
+    if result.status is Status.SENT:
+        log.info("confirmation mail for %s: handed over", address)
+        return True
+    reason = fatal.message if fatal is not None else result.reason
+    log.error("confirmation mail for %s not delivered: %s", address, reason)
     return False
