@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from publisher.models import Article
 from publisher.related import RelatedIndex, RelatedParams, related_articles
@@ -234,3 +238,33 @@ def test_update_with_exact_ties_equals_a_full_fit() -> None:
         arts[i] = replace(arts[i], body=arts[i].body + f" common7 t3w{step}")
         assert idx.update(arts) is True
         assert idx.top == RelatedIndex.fit(arts, 3, RelatedParams(slack=2)).top, step
+
+
+def _terms_by_regex(a: Article, params: RelatedParams) -> dict[str, tuple[int, int]]:
+    """The definition: every TOKEN match in the whole text, counted where it stands."""
+    from publisher.related.terms import TOKEN, _term
+
+    out: dict[str, tuple[int, int]] = {}
+    for token in re.findall(TOKEN, ". ".join([a.title] * params.title_repeat + [a.body])):
+        term = _term(token)
+        if term is not None:
+            n, caps = out.get(term, (0, 0))
+            out[term] = (n + 1, caps + token[0].isupper())
+    return out
+
+
+PIECES = [*"aAbZé1_'-.,;( )\t\n\x1c\xa0\u2003\u3000ß9", "Ms", "news", "ies", "The", "x's"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=60).map("".join), st.text(max_size=20))
+def test_counting_by_pieces_equals_the_token_pattern_over_the_whole_text(body: str, title: str) -> None:
+    from publisher.related import doc_terms
+
+    a = art("x", title, body, 0)
+    params = RelatedParams()
+    for _ in range(2):  # the second time from the piece cache
+        words, counts, caps = doc_terms(a, params)
+        got = {w: (int(n), int(c)) for w, n, c in zip(words, counts, caps, strict=True)}
+        assert got == _terms_by_regex(a, params)
+        assert list(words) == sorted(words)

@@ -129,23 +129,50 @@ def _term(token: str) -> str | None:
     return None if word in STOP_WORDS or len(word) < 2 else word
 
 
+_PIECES: dict[str, tuple[tuple[str, bool], ...]] = {}  # see _piece_terms
+_PIECES_MAX = 1 << 18
+
+
+def _piece_terms(piece: str) -> tuple[tuple[str, bool], ...]:
+    """(term, capitalised) of each token in one whitespace-free piece of text, in order.
+
+    ``TOKEN`` matches only word characters, apostrophes and hyphens, and its word
+    boundaries look only at neighbours, which across whitespace are never word
+    characters: so a text's tokens are exactly its pieces' (``str.split``) tokens. Pieces
+    (``"Kostov's"``, ``"(Reuters)."``) recur, so each is tokenised once: counting an
+    article costs a third less than running the pattern over the whole text.
+    """
+    out = []
+    for token in _TOKEN.findall(piece):
+        term = _term(token)
+        if term is not None:
+            out.append((term, token[0].isupper()))
+    if len(_PIECES) >= _PIECES_MAX:
+        _PIECES.clear()
+    found = _PIECES[piece] = tuple(out)
+    return found
+
+
 def doc_terms(a: Article, params: RelatedParams = DEFAULT) -> DocTerms:
-    """Count one article's terms (cheap and per article: the build runs it in its workers)."""
+    """Count one article's terms (cheap and per article: the build runs it in its workers).
+
+    The same counts as every ``TOKEN`` match of the title (twice) and body, folded by ``_term``.
+    """
     counts: dict[str, int] = {}
     caps: dict[str, int] = {}
+    known = _PIECES.get
     text = ". ".join([a.title] * params.title_repeat + [a.body])
-    for token, n in Counter(_TOKEN.findall(text)).items():  # each distinct token once
-        term = _term(token)
-        if term is None:
-            continue
-        counts[term] = counts.get(term, 0) + n
-        if token[0].isupper():
-            caps[term] = caps.get(term, 0) + n
-    terms = tuple(sorted(counts))
+    for piece, n in Counter(text.split()).items():  # each distinct piece once
+        found = known(piece)
+        for term, upper in _piece_terms(piece) if found is None else found:
+            counts[term] = counts.get(term, 0) + n
+            if upper:
+                caps[term] = caps.get(term, 0) + n
+    terms = sorted(counts)
     return (
-        terms,
-        np.array([counts[t] for t in terms], dtype=np.int32),
-        np.array([caps.get(t, 0) for t in terms], dtype=np.int32),
+        tuple(terms),
+        np.fromiter(map(counts.__getitem__, terms), np.int32, len(terms)),
+        np.fromiter((caps.get(t, 0) for t in terms), np.int32, len(terms)),
     )
 
 
