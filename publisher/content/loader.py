@@ -61,6 +61,7 @@ class Loader:
     _media: dict[str, Path] = field(default_factory=dict)
     _rel: dict[Path, str] = field(default_factory=dict)
     _dirs: dict[str, str | None] = field(default_factory=dict)  # folder -> its path as the user sees it
+    read: dict[str, bytes] | None = None  # when set, the bytes of every file read (the build hashes them)
 
     def rel(self, path: Path) -> str:
         """Memoised per file and per folder: resolving a path costs ~0.1 ms (a stat per part).
@@ -300,6 +301,8 @@ class Loader:
         where = self.rel(path)
         try:
             raw = path.read_bytes()
+            if self.read is not None:
+                self.read[str(path)] = raw
         except OSError as exc:
             self.problems.append(Problem(where, f"cannot read the file: {exc.strerror or exc}"))
             return None, b""

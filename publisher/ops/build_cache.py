@@ -109,13 +109,17 @@ def digest(*parts: Any) -> str:
     return h.hexdigest()
 
 
-def files_digest(paths: list[Path]) -> str:
-    """Hash of the names and bytes of files (a missing file hashes as missing)."""
+def files_digest(paths: list[Path], known: dict[str, bytes] | None = None) -> str:
+    """Hash of the names and bytes of files (a missing file hashes as missing).
+
+    ``known``: bytes already read, by path (the build's loader has just read them).
+    """
     h = hashlib.blake2b(digest_size=16)
     for p in sorted(paths):
-        h.update(str(p).encode("utf-8", "surrogatepass") + b"\0")
+        name = str(p)
+        h.update(name.encode("utf-8", "surrogatepass") + b"\0")
         try:
-            h.update(p.read_bytes())
+            h.update(known[name] if known is not None and name in known else p.read_bytes())
         except OSError:
             h.update(b"\x00missing")
         h.update(b"\x1f")

@@ -140,10 +140,13 @@ def _load_unit(item: tuple[Unit, str]) -> Loaded:
     """Parse one issue, render its articles' Markdown and count their terms (in a pool child)."""
     unit, fingerprint = item
     stats = _stats(_unit_files(unit))  # before reading: a file changed meanwhile is read again next time
-    fingerprint = fingerprint or files_digest([Path(f) for f, _, _ in stats])
     loader: Loader = shared("loader")  # one per pass: it remembers the folders it resolved
     loader.problems = []
+    loader.read = {} if not fingerprint else None
     issue, drafts = loader.issue(unit)
+    # a new unit is hashed from the very bytes just parsed (no second read of each file)
+    fingerprint = fingerprint or files_digest([Path(f) for f, _, _ in stats], loader.read)
+    loader.read = None
     if loader.problems:
         return str(unit.path), None, loader.problems, None, {}, {}
     live = list(issue.articles if issue else ())
