@@ -268,3 +268,16 @@ def test_counting_by_pieces_equals_the_token_pattern_over_the_whole_text(body: s
         got = {w: (int(n), int(c)) for w, n, c in zip(words, counts, caps, strict=True)}
         assert got == _terms_by_regex(a, params)
         assert list(words) == sorted(words)
+
+
+def test_an_edit_that_ties_with_a_bound_equals_a_full_fit() -> None:
+    """An article rewritten into a fourth copy of another story: its scores tie with the copies
+    at the edge of other rows' kept candidates, so only the slug order can place it."""
+    base = archive(60)
+    arts = [replace(a, slug=f"{a.slug}-{c}") for a in base for c in "abc"]
+    params = RelatedParams(slack=1)
+    idx = RelatedIndex.fit(arts, 2, params)
+    for step, (i, j) in enumerate([(7, 30), (100, 31), (8, 150), (170, 3), (0, 90)]):
+        arts[i] = replace(arts[j], slug=arts[i].slug)
+        assert idx.update(arts) is True
+        assert idx.top == RelatedIndex.fit(arts, 2, params).top, step

@@ -17,6 +17,7 @@ from publisher.models import Article
 from publisher.related.terms import DEFAULT, DocTerms, RelatedParams, doc_terms, grid, keys_of
 
 T = TypeVar("T")
+FEW_ROWS = 8  # up to this many rows are scored without transposing X first
 
 
 @dataclass
@@ -50,6 +51,11 @@ class RelatedIndex:
     _xt: sparse.csr_matrix | None = field(default=None, repr=False)
     _tags: sparse.csr_matrix | None = field(default=None, repr=False)
     _ntags: np.ndarray | None = field(default=None, repr=False)
+    _rows: tuple[list[str], dict[str, int]] | None = field(default=None, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What is kept between builds: not the matrices and lookups, cheap to make again."""
+        return dict(self.__dict__, _x=None, _xt=None, _tags=None, _ntags=None, _rows=None)
 
     @property
     def m(self) -> int:
@@ -134,27 +140,29 @@ class RelatedIndex:
         for r, part in fresh.items():
             lengths[r] = len(part[0])
         indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        # gather the reused rows' entries in one go: position in the old arrays of every new entry
-        src = np.repeat(np.where(kept, self.indptr[np.maximum(old_of, 0)] - indptr[:-1], 0), lengths)
-        src += np.arange(int(indptr[-1]))
+        runs = _runs(old_of)
         arrays = []
         for old, pos in ((self.ids, 0), (self.counts, 1), (self.caps, 2)):
             new = np.empty(int(indptr[-1]), dtype=np.int32)
-            mask = np.repeat(kept, lengths)
-            new[mask] = old[src[mask]]
+            if len(runs) <= 64:  # an edit: the kept rows are a few stretches of the old order
+                for first, end, o in runs:
+                    new[indptr[first] : indptr[end]] = old[self.indptr[o] : self.indptr[o + end - first]]
+            else:  # position in the old arrays of every new entry, gathered in one go
+                src = np.repeat(np.where(kept, self.indptr[np.maximum(old_of, 0)] - indptr[:-1], 0), lengths)
+                src += np.arange(int(indptr[-1]))
+                mask = np.repeat(kept, lengths)
+                new[mask] = old[src[mask]]
             for r, part in fresh.items():
                 new[indptr[r] : indptr[r + 1]] = part[pos]
             arrays.append(new)
         days = np.empty(len(pool))
-        tags: list[frozenset[str]] = []
-        for r, a in enumerate(pool):
-            o = int(old_of[r])
-            if o >= 0:
-                days[r] = self.days[o]
-                tags.append(self.tags[o])
-            else:
-                days[r] = a.date.timestamp() / 86400.0
-                tags.append(frozenset(t.casefold() for t in a.tags))
+        days[kept] = self.days[old_of[kept]]
+        old_tags = self.tags
+        tags: list[frozenset[str]] = [old_tags[o] if o >= 0 else frozenset() for o in old_of.tolist()]
+        for r in fresh:
+            a = pool[r]
+            days[r] = a.date.timestamp() / 86400.0
+            tags[r] = frozenset(t.casefold() for t in a.tags)
         self.indptr, (self.ids, self.counts, self.caps) = indptr, arrays
         self.slugs = [a.slug for a in pool]
         self.keys = keys
@@ -202,13 +210,15 @@ class RelatedIndex:
         data = data / np.where(norm > 0, norm, 1.0).astype(np.float32)[row]
         indptr = np.concatenate([[0], np.cumsum(np.bincount(row, minlength=n))])
         self._x = sparse.csr_matrix((data, cols, indptr), shape=(n, max(1, width)))
-        self._xt = self._x.T.tocsr()
-        names = {t: j for j, t in enumerate(sorted(set().union(*self.tags)))}
-        trow = [i for i, ts in enumerate(self.tags) for _ in ts]
-        tcol = [names[t] for ts in self.tags for t in ts]
+        self._xt = None  # made by _rank_rows when many rows are to be scored
+        flat = [t for ts in self.tags for t in ts]
+        names = {t: j for j, t in enumerate(sorted(set(flat)))}
+        per_row = np.fromiter(map(len, self.tags), dtype=np.int64, count=n)
+        tcol = np.fromiter(map(names.__getitem__, flat), dtype=np.int32, count=len(flat))
+        tptr = np.concatenate([[0], np.cumsum(per_row)])
         shape = (n, max(1, len(names)))
-        self._tags = sparse.csr_matrix((np.ones(len(trow), np.float32), (trow, tcol)), shape=shape)
-        self._ntags = np.array([len(ts) for ts in self.tags], dtype=np.float32)
+        self._tags = sparse.csr_matrix((np.ones(len(flat), np.float32), tcol, tptr), shape=shape)
+        self._ntags = per_row.astype(np.float32)
 
     # ---- scoring -------------------------------------------------------------------------
 
@@ -217,11 +227,18 @@ class RelatedIndex:
 
         Element (i, j) comes out of the same float32 operations whichever block holds it.
         """
-        assert self._x is not None and self._xt is not None and self._tags is not None
+        assert self._x is not None and self._tags is not None
         p = self.params
         every = np.arange(len(self.slugs)) if cols is None else cols
-        other = self._xt if cols is None else self._x[cols].T.tocsr()
-        s = np.asarray((self._x[rows] @ other).toarray(), dtype=np.float32)
+        if cols is not None:
+            product = self._x[rows] @ self._x[cols].T.tocsr()
+        elif self._xt is not None:
+            product = self._x[rows] @ self._xt
+        else:
+            # a few rows: cheaper than transposing X, and the very same floats (each
+            # element sums the same products over the shared terms in the same order)
+            product = (self._x @ self._x[rows].T).T
+        s = np.asarray(product.toarray(), dtype=np.float32)
         if p.tag_weight and self._tags.nnz:
             # where both have tags: (1 - w) x score + w x Jaccard overlap of the tags
             w = np.float32(p.tag_weight)
@@ -267,6 +284,8 @@ class RelatedIndex:
         ``keep`` collects the rows' scores (for the carry-over: score(i, j) == score(j, i)).
         """
         self.rescored += len(rows)
+        if len(rows) > FEW_ROWS and self._xt is None and self._x is not None:
+            self._xt = self._x.T.tocsr()  # once, before the threads share it
         blocks = self._blocks(rows, self.params.chunk)
         work = self._rank_block if keep is None else self._rank_block_keep
         for block, found in zip(blocks, self._map(work, blocks, jobs), strict=True):
@@ -379,17 +398,23 @@ class RelatedIndex:
 
     def _same(self, pool: list[Article], keys: list[str]) -> dict[str, int]:
         """slug -> row, for the articles whose row can be reused as it is (same key)."""
-        old_row = {s: i for i, s in enumerate(self.slugs)}
+        old_row, old_keys = self._row_of(), self.keys
         same: dict[str, int] = {}
         for a, key in zip(pool, keys, strict=True):
             o = old_row.get(a.slug)
-            if o is not None and self.keys[o] == key:
+            if o is not None and old_keys[o] == key:
                 same[a.slug] = o
         return same
 
+    def _row_of(self) -> dict[str, int]:
+        """slug -> row, kept until the rows change (the build asks ``known`` then ``update``)."""
+        if self._rows is None or self._rows[0] is not self.slugs:
+            self._rows = (self.slugs, {s: i for i, s in enumerate(self.slugs)})
+        return self._rows[1]
+
     def known(self, articles: Iterable[Article], keys: dict[str, str]) -> set[str]:
         """Slugs whose terms the index holds (under the same key): no need to count them again."""
-        pool = sorted(articles, key=lambda a: a.slug)
+        pool = list(articles)
         return set(self._same(pool, keys_of(pool, keys)))
 
     def _carry_over(
@@ -398,6 +423,22 @@ class RelatedIndex:
         from publisher.related.update import carry_over
 
         carry_over(self, stale, same, old, jobs, scores)
+
+
+def _runs(old_of: np.ndarray) -> list[tuple[int, int, int]]:
+    """Stretches of kept rows (``old_of`` >= 0) that were consecutive before: (first, end, old first).
+
+    More than 64 come back as 65 dummies: too many to copy one by one (the caller gathers instead).
+    """
+    kept = old_of >= 0
+    cont = np.zeros(len(old_of), dtype=bool)  # row r carries on the stretch of row r - 1
+    cont[1:] = kept[1:] & kept[:-1] & (old_of[1:] == old_of[:-1] + 1)
+    starts = np.flatnonzero(kept & ~cont)
+    if len(starts) > 64:
+        return [(0, 0, 0)] * 65
+    stops = np.concatenate([np.flatnonzero(~cont), [len(old_of)]])
+    ends = stops[np.searchsorted(stops, starts, side="right")]
+    return [(a, b, int(old_of[a])) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
 
 
 def _best(row: np.ndarray, cols: np.ndarray, m: int) -> list[tuple[float, int]]:

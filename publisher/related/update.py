@@ -13,6 +13,7 @@ candidates are left, and then the row is ranked again in full.
 
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Any
 
@@ -34,10 +35,13 @@ def carry_over(
     n, m, k = len(idx.slugs), idx.m, idx.k
     new_of_old = np.full(len(old_slugs) + 1, -1, dtype=np.int64)  # last slot: the -1 padding
     where = {s: i for i, s in enumerate(idx.slugs)}
-    for s, o in same.items():
-        new_of_old[o] = where[s]
+    kept_old = np.fromiter(same.values(), dtype=np.int64, count=len(same))
+    kept_new = np.fromiter(map(where.__getitem__, same), dtype=np.int64, count=len(same))
+    new_of_old[kept_old] = kept_new
+    old_of_new = np.full(n, -1, dtype=np.int64)
+    old_of_new[kept_new] = kept_old
     rows = np.setdiff1d(np.arange(n), stale)
-    olds = np.array([same[idx.slugs[i]] for i in rows], dtype=np.int64)
+    olds = old_of_new[rows]
     cc = new_of_old[col[olds]]
     cn = neg[olds]
     gone = (cc < 0) & (col[olds] >= 0) | np.isin(cc, stale)
@@ -49,8 +53,11 @@ def carry_over(
         against = np.zeros((0, len(stale)), np.float32)
     # a stale column enters a row's list if it sorts before the row's bound (score, then slug)
     b_neg = bneg[olds]
-    b_pos = np.searchsorted(
-        np.array(idx.slugs, dtype=object), np.array([bslug[o] for o in olds], dtype=object)
+    b_slugs = [bslug[o] for o in olds.tolist()]
+    b_pos = np.fromiter(  # where each bound's slug sorts among the slugs (most are still there)
+        (where[b] if b in where else bisect.bisect_left(idx.slugs, b) for b in b_slugs),
+        dtype=np.int64,
+        count=len(b_slugs),
     )
     minus = -against
     hit = (minus < b_neg[:, None]) | ((minus == b_neg[:, None]) & (stale[None, :] < b_pos[:, None]))
@@ -58,10 +65,12 @@ def carry_over(
     touched = gone.any(axis=1) | hit.any(axis=1)
     idx.cand_col[rows], idx.cand_neg[rows] = np.where(cc < 0, -1, cc).astype(np.int32), cn
     idx.bound_neg[rows] = b_neg
-    for r, o in enumerate(olds.tolist()):
-        idx.bound_slug[rows[r]] = bslug[o]
+    row_list, old_list = rows.tolist(), olds.tolist()
+    for i, b in zip(row_list, b_slugs, strict=True):
+        idx.bound_slug[i] = b
+    slugs, top = idx.slugs, idx.top
     for r in np.flatnonzero(~touched).tolist():
-        idx.top[idx.slugs[rows[r]]] = old_top[old_slugs[olds[r]]]
+        top[slugs[row_list[r]]] = old_top[old_slugs[old_list[r]]]
     t = np.flatnonzero(touched)
     if not len(t):
         return
