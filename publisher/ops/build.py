@@ -125,6 +125,7 @@ def _few_collections(threshold: int = 100_000) -> Iterator[None]:
     try:
         yield
     finally:
+        gc.unfreeze()  # the loaded state was frozen (load_state(freeze=True))
         gc.set_threshold(*old)
 
 
@@ -139,7 +140,7 @@ def _build(
     started = time.perf_counter()
     out = (out_dir or settings.paths.output).resolve()
     workers = jobs or jobs_default()
-    state = load_state(settings, out)
+    state = load_state(settings, out, freeze=True)
     old, state.outputs = state.outputs, {}
     k = settings.digests.related
     params = RELATED if k > 0 else None
