@@ -281,3 +281,20 @@ def test_an_edit_that_ties_with_a_bound_equals_a_full_fit() -> None:
         arts[i] = replace(arts[j], slug=arts[i].slug)
         assert idx.update(arts) is True
         assert idx.top == RelatedIndex.fit(arts, 2, params).top, step
+
+
+def test_the_index_survives_pickling_whatever_its_strings_hold() -> None:
+    """The build keeps the index between runs; its string lists travel packed when they can."""
+    import pickle
+
+    plain = tagged_archive(120)
+    odd = [replace(a, tags=("x\x00y", "tab\x01")) if i == 3 else a for i, a in enumerate(plain)]
+    for arts in (plain, odd):
+        idx = RelatedIndex.fit(arts, 3)
+        back = pickle.loads(pickle.dumps(idx))
+        for name in ("slugs", "keys", "terms", "term_ids", "bound_slug", "tags", "top"):
+            assert getattr(back, name) == getattr(idx, name), name
+        assert list(back.top) == list(idx.top)
+        edited = [replace(a, body=a.body + " common3") if i == 7 else a for i, a in enumerate(arts)]
+        assert back.update(edited) is True
+        assert back.top == RelatedIndex.fit(edited, 3).top

@@ -54,8 +54,39 @@ class RelatedIndex:
     _rows: tuple[list[str], dict[str, int]] | None = field(default=None, repr=False)
 
     def __getstate__(self) -> dict[str, Any]:
-        """What is kept between builds: not the matrices and lookups, cheap to make again."""
-        return dict(self.__dict__, _x=None, _xt=None, _tags=None, _ntags=None, _rows=None)
+        """What is kept between builds: not the matrices and lookups, cheap to make again.
+
+        The string lists (tens of thousands of strings, pickled one by one) travel as a
+        few joined strings instead: a third of the time to save and load the index.
+        """
+        state = dict(self.__dict__, _x=None, _xt=None, _tags=None, _ntags=None, _rows=None, term_ids=None)
+        packed = {
+            "slugs": _pack(self.slugs),
+            "keys": _pack(self.keys),
+            "terms": _pack(self.terms),
+            "bound_slug": _pack(self.bound_slug),
+            "tags": _pack_groups(sorted(ts) for ts in self.tags),
+            "top_slugs": _pack(list(self.top)),
+            "top_picks": _pack_groups(self.top.values()),
+        }
+        if all(v is not None for v in packed.values()):  # no string held a separator
+            for name in ("slugs", "keys", "terms", "bound_slug", "tags", "top"):
+                state[name] = None
+            state["_packed"] = packed
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        packed = state.pop("_packed", None)
+        self.__dict__.update(state)
+        if packed is not None:
+            self.slugs = _unpack(packed["slugs"])
+            self.keys = _unpack(packed["keys"])
+            self.terms = _unpack(packed["terms"])
+            self.bound_slug = _unpack(packed["bound_slug"])
+            self.tags = [frozenset(g) for g in _unpack_groups(packed["tags"])]
+            picks = [tuple(g) for g in _unpack_groups(packed["top_picks"])]
+            self.top = dict(zip(_unpack(packed["top_slugs"]), picks, strict=True))
+        self.term_ids = {t: i for i, t in enumerate(self.terms)}
 
     @property
     def m(self) -> int:
@@ -423,6 +454,33 @@ class RelatedIndex:
         from publisher.related.update import carry_over
 
         carry_over(self, stale, same, old, jobs, scores)
+
+
+def _pack(items: list[str]) -> tuple[int, str] | None:
+    """``items`` joined by NUL, with their count; None if one holds a NUL (then they are pickled)."""
+    text = "\x00".join(items)
+    return (len(items), text) if text.count("\x00") == max(0, len(items) - 1) else None
+
+
+def _unpack(packed: tuple[int, str]) -> list[str]:
+    n, text = packed
+    return text.split("\x00") if n else []
+
+
+def _pack_groups(groups: Iterable[Iterable[str]]) -> tuple[int, str] | None:
+    """Groups of non-empty strings, each joined by \\x01, then packed; None if any will not do."""
+    joined = []
+    for group in groups:
+        items = list(group)
+        text = "\x01".join(items)
+        if items and ("" in items or "\x00" in text or text.count("\x01") != len(items) - 1):
+            return None
+        joined.append(text)
+    return _pack(joined)
+
+
+def _unpack_groups(packed: tuple[int, str]) -> list[list[str]]:
+    return [text.split("\x01") if text else [] for text in _unpack(packed)]
 
 
 def _runs(old_of: np.ndarray) -> list[tuple[int, int, int]]:
