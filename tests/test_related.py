@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -295,6 +296,9 @@ def test_the_index_survives_pickling_whatever_its_strings_hold() -> None:
         for name in ("slugs", "keys", "terms", "term_ids", "bound_slug", "tags", "top"):
             assert getattr(back, name) == getattr(idx, name), name
         assert list(back.top) == list(idx.top)
+        for name in ("ids", "counts", "caps"):  # stored narrow, given back as they were
+            assert getattr(back, name).dtype == np.int32
+            assert np.array_equal(getattr(back, name), getattr(idx, name))
         edited = [replace(a, body=a.body + " common3") if i == 7 else a for i, a in enumerate(arts)]
         assert back.update(edited) is True
         assert back.top == RelatedIndex.fit(edited, 3).top

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -94,9 +94,7 @@ class Planner:
 
 def big_folders(out: Path, outputs: dict[str, OutputEntry], least: int = 100) -> dict[str, int]:
     """mtime_ns of the output folders holding at least ``least`` outputs (taken after writing)."""
-    count: dict[str, int] = defaultdict(int)
-    for path in outputs:
-        count[path.rpartition("/")[0]] += 1
+    count = Counter(path.rpartition("/")[0] for path in outputs)
     stamps = {}
     for folder, n in count.items():
         if n >= least and folder:
