@@ -304,3 +304,16 @@ def test_trap_naive_dates_raise_and_dates_default_to_now() -> None:
     updated = datetime.fromisoformat(root.findtext(f"{ATOM}updated"))
     assert abs(updated - datetime.now(UTC)) < timedelta(minutes=5)
     assert root.find(f"{ATOM}generator").get("version")  # the version leaks into the bytes
+
+
+def test_atom_from_feedgens_tree_equals_atom_from_its_text(
+    articles: list[Article], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Atom is fixed up on feedgen's tree (private API); without it, its text is parsed back."""
+    fast = site_feeds(SETTINGS, articles, html_of(articles))["atom.xml"]
+    from publisher.feeds import xml
+
+    monkeypatch.setattr(xml, "USE_TREE", False)
+    slow = site_feeds(SETTINGS, articles, html_of(articles))["atom.xml"]
+    assert fast == slow
+    assert b'rel="enclosure"' in fast and b"Z</updated>" in fast

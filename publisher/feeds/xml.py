@@ -31,6 +31,7 @@ from publisher.feeds.common import FeedInfo, Item, newest_date
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 GENERATOR = "publisher"
+USE_TREE = True  # see _atom_tree (the tests turn it off to compare)
 _PARSER = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
 
 
@@ -85,8 +86,7 @@ def rss_bytes(info: FeedInfo, items: Sequence[Item]) -> bytes:
 
 def atom_bytes(info: FeedInfo, items: Sequence[Item]) -> bytes:
     """Atom 1.0, post-processed to restore entry link attributes and Z dates."""
-    raw = _generator(info, items, rss=False).atom_str(pretty=False, encoding="UTF-8")
-    root = etree.fromstring(raw, _PARSER)
+    root = _atom_tree(_generator(info, items, rss=False))
     by_id = {item.id: item for item in items}
     for entry in root.iterfind(f"{{{ATOM_NS}}}entry"):
         item = by_id[entry.findtext(f"{{{ATOM_NS}}}id")]
@@ -95,6 +95,23 @@ def atom_bytes(info: FeedInfo, items: Sequence[Item]) -> bytes:
         if el.text and el.text.endswith("+00:00"):
             el.text = el.text[: -len("+00:00")] + "Z"
     return etree.tostring(root, pretty_print=True, xml_declaration=True, encoding="UTF-8")
+
+
+def _atom_tree(fg: FeedGenerator) -> etree._Element:
+    """feedgen's Atom tree as it is, or else parsed back from its text.
+
+    ``_create_atom`` is what ``atom_str`` serialises; taking the tree saves printing and
+    re-parsing every feed (half the cost of an Atom feed). It is feedgen's private API,
+    so if an upgrade drops it the slow way still gives the same bytes
+    (tests/test_feeds.py checks both ways agree).
+    """
+    create = getattr(fg, "_create_atom", None) if USE_TREE else None
+    if create is not None:
+        made = create()
+        root = made[0] if isinstance(made, tuple) else made
+        if isinstance(root, etree._Element) and root.tag == f"{{{ATOM_NS}}}feed":
+            return root
+    return etree.fromstring(fg.atom_str(pretty=False, encoding="UTF-8"), _PARSER)
 
 
 def _fix_links(entry: etree._Element, item: Item) -> None:
