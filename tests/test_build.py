@@ -447,3 +447,22 @@ def test_an_email_remade_after_an_edit_matches_a_fresh_build(
     for ext in (".eml", ".html", ".txt"):
         name = f"emails/tram-one{ext}"
         assert (out_of(site) / name).read_bytes() == (fresh / name).read_bytes(), name
+
+
+def test_the_manifest_survives_pickling_whatever_its_paths_hold() -> None:
+    """The manifest travels packed (paths joined, keys concatenated) when it can, else as it is."""
+    import pickle
+
+    from publisher.ops.build_cache import CacheState
+
+    cases = [
+        {},
+        {"a/index.html": ("0" * 32, 12), "emails/x.eml": ("f" * 32, 2**40)},
+        {"odd\x00name": ("0" * 32, 1), "b": ("1" * 32, 2)},
+        {"short-key": ("abc", 1)},
+    ]
+    for outputs in cases:
+        back = pickle.loads(pickle.dumps(CacheState(outputs=dict(outputs))))
+        assert back.outputs == outputs
+        assert list(back.outputs) == list(outputs)
+

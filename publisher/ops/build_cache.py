@@ -13,6 +13,7 @@ be recognised as stale and removed.
 
 from __future__ import annotations
 
+import array
 import gc
 import hashlib
 import os
@@ -92,7 +93,41 @@ class CacheState:
     loaded: dict[str, UnitEntry] = field(default_factory=dict, repr=False)  # units as loaded
 
     def __getstate__(self) -> dict[str, Any]:
-        return dict(self.__dict__, units={}, loaded={})
+        state = dict(self.__dict__, units={}, loaded={})
+        packed = _pack_outputs(self.outputs)
+        if packed is not None:
+            state["outputs"], state["_outputs"] = {}, packed
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        packed = state.pop("_outputs", None)
+        self.__dict__.update(state)
+        if packed is not None:
+            self.outputs = _unpack_outputs(packed)
+
+
+def _pack_outputs(outputs: dict[str, OutputEntry]) -> tuple[int, str, str, bytes] | None:
+    """The manifest (40,000 entries with emails) as three strings and an array, not 120,000 objects.
+
+    Every key is a 32-character hash, so the keys are simply concatenated. None (then the
+    dict is pickled as it is) if a path holds a NUL or a key is of another length.
+    """
+    paths = "\x00".join(outputs)
+    keys = "".join(entry[0] for entry in outputs.values())
+    if paths.count("\x00") != max(0, len(outputs) - 1) or len(keys) != 32 * len(outputs):
+        return None
+    sizes = array.array("q", (entry[1] for entry in outputs.values()))
+    return len(outputs), paths, keys, sizes.tobytes()
+
+
+def _unpack_outputs(packed: tuple[int, str, str, bytes]) -> dict[str, OutputEntry]:
+    n, paths, keys, raw = packed
+    if not n:
+        return {}
+    sizes = array.array("q")
+    sizes.frombytes(raw)
+    split = [keys[i : i + 32] for i in range(0, 32 * n, 32)]
+    return dict(zip(paths.split("\x00"), zip(split, sizes.tolist(), strict=True), strict=True))
 
 
 def hkey(*parts: str) -> str:
