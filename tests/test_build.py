@@ -466,3 +466,18 @@ def test_the_manifest_survives_pickling_whatever_its_paths_hold() -> None:
         assert back.outputs == outputs
         assert list(back.outputs) == list(outputs)
 
+
+def test_compiled_templates_are_kept_and_an_edited_template_is_compiled_again(
+    site: Settings, project: Path
+) -> None:
+    from publisher.render import templates
+
+    build(site)
+    kept = site.paths.state / "build" / "templates" / "html"
+    assert any(kept.glob("*.cache"))
+    page = project / "templates" / "base.html"
+    page.write_text(page.read_text().replace("</main>", "<p>edited-template</p></main>", 1))
+    templates.environment.cache_clear()  # as a fresh process: compiled code comes from the folder
+    templates._text_environment.cache_clear()
+    build(site)
+    assert "edited-template" in (out_of(site) / "bread-one" / "index.html").read_text()

@@ -62,6 +62,7 @@ from publisher.ops.build_pages import (
 )
 from publisher.related import DocTerms, RelatedIndex, RelatedParams, doc_terms
 from publisher.render import markdown, pages
+from publisher.render.templates import keep_compiled
 
 Progress = Callable[[Iterable[Any], int, str], Iterable[Any]]
 RELATED = RelatedParams()
@@ -102,6 +103,7 @@ def build(
     ``emails=False`` skips the issue emails (their outputs from an earlier build are then
     removed as stale): rendering and inlining one costs ~25 ms, the bulk of a cold build.
     """
+    keep_compiled(settings.paths.templates, settings.paths.state / "build" / "templates")
     helper = EmailHelper(settings) if emails else None  # imports the email renderer meanwhile
     try:
         with _few_collections():
