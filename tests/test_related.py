@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -302,3 +303,32 @@ def test_the_index_survives_pickling_whatever_its_strings_hold() -> None:
         edited = [replace(a, body=a.body + " common3") if i == 7 else a for i, a in enumerate(arts)]
         assert back.update(edited) is True
         assert back.top == RelatedIndex.fit(edited, 3).top
+
+
+@pytest.mark.parametrize("chunk", [7, 64, 512])
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_scoring_each_pair_once_ranks_exactly_as_scoring_every_row(
+    chunk: int, jobs: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks against the columns after them (each pair once) == every row against every column,
+    candidates, bounds and ties included; an archive of triplets makes exact ties everywhere."""
+    from publisher.related import index
+
+    base = archive(50)
+    triplets = [replace(a, slug=f"{a.slug}-{c}") for a in base for c in "abc"]
+    dozens = [replace(a, slug=f"{a.slug}-{c:02d}") for a in archive(12) for c in range(12)]
+    cases = (
+        (tagged_archive(300), RelatedParams(chunk=chunk)),
+        (triplets, RelatedParams(chunk=chunk, slack=2)),
+        (dozens, RelatedParams(chunk=min(chunk, 16), slack=2)),  # ties at the edge of a block's best
+    )
+    for arts, params in cases:
+        once = RelatedIndex.fit(arts, 3, params, jobs=jobs)
+        monkeypatch.setattr(index, "PAIRS_ONCE", False)
+        every = RelatedIndex.fit(arts, 3, params, jobs=jobs)
+        monkeypatch.setattr(index, "PAIRS_ONCE", True)
+        assert once.top == every.top
+        assert np.array_equal(once.cand_col, every.cand_col)
+        assert np.array_equal(once.cand_neg, every.cand_neg)
+        assert np.array_equal(once.bound_neg, every.bound_neg)
+        assert once.bound_slug == every.bound_slug

@@ -18,6 +18,7 @@ from publisher.related.terms import DEFAULT, DocTerms, RelatedParams, doc_terms,
 
 T = TypeVar("T")
 FEW_ROWS = 8  # up to this many rows are scored without transposing X first
+PAIRS_ONCE = True  # rank every row with each pair scored once (the tests compare both ways)
 
 
 @dataclass
@@ -149,7 +150,10 @@ class RelatedIndex:
             rows = np.array(sorted(where[s] for s in set(rank) if s in where), dtype=np.int64)
             idx.complete = False
         idx._matrix()
-        idx._rank_rows(rows, jobs)
+        if rank is None:
+            idx._rank_all(jobs)
+        else:
+            idx._rank_rows(rows, jobs)
         idx._drop()
         return idx
 
@@ -313,6 +317,15 @@ class RelatedIndex:
                 return list(pool.map(fn, blocks))
         return [fn(b) for b in blocks]
 
+    def _rank_all(self, jobs: int) -> None:
+        """Every row ranked, each pair scored once (``publisher.related.pairs``)."""
+        from publisher.related.pairs import rank_all
+
+        if PAIRS_ONCE:
+            rank_all(self, jobs)
+        else:
+            self._rank_rows(np.arange(len(self.slugs)), jobs)
+
     def _rank_rows(self, rows: np.ndarray, jobs: int, keep: list[np.ndarray] | None = None) -> None:
         """Exact best m of each row against every column, in blocks over ``jobs`` threads.
 
@@ -422,7 +435,7 @@ class RelatedIndex:
         self._reset_lists()
         self._matrix()
         if stale.sum() * 4 > n:  # most vectors moved (an article added or removed moves every idf)
-            self._rank_rows(np.arange(n), jobs)
+            self._rank_all(jobs)
         else:
             rows = np.flatnonzero(stale)
             kept: list[np.ndarray] | None = [] if len(rows) * len(pool) <= 25_000_000 else None
