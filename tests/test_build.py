@@ -434,19 +434,25 @@ def test_a_deleted_output_in_a_big_folder_is_made_again(big: Settings) -> None:
 
 
 def test_an_email_remade_after_an_edit_matches_a_fresh_build(
-    site: Settings, project: Path, tmp_path: Path
+    site: Settings, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The edited issue's email comes from the warm helper process: the same bytes as a cold build."""
+    """The edited issue's email comes from the warm helper process: the same bytes as a cold build;
+    and if the helper fails, the build renders it itself (the same bytes again)."""
+    from publisher.ops.build_emails import EmailHelper
+
     build(site)
-    src = project / "issues/tram-one.md"
-    src.write_text(src.read_text() + "\nThe depots and the rails.\n")
-    report = build(site)
-    assert {"emails/tram-one.eml", "emails/tram-one.html", "emails/tram-one.txt"} <= set(report.written)
     fresh = tmp_path / "fresh"
-    build(site, fresh)
-    for ext in (".eml", ".html", ".txt"):
-        name = f"emails/tram-one{ext}"
-        assert (out_of(site) / name).read_bytes() == (fresh / name).read_bytes(), name
+    for n, helper_fails in enumerate((False, True)):
+        if helper_fails:
+            monkeypatch.setattr(EmailHelper, "collect", lambda self: None)
+        src = project / "issues/tram-one.md"
+        src.write_text(src.read_text() + f"\nThe depots and the rails, {n}.\n")
+        report = build(site)
+        assert {"emails/tram-one.eml", "emails/tram-one.html", "emails/tram-one.txt"} <= set(report.written)
+        build(site, fresh)
+        for ext in (".eml", ".html", ".txt"):
+            name = f"emails/tram-one{ext}"
+            assert (out_of(site) / name).read_bytes() == (fresh / name).read_bytes(), name
 
 
 def test_the_manifest_survives_pickling_whatever_its_paths_hold() -> None:
@@ -481,3 +487,15 @@ def test_compiled_templates_are_kept_and_an_edited_template_is_compiled_again(
     templates._text_environment.cache_clear()
     build(site)
     assert "edited-template" in (out_of(site) / "bread-one" / "index.html").read_text()
+
+
+def test_an_edited_email_template_remakes_every_email_in_a_big_folder(big: Settings) -> None:
+    """Unchanged issues keep their emails unhashed only while what every email is made of holds."""
+    build(big)
+    out = out_of(big)
+    layout = big.paths.templates / "_email_layout.html"
+    layout.write_text(layout.read_text().replace("</body>", "<!-- edited layout --></body>", 1))
+    report = build(big)
+    mails = [p for p in report.written if p.startswith("emails/") and p.endswith(".html")]
+    assert len(mails) == len(list((out / "emails").glob("*.html"))) > 100
+    assert "edited layout" in (out / "emails" / "farm-001.html").read_text()

@@ -41,7 +41,6 @@ from publisher.ops.build_cache import (
     tree_digest,
 )
 from publisher.ops.build_content import (
-    PARALLEL_MIN,
     full_articles,
     jobs_default,
     load_library,
@@ -154,9 +153,14 @@ def _build(
     reread, new_html, terms = load_library(settings, state, workers, params, renderer, emails)
     rows = published_rows(state)  # library.articles: published, newest first
     keys = {k[0]: k[1:] for unit in state.units.values() for k in unit.keys}
-    related = _related(settings, state, rows, reread, k, terms, keys, workers)
     base = digest(settings.model_dump_json(), tree_digest(settings.paths.templates), renderer)
     planner = Planner(out, old, state.outputs, state.folders_out)
+    issues = published_issues(state)
+    n_emails = _plan_emails(planner, base, settings, issues, state) if emails else 0
+    # a few emails to remake go to the warm helper now: it renders them while this process
+    # ranks related news and plans the pages
+    mailed = _hand_over(planner, helper, settings, out, reread, state)
+    related = _related(settings, state, rows, reread, k, terms, keys, workers)
     plan_articles(planner, base, rows, keys, related)
     plan_lists(planner, base, "", "", rows, keys)
     tags = tags_of(rows)
@@ -164,13 +168,11 @@ def _build(
         plan_lists(planner, base, pages.tag_path(tag), tag, tagged, keys)
         plan_feeds(planner, base, pages.tag_path(tag), tag, tagged, keys, settings.feeds.max_items)
     plan_feeds(planner, base, "", "", rows, keys, settings.feeds.max_items)
-    issues = published_issues(state)
-    n_emails = _plan_emails(planner, base, settings, issues) if emails else 0
     store = HtmlStore(settings, out)
     try:
         store.put(new_html)
-        shared = _shared(settings, out, rows, tags, related, reread, state, planner, store, new_html)
-        written = _run(planner, shared, workers, progress, helper)
+        shared = _shared(settings, out, rows, tags, related, reread, state, planner, store, new_html, mailed)
+        written = _run(planner, shared, workers, progress, helper, mailed)
         if reread:
             store.keep_only({h for u in state.units.values() for h in u.hashes})
     finally:
@@ -247,13 +249,25 @@ def _related(
     return idx.top
 
 
-def _plan_emails(p: Planner, base: str, settings: Settings, issues: list[UnitEntry]) -> int:
-    """emails/<slug>.html/.txt/.eml per published issue: a function of the issue's files."""
+def _plan_emails(
+    p: Planner, base: str, settings: Settings, issues: list[UnitEntry], state: CacheState
+) -> int:
+    """emails/<slug>.html/.txt/.eml per published issue: a function of the issue's files.
+
+    With the emails' base unchanged since the last build, an issue loaded as it was then
+    keeps its files without its key being hashed again (in a trusted emails/ folder).
+    """
     base = hkey(base, digest(settings.secret_key()))
     old, outputs, trusted = p.old, p.outputs, "emails" in p.trusted
+    as_before = {id(u) for u in state.loaded.values()} if trusted and state.email_base == base else set()
     for u in issues:
         stem = "emails/" + u.issue_slug
         names = [stem + ".html", stem + ".txt", stem + ".eml"]
+        if id(u) in as_before:
+            kept = [old.get(n) for n in names]
+            if None not in kept:
+                outputs.update(zip(names, kept, strict=True))  # type: ignore[arg-type]
+                continue
         key = hkey(base, u.fingerprint, repr(u.images))
         if trusted:  # the common case inlined: 10,000 issues, three files each, none stat-ed
             kept = [old.get(n) for n in names]
@@ -261,7 +275,38 @@ def _plan_emails(p: Planner, base: str, settings: Settings, issues: list[UnitEnt
                 outputs.update(zip(names, kept, strict=True))  # type: ignore[arg-type]
                 continue
         p.plan("email", names, key, (u.issue_slug, u.issue_source), where=names[0])
+    state.email_base = base
     return len(issues)
+
+
+def _hand_over(
+    p: Planner,
+    helper: EmailHelper | None,
+    settings: Settings,
+    out: Path,
+    reread: dict[str, Issue],
+    state: CacheState,
+) -> list[Any]:
+    """Give a few planned emails to the helper (they leave the planner's tasks); [] if none."""
+    mails = [t for t in p.tasks if t[0] == "email"]
+    if helper is None or not mails or len(mails) > FEW:
+        return []
+    names = [f"emails/{t[3][0]}{ext}" for t in mails for ext in (".html", ".txt", ".eml")]
+    helper.submit(
+        mails,
+        {
+            "settings": settings,
+            "out": out,
+            "old": {n: p.old[n] for n in names if n in p.old},
+            "reread": {t[3][0]: reread[t[3][0]] for t in mails if t[3][0] in reread},
+            "state": CacheState(folders=state.folders),
+            "secret": settings.secret_key(),
+            "by_slug": {},
+            "html": {},
+        },
+    )
+    p.tasks = [t for t in p.tasks if t[0] != "email"]
+    return mails
 
 
 def _shared(
@@ -275,6 +320,7 @@ def _shared(
     planner: Planner,
     store: HtmlStore,
     new_html: dict[str, str],
+    mailed: list[Any],
 ) -> dict[str, Any]:
     """What the pool's children read (inherited through fork, never pickled).
 
@@ -305,7 +351,7 @@ def _shared(
     need = {full[s].content_hash for s in body}
     html = {h: new_html[h] for h in need if h in new_html}
     html.update(store.get(need - set(html)))
-    secret = settings.secret_key() if any(t[0] == "email" for t in planner.tasks) else b""
+    secret = settings.secret_key() if mailed or any(t[0] == "email" for t in planner.tasks) else b""
     return {
         "settings": settings,
         "out": out,
@@ -328,14 +374,17 @@ def _run(
     jobs: int,
     progress: Progress | None,
     helper: EmailHelper | None,
+    mailed: list[Any],
 ) -> list[str]:
-    tasks = sorted(planner.tasks, key=lambda t: _COST[t[0]])
+    tasks = planner.tasks
     done: list[list[Written]] = []
-    mails = [t for t in tasks if t[0] == "email"]
-    if helper is not None and mails and len(mails) <= FEW and len(tasks) < PARALLEL_MIN:
-        got = helper.run(mails, _email_shared(mails, shared))
-        if got is not None:
-            done, tasks = got, [t for t in tasks if t[0] != "email"]
+    if mailed and helper is not None:
+        got = helper.collect()
+        if got is None:  # the helper failed: render them here, to raise the error the user should see
+            tasks = tasks + mailed
+        else:
+            done = got
+    tasks = sorted(tasks, key=lambda t: _COST[t[0]])
     results: Iterable[list[Written]] = parallel_map(run_task, tasks, jobs, shared, chunk=8)
     if progress is not None and len(tasks) >= 100:
         results = progress(results, len(tasks), "pages, feeds and emails")
@@ -346,21 +395,6 @@ def _run(
             if changed:
                 written.append(path)
     return written
-
-
-def _email_shared(mails: list[Any], shared: dict[str, Any]) -> dict[str, Any]:
-    """What the email tasks read, small enough to send to the helper (it forked before it existed)."""
-    names = {f"emails/{t[3][0]}{ext}" for t in mails for ext in (".html", ".txt", ".eml")}
-    return {
-        "settings": shared["settings"],
-        "out": shared["out"],
-        "old": {n: e for n, e in shared["old"].items() if n in names},
-        "reread": {t[3][0]: shared["reread"][t[3][0]] for t in mails if t[3][0] in shared["reread"]},
-        "state": CacheState(folders=shared["state"].folders),
-        "secret": shared["secret"],
-        "by_slug": {},
-        "html": {},
-    }
 
 
 def _media(p: Planner, issues: list[UnitEntry], written: list[str]) -> None:

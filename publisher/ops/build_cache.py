@@ -88,6 +88,7 @@ class CacheState:
     related: RelatedIndex | None = None
     outputs: dict[str, OutputEntry] = field(default_factory=dict)  # the manifest: path -> entry
     folders_out: dict[str, int] = field(default_factory=dict)  # big output folders' mtimes
+    email_base: str = ""  # what every email's key was made from, beside its issue's files
     units_id: str = ""  # names the units.pickle this state goes with
     journal: int = 0  # units re-written to units.journal since units.pickle
     loaded: dict[str, UnitEntry] = field(default_factory=dict, repr=False)  # units as loaded

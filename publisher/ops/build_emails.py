@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import threading
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from typing import Any
@@ -60,11 +61,30 @@ class EmailHelper:
         self.proc = ctx.Process(target=_main, args=(child, settings), daemon=True)
         self.proc.start()
         child.close()
+        self.sender: threading.Thread | None = None
+        self.failed = False
 
-    def run(self, tasks: list[Any], shared: dict[str, Any]) -> list[Any] | None:
-        """The tasks' results, or None if the helper failed (then run them here)."""
+    def submit(self, tasks: list[Any], shared: dict[str, Any]) -> None:
+        """Hand the tasks over without waiting: the helper may still be warming up, and a
+        message bigger than the pipe's buffer would block until it reads."""
+
+        def send() -> None:
+            try:
+                self.conn.send((tasks, shared))
+            except OSError:
+                self.failed = True
+
+        self.sender = threading.Thread(target=send, name="email-helper-send", daemon=True)
+        self.sender.start()
+
+    def collect(self) -> list[Any] | None:
+        """The submitted tasks' results, or None if the helper failed (then run them here)."""
+        if self.sender is None:
+            return None
+        self.sender.join()
+        if self.failed:
+            return None
         try:
-            self.conn.send((tasks, shared))
             status, results = self.conn.recv()
         except (OSError, EOFError):
             return None
