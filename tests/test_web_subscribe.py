@@ -49,6 +49,21 @@ def test_form_offers_the_sites_tags_and_prefills_the_site_time_zone(
         assert "bread" in form_fields(client.get("/subscribe").text)["topics"]
 
 
+def test_the_confirm_link_is_stamped_by_the_apps_clock(
+    web_client: TestClient, web_settings: Callable[..., Settings], store: Store, web_clock: Clock
+) -> None:
+    """A link stamped ahead of the clock that reads it is refused as from the future: the app's
+    clock (here behind real time, as another server's may be) must stamp it too."""
+    settings = web_settings()
+    web_clock.advance(seconds=-30)
+    subscribe(web_client, "bea@example.org", name="Bea")
+    [msg] = outbox_messages(settings)
+    page = web_client.get(path_of(link_from(msg, "confirm")))
+    assert page.status_code == 200 and "You are subscribed" in page.text
+    sub = store.subscribers.get("bea@example.org")
+    assert sub is not None and sub.status is SubscriberStatus.CONFIRMED
+
+
 def test_subscribe_stores_pending_and_mails_a_confirm_link(
     web_client: TestClient, web_settings: Callable[..., Settings], store: Store
 ) -> None:

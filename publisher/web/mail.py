@@ -38,7 +38,9 @@ def confirmation_message(
     """The message for one sign-up: a confirm link, or (already confirmed) a preferences link."""
     site = settings.site
     address = check_address(address)
-    confirm_url = site_link(site.url, f"confirm/{make_token(secret, Purpose.CONFIRM, address)}")
+    # stamped by the app's clock, as the link is read by it (a stamp ahead of the reader's
+    # clock is refused as from the future)
+    confirm_url = site_link(site.url, f"confirm/{make_token(secret, Purpose.CONFIRM, address, now=now)}")
     unsubscribe_url, preferences_url = recipient_links(secret, site.url, address)
     values = {
         "already": already,
