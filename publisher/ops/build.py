@@ -263,17 +263,13 @@ def _plan_emails(
     for u in issues:
         stem = "emails/" + u.issue_slug
         names = [stem + ".html", stem + ".txt", stem + ".eml"]
-        if id(u) in as_before:
-            kept = [old.get(n) for n in names]
-            if None not in kept:
-                outputs.update(zip(names, kept, strict=True))  # type: ignore[arg-type]
-                continue
-        key = hkey(base, u.fingerprint, repr(u.images))
+        key = "" if id(u) in as_before else hkey(base, u.fingerprint, repr(u.images))
         if trusted:  # the common case inlined: 10,000 issues, three files each, none stat-ed
             kept = [old.get(n) for n in names]
-            if all(e is not None and e[0] == key for e in kept):
+            if None not in kept and (not key or all(e[0] == key for e in kept)):  # type: ignore[index]
                 outputs.update(zip(names, kept, strict=True))  # type: ignore[arg-type]
                 continue
+        key = key or hkey(base, u.fingerprint, repr(u.images))
         p.plan("email", names, key, (u.issue_slug, u.issue_source), where=names[0])
     state.email_base = base
     return len(issues)
