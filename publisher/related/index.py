@@ -183,7 +183,7 @@ class RelatedIndex:
         arrays = []
         for old, pos in ((self.ids, 0), (self.counts, 1), (self.caps, 2)):
             new = np.empty(int(indptr[-1]), dtype=np.int32)
-            if len(runs) <= 64:  # an edit: the kept rows are a few stretches of the old order
+            if runs is not None:  # an edit: the kept rows are a few stretches of the old order
                 for first, end, o in runs:
                     new[indptr[first] : indptr[end]] = old[self.indptr[o] : self.indptr[o + end - first]]
             else:  # position in the old arrays of every new entry, gathered in one go
@@ -511,17 +511,17 @@ def _unpack_groups(packed: tuple[int, str]) -> list[list[str]]:
     return [text.split("\x01") if text else [] for text in _unpack(packed)]
 
 
-def _runs(old_of: np.ndarray) -> list[tuple[int, int, int]]:
+def _runs(old_of: np.ndarray, most: int = 64) -> list[tuple[int, int, int]] | None:
     """Stretches of kept rows (``old_of`` >= 0) that were consecutive before: (first, end, old first).
 
-    More than 64 come back as 65 dummies: too many to copy one by one (the caller gathers instead).
+    None when there are more than ``most``: too many to copy one by one (the caller gathers).
     """
     kept = old_of >= 0
     cont = np.zeros(len(old_of), dtype=bool)  # row r carries on the stretch of row r - 1
     cont[1:] = kept[1:] & kept[:-1] & (old_of[1:] == old_of[:-1] + 1)
     starts = np.flatnonzero(kept & ~cont)
-    if len(starts) > 64:
-        return [(0, 0, 0)] * 65
+    if len(starts) > most:
+        return None
     stops = np.concatenate([np.flatnonzero(~cont), [len(old_of)]])
     ends = stops[np.searchsorted(stops, starts, side="right")]
     return [(a, b, int(old_of[a])) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]

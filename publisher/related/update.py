@@ -34,7 +34,7 @@ def carry_over(
     old_slugs, col, neg, bneg, bslug, old_top, _ = old
     n, m, k = len(idx.slugs), idx.m, idx.k
     new_of_old = np.full(len(old_slugs) + 1, -1, dtype=np.int64)  # last slot: the -1 padding
-    where = {s: i for i, s in enumerate(idx.slugs)}
+    where = idx._row_of()
     kept_old = np.fromiter(same.values(), dtype=np.int64, count=len(same))
     kept_new = np.fromiter(map(where.__getitem__, same), dtype=np.int64, count=len(same))
     new_of_old[kept_old] = kept_new
