@@ -307,13 +307,9 @@ def test_the_index_survives_pickling_whatever_its_strings_hold() -> None:
 
 @pytest.mark.parametrize("chunk", [7, 64, 512])
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_scoring_each_pair_once_ranks_exactly_as_scoring_every_row(
-    chunk: int, jobs: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_scoring_each_pair_once_ranks_exactly_as_scoring_every_row(chunk: int, jobs: int) -> None:
     """Blocks against the columns after them (each pair once) == every row against every column,
     candidates, bounds and ties included; an archive of triplets makes exact ties everywhere."""
-    from publisher.related import index
-
     base = archive(50)
     triplets = [replace(a, slug=f"{a.slug}-{c}") for a in base for c in "abc"]
     dozens = [replace(a, slug=f"{a.slug}-{c:02d}") for a in archive(12) for c in range(12)]
@@ -324,9 +320,10 @@ def test_scoring_each_pair_once_ranks_exactly_as_scoring_every_row(
     )
     for arts, params in cases:
         once = RelatedIndex.fit(arts, 3, params, jobs=jobs)
-        monkeypatch.setattr(index, "PAIRS_ONCE", False)
         every = RelatedIndex.fit(arts, 3, params, jobs=jobs)
-        monkeypatch.setattr(index, "PAIRS_ONCE", True)
+        every._reset_lists()  # ranked again the plain way: every row against every column
+        every._matrix()
+        every._rank_rows(np.arange(len(every.slugs)), jobs)
         assert once.top == every.top
         assert np.array_equal(once.cand_col, every.cand_col)
         assert np.array_equal(once.cand_neg, every.cand_neg)

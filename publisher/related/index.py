@@ -18,7 +18,6 @@ from publisher.related.terms import DEFAULT, DocTerms, RelatedParams, doc_terms,
 
 T = TypeVar("T")
 FEW_ROWS = 8  # up to this many rows are scored without transposing X first
-PAIRS_ONCE = True  # rank every row with each pair scored once (the tests compare both ways)
 
 
 @dataclass
@@ -318,13 +317,10 @@ class RelatedIndex:
         return [fn(b) for b in blocks]
 
     def _rank_all(self, jobs: int) -> None:
-        """Every row ranked, each pair scored once (``publisher.related.pairs``)."""
+        """Every row ranked as ``_rank_rows`` would, each pair scored once (``related.pairs``)."""
         from publisher.related.pairs import rank_all
 
-        if PAIRS_ONCE:
-            rank_all(self, jobs)
-        else:
-            self._rank_rows(np.arange(len(self.slugs)), jobs)
+        rank_all(self, jobs)
 
     def _rank_rows(self, rows: np.ndarray, jobs: int, keep: list[np.ndarray] | None = None) -> None:
         """Exact best m of each row against every column, in blocks over ``jobs`` threads.
