@@ -29,9 +29,10 @@ from publisher.config import Settings
 from publisher.content.scan import Unit
 from publisher.errors import Problem
 from publisher.models import Issue
+from publisher.packing import Packed, pack, unpack
 from publisher.related import RelatedIndex
 
-VERSION = 11  # bump when the cached shapes change
+VERSION = 12  # bump when the cached shapes change
 
 
 class Row(NamedTuple):
@@ -107,28 +108,26 @@ class CacheState:
             self.outputs = _unpack_outputs(packed)
 
 
-def _pack_outputs(outputs: dict[str, OutputEntry]) -> tuple[int, str, str, bytes] | None:
-    """The manifest (40,000 entries with emails) as three strings and an array, not 120,000 objects.
+def _pack_outputs(outputs: dict[str, OutputEntry]) -> tuple[Packed, str, bytes] | None:
+    """The manifest (40,000 entries with emails) as two strings and an array, not 120,000 objects.
 
     Every key is a 32-character hash, so the keys are simply concatenated. None (then the
     dict is pickled as it is) if a path holds a NUL or a key is of another length.
     """
-    paths = "\x00".join(outputs)
+    paths = pack(list(outputs))
     keys = "".join(entry[0] for entry in outputs.values())
-    if paths.count("\x00") != max(0, len(outputs) - 1) or len(keys) != 32 * len(outputs):
+    if paths is None or len(keys) != 32 * len(outputs):
         return None
     sizes = array.array("q", (entry[1] for entry in outputs.values()))
-    return len(outputs), paths, keys, sizes.tobytes()
+    return paths, keys, sizes.tobytes()
 
 
-def _unpack_outputs(packed: tuple[int, str, str, bytes]) -> dict[str, OutputEntry]:
-    n, paths, keys, raw = packed
-    if not n:
-        return {}
+def _unpack_outputs(packed: tuple[Packed, str, bytes]) -> dict[str, OutputEntry]:
+    paths, keys, raw = packed
     sizes = array.array("q")
     sizes.frombytes(raw)
-    split = [keys[i : i + 32] for i in range(0, 32 * n, 32)]
-    return dict(zip(paths.split("\x00"), zip(split, sizes.tolist(), strict=True), strict=True))
+    split = [keys[i : i + 32] for i in range(0, len(keys), 32)]
+    return dict(zip(unpack(paths), zip(split, sizes.tolist(), strict=True), strict=True))
 
 
 def hkey(*parts: str) -> str:

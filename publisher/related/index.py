@@ -14,6 +14,7 @@ import numpy as np
 from scipy import sparse
 
 from publisher.models import Article
+from publisher.packing import pack, pack_groups, unpack, unpack_groups
 from publisher.related.terms import DEFAULT, DocTerms, RelatedParams, doc_terms, grid, keys_of
 
 T = TypeVar("T")
@@ -63,13 +64,13 @@ class RelatedIndex:
         for name in ("ids", "counts", "caps"):  # a million entries each: the bulk of the file
             state[name] = _narrow(state[name])
         packed = {
-            "slugs": _pack(self.slugs),
-            "keys": _pack(self.keys),
-            "terms": _pack(self.terms),
-            "bound_slug": _pack(self.bound_slug),
-            "tags": _pack_groups(sorted(ts) for ts in self.tags),
-            "top_slugs": _pack(list(self.top)),
-            "top_picks": _pack_groups(self.top.values()),
+            "slugs": pack(self.slugs),
+            "keys": pack(self.keys),
+            "terms": pack(self.terms),
+            "bound_slug": pack(self.bound_slug),
+            "tags": pack_groups(sorted(ts) for ts in self.tags),
+            "top_slugs": pack(list(self.top)),
+            "top_picks": pack_groups(self.top.values()),
         }
         if all(v is not None for v in packed.values()):  # no string held a separator
             for name in ("slugs", "keys", "terms", "bound_slug", "tags", "top"):
@@ -81,13 +82,13 @@ class RelatedIndex:
         packed = state.pop("_packed", None)
         self.__dict__.update(state)
         if packed is not None:
-            self.slugs = _unpack(packed["slugs"])
-            self.keys = _unpack(packed["keys"])
-            self.terms = _unpack(packed["terms"])
-            self.bound_slug = _unpack(packed["bound_slug"])
-            self.tags = [frozenset(g) for g in _unpack_groups(packed["tags"])]
-            picks = [tuple(g) for g in _unpack_groups(packed["top_picks"])]
-            self.top = dict(zip(_unpack(packed["top_slugs"]), picks, strict=True))
+            self.slugs = unpack(packed["slugs"])
+            self.keys = unpack(packed["keys"])
+            self.terms = unpack(packed["terms"])
+            self.bound_slug = unpack(packed["bound_slug"])
+            self.tags = [frozenset(g) for g in unpack_groups(packed["tags"])]
+            picks = [tuple(g) for g in unpack_groups(packed["top_picks"])]
+            self.top = dict(zip(unpack(packed["top_slugs"]), picks, strict=True))
         self.term_ids = {t: i for i, t in enumerate(self.terms)}
         for name in ("ids", "counts", "caps"):
             setattr(self, name, np.asarray(getattr(self, name), dtype=np.int32))
@@ -478,33 +479,6 @@ def _narrow(a: np.ndarray) -> np.ndarray:
         if top <= np.iinfo(kind).max:
             return a.astype(kind)
     return a
-
-
-def _pack(items: list[str]) -> tuple[int, str] | None:
-    """``items`` joined by NUL, with their count; None if one holds a NUL (then they are pickled)."""
-    text = "\x00".join(items)
-    return (len(items), text) if text.count("\x00") == max(0, len(items) - 1) else None
-
-
-def _unpack(packed: tuple[int, str]) -> list[str]:
-    n, text = packed
-    return text.split("\x00") if n else []
-
-
-def _pack_groups(groups: Iterable[Iterable[str]]) -> tuple[int, str] | None:
-    """Groups of non-empty strings, each joined by \\x01, then packed; None if any will not do."""
-    joined = []
-    for group in groups:
-        items = list(group)
-        text = "\x01".join(items)
-        if items and ("" in items or "\x00" in text or text.count("\x01") != len(items) - 1):
-            return None
-        joined.append(text)
-    return _pack(joined)
-
-
-def _unpack_groups(packed: tuple[int, str]) -> list[list[str]]:
-    return [text.split("\x01") if text else [] for text in _unpack(packed)]
 
 
 def _runs(old_of: np.ndarray, most: int = 64) -> list[tuple[int, int, int]] | None:
