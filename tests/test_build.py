@@ -499,3 +499,25 @@ def test_an_edited_email_template_remakes_every_email_in_a_big_folder(big: Setti
     mails = [p for p in report.written if p.startswith("emails/") and p.endswith(".html")]
     assert len(mails) == len(list((out / "emails").glob("*.html"))) > 100
     assert "edited layout" in (out / "emails" / "farm-001.html").read_text()
+
+
+def _double(x: int) -> int:
+    return 2 * x
+
+
+def test_the_pool_leaves_a_builds_frozen_state_frozen() -> None:
+    """A build freezes its loaded state for the collector until it ends; the pool in between
+    freezes for its fork and undoes only its own freeze."""
+    import gc
+
+    from publisher.ops.build_content import parallel_map
+
+    items = list(range(200))
+    gc.freeze()
+    try:
+        assert list(parallel_map(_double, items, 2, {})) == [2 * x for x in items]
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+    assert list(parallel_map(_double, items, 2, {})) == [2 * x for x in items]
+    assert gc.get_freeze_count() == 0

@@ -119,7 +119,8 @@ def _few_collections(threshold: int = 100_000) -> Iterator[None]:
     A cold build of 10,000 articles keeps millions of objects alive (articles, terms,
     HTML, cache entries) and makes few reference cycles, so the collector's ~900
     passes in the main process (0.5 s there, some of it while the workers want both
-    cores) found next to nothing. It still runs; the threshold is restored after.
+    cores) found next to nothing. It still runs; the threshold is restored after, and
+    what the build froze (its loaded state, see ``load_state``) is unfrozen.
     """
     old = gc.get_threshold()
     gc.set_threshold(max(old[0], threshold), *old[1:])

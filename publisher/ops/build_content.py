@@ -56,12 +56,16 @@ def parallel_map(
             yield from map(fn, items)
             return
         size = chunk or max(8, min(128, len(items) // (jobs * 8)))
-        gc.freeze()  # the children's collections then leave inherited objects (and their pages) alone
+        # the children's collections then leave inherited objects (and their pages) alone; a
+        # build that froze its loaded state (load_state(freeze=True)) unfreezes it itself
+        already = gc.get_freeze_count() > 0
+        gc.freeze()
         try:
             with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
                 yield from pool.map(fn, items, chunksize=size)
         finally:
-            gc.unfreeze()
+            if not already:
+                gc.unfreeze()
     finally:
         _SHARED.clear()
 
