@@ -99,6 +99,7 @@ class Subscriber:
     id: int | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    unsubscribed_at: datetime | None = None  # when mail last stopped (unsubscribed, bounced, complained)
 
 
 @dataclass(frozen=True)

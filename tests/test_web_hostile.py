@@ -25,6 +25,12 @@ HOSTILE = [
     "x" * 10_000,
     '"><img src=x onerror=alert(1)>',
     "\x00\x07",
+    "=?utf-8?q?x=0D=0AContent-Type:_text/html=0D=0A=0D=0A<h1>hi</h1>?=",
+    "=?utf-8?b?QW5uDQpCY2M6IHZAZXhhbXBsZS5vcmc=?=",
+    "Ann\u2028Bcc: v@example.org",
+    "Ann\x85X-Injected: 1",
+    "\u202egnp.exe",
+    "Ann \u2066evil\u2069",
 ]
 GOOD = {"email": "ok@example.org", "name": "Ok", "frequency": "daily", "timezone": "Europe/Paris"}
 
@@ -85,6 +91,22 @@ def test_preferences_refuse_hostile_values(
         assert field in main_text(r.text)
         assert_no_injected_markup(r.text)
     assert store.subscribers.get("p@example.org") == before
+
+
+def test_encoded_words_in_names_are_refused_with_the_reason(
+    client: TestClient, store: Store, web_settings: Callable[..., Settings]
+) -> None:
+    r = client.post("/subscribe", data={**GOOD, "name": "=?utf-8?q?Ann?="})
+    assert r.status_code == 422 and "'=?'" in main_text(r.text)
+    assert store.subscribers.count() == 0 and outbox_messages(web_settings()) == []
+
+
+@pytest.mark.parametrize("zone", ["posixrules", "right/UTC", "posix/Europe/Paris", "Factory", "localtime"])
+def test_only_canonical_time_zones(client: TestClient, store: Store, zone: str) -> None:
+    """Names the tz files carry that are no place a person lives: refused like unknown ones."""
+    r = client.post("/subscribe", data={**GOOD, "timezone": zone})
+    assert r.status_code == 422 and "time zone" in main_text(r.text)
+    assert store.subscribers.count() == 0
 
 
 def test_a_real_name_with_special_characters_is_kept_and_escaped(

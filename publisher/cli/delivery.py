@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -20,9 +21,10 @@ from publisher.cli.common import (
     settings,
 )
 from publisher.config import Settings
-from publisher.errors import NotFoundError
+from publisher.errors import NotFoundError, PublisherError
 from publisher.models import Frequency, SubscriberStatus
 from publisher.store import Filter, Store, open_store
+from publisher.store.csvio import KEPT, ImportReport
 
 if TYPE_CHECKING:
     from publisher.store.jobs import JobCounts
@@ -231,36 +233,58 @@ def subscribers_import(
     file: Annotated[
         Path, typer.Argument(help="CSV with a header row: email, name, status, frequency, topics, timezone.")
     ],
+    errors: Annotated[
+        Path | None,
+        typer.Option(
+            "--errors",
+            metavar="FILE",
+            help=f"Write every refused row to FILE (the screen shows the first {KEPT}).",
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Import subscribers from CSV; each bad row is reported with its row number and the rest import."""
+    """Import subscribers from CSV; each bad row is reported with its row and column, and the rest import."""
     cfg = settings(config)
     name = "stdin" if str(file) == "-" else str(file)
     try:
-        raw = sys.stdin.fileno() if str(file) == "-" else file
-        # Bad bytes become surrogates that the importer reports by row, rather than one crash.
-        with (
-            open(
-                raw, encoding="utf-8-sig", errors="surrogateescape", newline="", closefd=raw is file
-            ) as source,
-            _store(cfg) as store,
-        ):
-            report = store.subscribers.import_csv(source, now=_now(), source_name=name)
+        sink = errors.open("w", encoding="utf-8", errors="backslashreplace") if errors else nullcontext()
     except OSError as exc:
-        raise NotFoundError(f"cannot read {file}: {exc.strerror or exc}") from None
-    for notice in report.notices[:50]:
+        raise PublisherError(f"cannot write {errors}: {exc.strerror or exc}") from None
+    with sink as out:
+        try:
+            raw = sys.stdin.fileno() if str(file) == "-" else file
+            # Bad bytes become surrogates that the importer reports by row, rather than one crash.
+            with (
+                open(
+                    raw, encoding="utf-8-sig", errors="surrogateescape", newline="", closefd=raw is file
+                ) as source,
+                _store(cfg) as store,
+            ):
+                report = store.subscribers.import_csv(source, now=_now(), source_name=name, errors=out)
+        except OSError as exc:
+            raise NotFoundError(f"cannot read {file}: {exc.strerror or exc}") from None
+    _print_import(report, errors)
+    if report.refused:
+        raise typer.Exit(PARTIAL if report.imported else 1)
+
+
+def _print_import(report: ImportReport, errors: Path | None) -> None:
+    """The first notes and errors (each with its row number), how many more, then the counts."""
+    for notice in report.notices:
         _err(f"[dim]note:[/] {escape(str(notice))}")
-    if len(report.notices) > 50:
-        _err(f"[dim]note: ... and {len(report.notices) - 50} more notes[/]")
+    if report.noted > len(report.notices):
+        _err(f"[dim]note: … and {report.noted - len(report.notices)} more notes[/]")
     for problem in report.problems:
         _err(f"[bold red]error:[/] {escape(str(problem))}")
+    more = report.refused - len(report.problems)
+    if more:
+        where = f"see {escape(str(errors))}" if errors else "list them all with --errors FILE"
+        _err(f"[bold red]error:[/] … and {more} more ({where})")
     _out(
         f"imported {report.imported} of {report.rows} row(s): {report.added} added, "
         f"{report.updated} updated, {report.unchanged} unchanged, {report.merged} duplicate(s) merged, "
-        f"{len(report.problems)} refused"
+        f"{report.refused} refused"
     )
-    if report.problems:
-        raise typer.Exit(PARTIAL if report.imported else 1)
 
 
 @reports_errors
@@ -269,7 +293,11 @@ def subscribers_export(
     status: Annotated[SubscriberStatus | None, typer.Option(help="Only subscribers in this status.")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Export subscribers as CSV (the import format: the file imports back unchanged)."""
+    """Export subscribers as CSV (the import format: the file imports back unchanged).
+
+    A cell a spreadsheet would run as a formula (starting with = + - @, tab or CR) is written
+    with a leading ' so it shows as text; import removes it.
+    """
     cfg = settings(config)
     with _store(cfg) as store:
         if file is None or str(file) == "-":

@@ -21,8 +21,8 @@ from publisher.store.schema import deliveries as d
 from publisher.store.schema import sends as s_
 from publisher.store.schema import subscribers as t
 from publisher.store.values import (
+    check_name,
     check_timezone,
-    clean_name,
     clean_topics,
     normalise_email,
     parse_frequency,
@@ -77,6 +77,7 @@ def to_subscriber(row: Row[Any] | Any) -> Subscriber:
         id=row.id,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        unsubscribed_at=row.unsubscribed_at,
     )
 
 
@@ -102,7 +103,7 @@ class Subscribers:
         st = parse_status(status)
         values = {
             "email": address,
-            "name": clean_name(name),
+            "name": check_name(name),
             "status": st.value,
             "frequency": parse_frequency(frequency).value,
             "topics": topics_text(clean_topics(topics)),
@@ -257,7 +258,7 @@ class Subscribers:
         """Change what the subscriber chose; arguments left as None stay as they are."""
         values: dict[str, Any] = {"updated_at": now}
         if name is not None:
-            values["name"] = clean_name(name)
+            values["name"] = check_name(name)
         if frequency is not None:
             values["frequency"] = parse_frequency(frequency).value
         if topics is not None:
@@ -275,12 +276,18 @@ class Subscribers:
         return to_subscriber(row)
 
     def import_csv(
-        self, source: TextIO, *, now: datetime, source_name: str = "CSV", chunk: int = 2000
+        self,
+        source: TextIO,
+        *,
+        now: datetime,
+        source_name: str = "CSV",
+        chunk: int = 2000,
+        errors: TextIO | None = None,
     ) -> ImportReport:
         """Import (add or update) subscribers from CSV; see ``csvio.import_csv``."""
         from publisher.store.csvio import import_csv
 
-        return import_csv(self._store, source, now=now, source_name=source_name, chunk=chunk)
+        return import_csv(self._store, source, now=now, source_name=source_name, chunk=chunk, errors=errors)
 
     def export_csv(self, out: TextIO, filter: Filter | None = None) -> int:
         """Write matching subscribers as CSV (the import format); returns the row count."""

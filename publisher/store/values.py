@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -19,6 +19,16 @@ from publisher.models import Frequency, SubscriberStatus
 
 MAX_NAME = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]+")
+# What a name may not hold: control characters (C0, DEL, C1 with NEL), line and paragraph
+# separators, lone surrogates, and the bidi embedding/override/isolate controls and marks
+# that can make a name display as something else around it.
+_NAME_FORBIDDEN = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+_MARKUP = re.compile(r"[<>]")
+# Zones that are aliases of the tz build rather than places: the "right/" leap-second and
+# "posix/" copies, the "posixrules" template, "Factory", "localtime".
+_NOT_A_PLACE = re.compile(r"^(?:right/|posix/)|^(?:posixrules|Factory|localtime)$")
 _SPACES = re.compile(r"\s+")
 _TOPIC = re.compile(r"^[\w][\w .&+/-]{0,63}$")
 
@@ -56,6 +66,16 @@ def normalise_email(raw: str) -> str:
     return info.normalized.lower()
 
 
+def mailbox_key(address: str) -> str:
+    """The mailbox an address delivers to, for limits: case-folded, without a ``+tag``.
+
+    ``victim+1@example.com`` .. ``victim+19@example.com`` all land in one inbox, so a
+    per-address limit keyed on the raw address lets a script mail-bomb it.
+    """
+    local, _, domain = address.casefold().rpartition("@")
+    return f"{local.partition('+')[0] or local}@{domain}"
+
+
 @lru_cache(maxsize=4096)
 def _domain(domain: str) -> str:
     """The normalised domain if email-validator accepts it with a simple local part, else ''."""
@@ -63,6 +83,35 @@ def _domain(domain: str) -> str:
         return validate_email(f"a@{domain}", check_deliverability=False).domain.lower()
     except EmailNotValidError:
         return ""
+
+
+def check_name(raw: str | None) -> str:
+    """A display name as a person typed it, or InvalidValueError saying why it is refused.
+
+    Every entry point (sign-up and preferences forms, the API, CSV import, the
+    CLI) calls this through the store, so they all refuse the same names:
+    an RFC 2047 encoded word (``=?`` ...) would be *decoded* by mail software
+    into whatever it hides, CR/LF included; control characters, line
+    separators and bidi controls can break or disguise a header or a page.
+    Refusing (not cleaning) lets a person fix the name and stops a silent change.
+    """
+    if not raw:
+        return ""
+    text = unicodedata.normalize("NFC", str(raw))
+    if len(text) > MAX_NAME:
+        raise InvalidValueError(f"the name is over {MAX_NAME} characters", hint="use a shorter name")
+    if "=?" in text:
+        raise InvalidValueError(
+            "the name may not contain '=?' (it reads as an encoded mail header)", hint="remove '=?'"
+        )
+    if _NAME_FORBIDDEN.search(text):
+        raise InvalidValueError(
+            "the name may not contain line breaks, control characters or text-direction controls",
+            hint="type the name on one line, as plain text",
+        )
+    if _MARKUP.search(text):
+        raise InvalidValueError("the name may not contain < or >", hint="remove < and >")
+    return _SPACES.sub(" ", text).strip()
 
 
 def clean_name(raw: str | None) -> str:
@@ -110,10 +159,18 @@ def parse_frequency(raw: str | Frequency) -> Frequency:
         raise InvalidValueError(f"unknown frequency {raw!r} (one of: {allowed})") from None
 
 
+@lru_cache(maxsize=1)
+def canonical_zones() -> frozenset[str]:
+    """The IANA zones a person can live in: the tz database's names less its build artefacts."""
+    return frozenset(z for z in available_timezones() if not _NOT_A_PLACE.search(z))
+
+
 @lru_cache(maxsize=1024)
 def check_timezone(raw: str) -> str:
     """An IANA time zone name, as given (cached: an import repeats a handful of zones)."""
     name = raw.strip()
+    if name not in canonical_zones():
+        raise InvalidValueError(f"unknown time zone {raw!r} (use an IANA name such as Europe/Paris)")
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):

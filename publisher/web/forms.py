@@ -13,20 +13,18 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from zoneinfo import available_timezones
 
 from starlette.datastructures import FormData
 
 from publisher.errors import PublisherError
 from publisher.models import Frequency
 from publisher.render.email_headers import check_address
-from publisher.store.values import normalise_email
+from publisher.store.values import InvalidValueError, canonical_zones, normalise_email
+from publisher.store.values import check_name as store_check_name
 
 MAX_EMAIL = 320
-MAX_NAME = 200
 MAX_TOPICS = 100
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_MARKUP = re.compile(r"[<>]")
 
 
 @dataclass(frozen=True)
@@ -67,12 +65,11 @@ class Choices:
 @lru_cache(maxsize=1)
 def timezones() -> tuple[str, ...]:
     """IANA zone names for the select (sorted, the legacy upper-case aliases left out)."""
-    return tuple(sorted(z for z in available_timezones() if "/" in z or z == "UTC"))
+    return tuple(sorted(z for z in canonical_zones() if "/" in z or z == "UTC"))
 
 
-@lru_cache(maxsize=1)
 def _zone_set() -> frozenset[str]:
-    return frozenset(available_timezones())
+    return canonical_zones()
 
 
 def one(form: FormData, key: str) -> str:
@@ -99,14 +96,12 @@ def check_email(raw: str, problems: list[FieldProblem]) -> str:
 
 
 def check_name(raw: str, problems: list[FieldProblem]) -> str:
-    name = raw.strip()
-    if len(name) > MAX_NAME:
-        problems.append(FieldProblem("name", f"keep the name under {MAX_NAME} characters"))
-    elif _CONTROL.search(name):
-        problems.append(FieldProblem("name", "the name may not contain line breaks or control characters"))
-    elif _MARKUP.search(name):
-        problems.append(FieldProblem("name", "the name may not contain < or >"))
-    return " ".join(name.split())
+    """The store's own rule (``values.check_name``), so every entry point refuses the same names."""
+    try:
+        return store_check_name(raw.strip())
+    except InvalidValueError as exc:
+        problems.append(FieldProblem("name", exc.message))
+        return ""
 
 
 def check_choices(form: FormData, known_topics: Sequence[str], problems: list[FieldProblem]) -> Choices:
