@@ -24,6 +24,17 @@ def path_of(url: str) -> str:
     return urlsplit(url).path
 
 
+def confirm(client: TestClient, path: str):
+    """Follow a confirm link as a person does: the GET shows a button, its POST confirms."""
+    shown = client.get(path)
+    if shown.status_code != 200:
+        return shown
+    assert "Confirm my subscription" in shown.text
+    [form] = [f for f in parse(shown.text).iter(f"{{{NS['h']}}}form")]
+    assert form.get("method") == "post" and urlsplit(form.get("action")).path == path
+    return client.post(path)
+
+
 def subscribe(client: TestClient, email: str, **fields: object) -> object:
     data: dict[str, object] = {"email": email, "frequency": "instant", "timezone": "Europe/London"}
     data.update(fields)
@@ -58,7 +69,7 @@ def test_the_confirm_link_is_stamped_by_the_apps_clock(
     web_clock.advance(seconds=-30)
     subscribe(web_client, "bea@example.org", name="Bea")
     [msg] = outbox_messages(settings)
-    page = web_client.get(path_of(link_from(msg, "confirm")))
+    page = confirm(web_client, path_of(link_from(msg, "confirm")))
     assert page.status_code == 200 and "You are subscribed" in page.text
     sub = store.subscribers.get("bea@example.org")
     assert sub is not None and sub.status is SubscriberStatus.CONFIRMED
@@ -91,10 +102,10 @@ def test_subscribe_stores_pending_and_mails_a_confirm_link(
     html_part = msg.get_body(("html",)).get_content()
     assert link in html_part
 
-    page = web_client.get(path_of(link))
+    page = confirm(web_client, path_of(link))
     assert page.status_code == 200 and "You are subscribed" in page.text
     assert store.subscribers.get("ann@example.org").status is SubscriberStatus.CONFIRMED
-    again = web_client.get(path_of(link))  # idempotent
+    again = confirm(web_client, path_of(link))  # idempotent
     assert again.status_code == 200 and "You are subscribed" in again.text
     # the confirmed page links to working preferences
     prefs = parse(page.text).find(".//h:a[@href]", NS)
@@ -146,7 +157,7 @@ def test_confirm_link_expires_by_the_clock_and_purpose_is_checked(
     subscribe(web_client, "late@example.org")
     token = make_token(secret, Purpose.CONFIRM, "late@example.org")
     web_clock.advance(days=7, hours=1)
-    r = web_client.get(f"/confirm/{token}")
+    r = confirm(web_client, f"/confirm/{token}")
     assert r.status_code == 400
     assert "not valid" in r.text and "late@example.org" not in r.text
     assert store.subscribers.get("late@example.org").status is SubscriberStatus.PENDING
@@ -154,9 +165,10 @@ def test_confirm_link_expires_by_the_clock_and_purpose_is_checked(
     for purpose in (Purpose.UNSUBSCRIBE, Purpose.PREFERENCES):
         other = make_token(secret, purpose, "late@example.org")
         assert web_client.get(f"/confirm/{other}").status_code == 400
+        assert web_client.post(f"/confirm/{other}").status_code == 400
     assert store.subscribers.get("late@example.org").status is SubscriberStatus.PENDING
     web_clock.advance(days=-1)
-    assert web_client.get(f"/confirm/{token}").status_code == 200
+    assert confirm(web_client, f"/confirm/{token}").status_code == 200
     assert store.subscribers.get("late@example.org").status is SubscriberStatus.CONFIRMED
 
 
@@ -171,12 +183,12 @@ def test_an_old_confirm_link_does_not_undo_an_unsubscribe(
     later = Clock(datetime.now(UTC) + timedelta(minutes=5))
     with TestClient(make_app(settings, store, clock=later)) as client:
         subscribe(client, "gone@example.org")
-        assert client.get(f"/confirm/{old_token}").status_code == 200
+        assert confirm(client, f"/confirm/{old_token}").status_code == 200
         unsub = make_token(secret, Purpose.UNSUBSCRIBE, "gone@example.org")
         later.advance(minutes=1)
         assert client.post(f"/unsubscribe/{unsub}").status_code == 200
         assert store.subscribers.get("gone@example.org").status is SubscriberStatus.UNSUBSCRIBED
-        r = client.get(f"/confirm/{old_token}")  # a scanner re-visiting the old mail
+        r = client.post(f"/confirm/{old_token}")  # the old mail's link, followed again
         assert r.status_code == 400
         assert store.subscribers.get("gone@example.org").status is SubscriberStatus.UNSUBSCRIBED
 
@@ -185,7 +197,7 @@ def test_confirm_for_a_removed_subscriber_answers_plainly(
     web_client: TestClient, web_settings: Callable[..., Settings], store: Store
 ) -> None:
     token = make_token(web_settings().secret_key(), Purpose.CONFIRM, "never@example.org")
-    r = web_client.get(f"/confirm/{token}")
+    r = web_client.post(f"/confirm/{token}")
     assert r.status_code == 400 and "never@example.org" not in r.text
     assert store.subscribers.get("never@example.org") is None
 

@@ -191,6 +191,7 @@ def prepare_message(
     greeting: str = GREETING,
     neutral_greeting: str = NEUTRAL_GREETING,
     require_unsubscribe: bool = True,
+    list_mail: bool = True,
 ) -> PreparedMessage:
     """Build the slotted MIME message from final (already inlined) HTML and text.
 
@@ -198,6 +199,13 @@ def prepare_message(
     in errors. Size is checked here so every kind of message is guarded, and
     so is the unsubscribe link in both parts (a list mail without one is
     a complaint waiting to happen).
+
+    Every kind of mail we send is built here, so every header goes through
+    the encoders of ``email_headers`` (never ``email.headerregistry``, which
+    decodes RFC 2047 words in names and, on Pythons without the CVE-2024-6923
+    fix, writes their CR/LF out raw). ``list_mail=False`` is for one-off mail
+    a person asked for (the sign-up confirmation): no List-* or Feedback-ID
+    headers, and ``Auto-Submitted`` so autoresponders leave it alone.
     """
     site = settings.site
     if require_unsubscribe:
@@ -225,15 +233,18 @@ def prepare_message(
     if settings.email.reply_to:
         rt_name, rt_addr = hdr.parse_mailbox(settings.email.reply_to)
         headers.append(hdr.header_line("Reply-To", hdr.format_mailbox(rt_name, rt_addr)))
-    headers += [
-        hdr.header_line("List-Id", hdr.list_id(site.title, site.domain)),
-        b"List-Unsubscribe: ",
-        "h_unsubscribe",
-        CRLF,
-        hdr.header_line("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-        hdr.header_line("Feedback-ID", hdr.clean_text(feedback_id).replace(" ", "-")),
-        hdr.header_line("MIME-Version", "1.0"),
-    ]
+    if list_mail:
+        headers += [
+            hdr.header_line("List-Id", hdr.list_id(site.title, site.domain)),
+            b"List-Unsubscribe: ",
+            "h_unsubscribe",
+            CRLF,
+            hdr.header_line("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            hdr.header_line("Feedback-ID", hdr.clean_text(feedback_id).replace(" ", "-")),
+        ]
+    else:
+        headers.append(hdr.header_line("Auto-Submitted", "auto-generated"))  # RFC 3834
+    headers.append(hdr.header_line("MIME-Version", "1.0"))
     text_chunks = _part_chunks("text", text)
     html_chunks = _part_chunks("html", html)
     digest = hashlib.sha256(

@@ -35,9 +35,9 @@ class ForbiddenError(TokenError):
 
 
 def read_link_token(secret: bytes, purpose: Purpose, token: str, now: datetime) -> tuple[str, int]:
-    """(address, issued-at in epoch seconds; 0 for tokens that never expire), age checked against ``now``."""
+    """(address, issued-at in epoch microseconds; 0 for tokens that never expire), age checked."""
     info = read_token_info(secret, purpose, token, now=now)
-    return info.email, info.issued_at or 0
+    return info.email, info.issued_us or 0
 
 
 def _csrf_serializer(secret: bytes) -> URLSafeTimedSerializer:

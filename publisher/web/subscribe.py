@@ -1,14 +1,24 @@
-"""``GET/POST /subscribe`` and ``GET /confirm/{token}``: double opt-in.
+"""``GET/POST /subscribe`` and ``GET/POST /confirm/{token}``: double opt-in.
 
 A sign-up never tells the visitor whether the address was known: the page is
-the same, and the mail (confirm, or "you are already subscribed") goes out
-after the response. A confirmed subscriber is never put back to pending, and
-an existing row's choices are only replaced while it is not confirmed, so a
-stranger cannot change someone's subscription by typing their address.
+the same and is answered *before* the store is touched (the registration and
+its mail, confirm or "you are already subscribed", run after the response),
+so neither content nor timing depends on the address's state. A confirmed
+subscriber is never put back to pending, an existing row's choices are only
+replaced while it is not confirmed (a stranger cannot change someone's
+subscription by typing their address), and an address that bounced or
+complained gets no mail at all (a sign-up form must not become a way to mail
+someone who reported us).
+
+A GET of the confirm link only shows a button: link scanners and mail
+prefetchers fetch links, and must not confirm a sign-up a third party
+started. Only the button's POST (same-origin; the link itself is the secret,
+no cookie needed) confirms.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
@@ -16,8 +26,10 @@ from fastapi import APIRouter, BackgroundTasks, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse
 
+from publisher.errors import PublisherError
 from publisher.models import Frequency, Subscriber, SubscriberStatus
 from publisher.store import Store, SubscriberExistsError
+from publisher.store.values import mailbox_key
 from publisher.tokens import Purpose, TokenError, make_token
 from publisher.web.context import WebContext
 from publisher.web.forms import (
@@ -33,9 +45,11 @@ from publisher.web.forms import (
 from publisher.web.mail import send_confirmation
 from publisher.web.pages import error_page, page, site_root
 from publisher.web.requests import read_form, web_context
-from publisher.web.security import read_link_token
+from publisher.web.security import check_same_origin, read_link_token
 
+log = logging.getLogger("publisher.web")
 router = APIRouter(include_in_schema=False)
+NO_MAIL = (SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED)
 
 
 @dataclass(frozen=True)
@@ -43,6 +57,7 @@ class Registration:
     address: str
     name: str
     already: bool  # confirmed before: send "already subscribed", not a confirm link
+    mail: bool = True  # False: the address bounced or complained, it gets nothing
 
 
 def register(store: Store, address: str, choices: Choices, now: datetime) -> Registration:
@@ -60,6 +75,8 @@ def register(store: Store, address: str, choices: Choices, now: datetime) -> Reg
         except SubscriberExistsError:  # a second sign-up won the race
             current = store.subscribers.get(address)
             assert current is not None
+    if current.status in NO_MAIL:
+        return Registration(address, current.name, already=False, mail=False)
     if current.status is SubscriberStatus.CONFIRMED:
         return Registration(address, current.name, already=True)
     store.subscribers.update_preferences(
@@ -70,22 +87,41 @@ def register(store: Store, address: str, choices: Choices, now: datetime) -> Reg
     return Registration(address, choices.name, already=False)
 
 
-def confirm(store: Store, address: str, issued: int, now: datetime) -> Subscriber | None:
-    """Confirm (idempotent). None when there is no such row, or the link predates a later change.
+def register_and_mail(ctx: WebContext, address: str, choices: Choices, now: datetime) -> None:
+    """The sign-up's work, run after the answer has gone out (so it cannot be timed)."""
+    try:
+        reg = register(ctx.store, address, choices, now)
+    except PublisherError as exc:
+        log.error("sign-up of %s not recorded: %s", address, exc.message)
+        return
+    if reg.mail:
+        send_confirmation(
+            ctx.settings, ctx.secret, reg.address, reg.name, already=reg.already, now=now, stop=ctx.stopping
+        )
 
-    A confirm link mailed before the subscriber unsubscribed must not bring
-    them back (a link scanner re-visiting old mail would), so a row that is
-    not pending is confirmed only by a link issued after its last change.
+
+def _micros(moment: datetime) -> int:
+    return int(moment.timestamp() * 1_000_000)
+
+
+def confirm(store: Store, address: str, issued_us: int, now: datetime) -> Subscriber | None:
+    """Confirm (idempotent). None when there is no such row, or the link predates the row's leaving.
+
+    A confirm link mailed before the subscriber unsubscribed (or bounced, or
+    complained) must not bring them back, so it counts only if it was issued
+    strictly after the moment mail last stopped, compared to the microsecond:
+    a tie is refused.
     """
     current = store.subscribers.get(address)
     if current is None:
         return None
     if current.status is SubscriberStatus.CONFIRMED:
         return current
-    if current.status is not SubscriberStatus.PENDING:
-        changed = int(current.updated_at.timestamp()) if current.updated_at else 0
-        if issued < changed:
-            return None
+    if current.status in NO_MAIL:
+        return None
+    left = current.unsubscribed_at
+    if left is not None and issued_us <= _micros(left):
+        return None
     return store.subscribers.set_status(address, SubscriberStatus.CONFIRMED, now=now)
 
 
@@ -152,19 +188,10 @@ async def subscribe(request: Request, background: BackgroundTasks) -> HTMLRespon
         return await run_in_threadpool(
             lambda: _subscribe_page(ctx, status=FormError.status, problems=problems, values=values)
         )
-    if not ctx.address_buckets.take(address, now.timestamp()):
-        return _too_many(ctx, ctx.address_buckets.retry_after(address))
-    reg = await run_in_threadpool(register, ctx.store, address, choices, now)
-    background.add_task(
-        send_confirmation,
-        ctx.settings,
-        ctx.secret,
-        reg.address,
-        reg.name,
-        already=reg.already,
-        now=now,
-        stop=ctx.stopping,
-    )
+    mailbox = mailbox_key(address)
+    if not ctx.address_buckets.take(mailbox, now.timestamp()):
+        return _too_many(ctx, ctx.address_buckets.retry_after(mailbox))
+    background.add_task(register_and_mail, ctx, address, choices, now)
     return page(
         ctx.settings, "subscribe_sent.html", path="subscribe", title="Check your inbox", email=address
     )
@@ -182,11 +209,28 @@ def _too_many(ctx: WebContext, retry_after: int) -> HTMLResponse:
 
 
 @router.api_route("/confirm/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
-async def confirm_link(request: Request, token: str) -> HTMLResponse:
+async def confirm_page(request: Request, token: str) -> HTMLResponse:
+    """A page with a button: fetching the link confirms nothing."""
     ctx = web_context(request)
+    address, _ = read_link_token(ctx.secret, Purpose.CONFIRM, token, ctx.now())
+    return page(
+        ctx.settings,
+        "confirm.html",
+        path="confirm",
+        title=f"Confirm your subscription to {ctx.settings.site.title}",
+        email=address,
+        action=site_root(ctx.settings) + "confirm/" + token,
+    )
+
+
+@router.post("/confirm/{token}", response_class=HTMLResponse)
+async def confirm_post(request: Request, token: str) -> HTMLResponse:
+    ctx = web_context(request)
+    check_same_origin(request, ctx.settings.site.url)
     now = ctx.now()
-    address, issued = read_link_token(ctx.secret, Purpose.CONFIRM, token, now)
-    sub = await run_in_threadpool(confirm, ctx.store, address, issued, now)
+    address, issued_us = read_link_token(ctx.secret, Purpose.CONFIRM, token, now)
+    await request.body()  # read (and size-check) the body; the button sends nothing we need
+    sub = await run_in_threadpool(confirm, ctx.store, address, issued_us, now)
     if sub is None:
         raise TokenError("this link is no longer valid", hint="subscribe again to get a new link")
     prefs = site_root(ctx.settings) + "preferences/" + make_token(ctx.secret, Purpose.PREFERENCES, address)
