@@ -199,3 +199,21 @@ def test_the_sign_up_answers_before_the_store_is_touched(
         return
     wait_for(lambda: len(outbox_messages(settings)) == 1)
     assert store.subscribers.get("t@example.org") is not None
+
+
+# -- issue 13.14: a form embedded elsewhere sends only the address ------------------------------
+
+
+@pytest.mark.parametrize("fields", [{}, {"name": "Emb"}, {"timezone": "", "frequency": ""}])
+def test_an_email_only_sign_up_takes_the_defaults(
+    fields: dict[str, str], web_client: TestClient, web_settings: Callable[..., Settings], store: Store
+) -> None:
+    r = web_client.post("/subscribe", data={"email": "embedded@example.org", **fields})
+    assert r.status_code == 200 and "Check your inbox" in r.text
+    sub = store.subscribers.get("embedded@example.org")
+    assert sub is not None and sub.status is SubscriberStatus.PENDING
+    assert (sub.timezone, sub.frequency.value, sub.topics) == (web_settings().site.timezone, "instant", ())
+    assert len(outbox_messages(web_settings())) == 1
+    # a value that is sent must still be a good one
+    bad = web_client.post("/subscribe", data={"email": "embedded2@example.org", "timezone": "Mars/Base"})
+    assert bad.status_code == 422 and store.subscribers.get("embedded2@example.org") is None

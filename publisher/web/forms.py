@@ -104,8 +104,15 @@ def check_name(raw: str, problems: list[FieldProblem]) -> str:
         return ""
 
 
-def check_choices(form: FormData, known_topics: Sequence[str], problems: list[FieldProblem]) -> Choices:
-    """Name, frequency, topics and time zone from a submitted form."""
+def check_choices(
+    form: FormData, known_topics: Sequence[str], problems: list[FieldProblem], default_timezone: str = "UTC"
+) -> Choices:
+    """Name, frequency, topics and time zone from a submitted form.
+
+    A field left out or empty takes its default (forms embedded on other sites
+    often send only ``email``): the default frequency, no topic chosen (every
+    topic), ``default_timezone``. A field sent with a bad value is refused.
+    """
     name = check_name(one(form, "name"), problems)
     raw_freq = one(form, "frequency").strip().lower() or Frequency.INSTANT.value
     try:
@@ -128,7 +135,7 @@ def check_choices(form: FormData, known_topics: Sequence[str], problems: list[Fi
     if unknown:
         shown = ", ".join(repr(u[:40]) for u in unknown[:5])
         problems.append(FieldProblem("topics", f"unknown topic(s): {shown}"))
-    tz = one(form, "timezone").strip()
+    tz = one(form, "timezone").strip() or default_timezone
     if tz not in _zone_set():
         problems.append(FieldProblem("timezone", "choose a time zone from the list (e.g. Europe/Paris)"))
     return Choices(name=name, frequency=frequency, topics=tuple(sorted(chosen)), timezone=tz)

@@ -175,7 +175,7 @@ async def subscribe(request: Request, background: BackgroundTasks) -> HTMLRespon
     problems: list[FieldProblem] = []
     address = check_email(one(form, "email"), problems)
     topics = await run_in_threadpool(lambda: ctx.topics.topics)
-    choices = check_choices(form, topics, problems)
+    choices = check_choices(form, topics, problems, ctx.settings.site.timezone)
     if problems:
         values = _form_values(
             ctx,
