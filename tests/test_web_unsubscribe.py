@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable
 
 import httpx
@@ -12,9 +14,12 @@ from fastapi.testclient import TestClient
 from publisher.config import Settings
 from publisher.models import Frequency, SubscriberStatus
 from publisher.store import Store
+from publisher.store.engine import WriteBusyError
+from publisher.store.schema import subscribers as subscribers_table
 from publisher.tokens import Purpose, make_token
 from publisher.web import ServerHandle
 from tests.fixtures_content import article
+from tests.fixtures_store import add_subscribers
 from tests.fixtures_web import Clock, form_fields, main_text
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
@@ -122,6 +127,102 @@ def test_tokens_of_other_purposes_forged_or_tampered_are_refused(
         texts.add(main_text(r.text))
     assert len(texts) == 1  # the same plain page whatever was wrong
     assert store.subscribers.get("t@example.org").status is SubscriberStatus.CONFIRMED
+
+
+def test_concurrent_one_click_posts_commit_before_each_answer_and_stay_idempotent(
+    server: ServerHandle, web_settings: Callable[..., Settings], store: Store, web_clock: Clock
+) -> None:
+    """Many clicks at once share a write; each 200 means that address's row is already committed."""
+    settings = web_settings()
+    readers = add_subscribers(store, 40)
+    store.subscribers.add("bounced@example.org", now=web_clock(), status="bounced")
+    store.subscribers.add("pending@example.org", now=web_clock(), status="pending")
+    addresses = [*readers, "bounced@example.org", "pending@example.org", "ghost@example.org"]
+    stopped = {a for a in addresses if a not in ("bounced@example.org", "ghost@example.org")}
+    clicks = addresses * 3  # every link clicked three times, all at once
+
+    async def click(http: httpx.AsyncClient, address: str) -> tuple[str, httpx.Response, object]:
+        r = await http.post(f"/unsubscribe/{token(settings, Purpose.UNSUBSCRIBE, address)}", data=ONE_CLICK)
+        sub = store.subscribers.get(address)  # read on another connection as soon as the answer is in
+        return address, r, sub.status if sub else None
+
+    async def burst() -> list[tuple[str, httpx.Response, object]]:
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30) as http:
+            return await asyncio.gather(*(click(http, a) for a in clicks))
+
+    answers = asyncio.run(burst())
+    texts = set()
+    for address, r, status in answers:
+        assert r.status_code == 200, address
+        texts.add(main_text(r.text).replace(address, "X"))
+        if address in stopped:
+            assert status is SubscriberStatus.UNSUBSCRIBED, address
+    assert len(texts) == 1  # the same answer for every address, known or not
+    assert store.subscribers.get("bounced@example.org").status is SubscriberStatus.BOUNCED
+    assert store.subscribers.get("ghost@example.org") is None
+    counts = store.subscribers.counts_by_status()
+    assert counts == {"unsubscribed": len(stopped), "bounced": 1}
+
+
+def test_one_click_waits_for_another_writer_without_blocking_the_server(
+    server: ServerHandle, web_settings: Callable[..., Settings], store: Store, web_clock: Clock
+) -> None:
+    """While another connection holds the write lock (SQLite) or the row (PostgreSQL), the POST
+    is not answered, other requests are, and the 200 comes once the row is written."""
+    settings = web_settings()
+    store.subscribers.add("held@example.org", now=web_clock())
+    path = f"/unsubscribe/{token(settings, Purpose.UNSUBSCRIBE, 'held@example.org')}"
+    answers: list[httpx.Response] = []
+    with store.write() as conn:  # like a send's ledger write, held open
+        conn.execute(
+            subscribers_table.update()
+            .where(subscribers_table.c.email == "held@example.org")
+            .values(name="Held")
+        )
+        poster = threading.Thread(target=lambda: answers.append(httpx.post(server.url + path, timeout=60)))
+        poster.start()
+        with httpx.Client(base_url=server.url) as http:
+            for _ in range(3):
+                assert http.get(path).status_code == 200  # the event loop still serves
+        poster.join(0.2)
+        assert poster.is_alive() and not answers  # no 200 before the row can be written
+    poster.join(60)
+    assert [r.status_code for r in answers] == [200]
+    sub = store.subscribers.get("held@example.org")
+    assert sub.status is SubscriberStatus.UNSUBSCRIBED and sub.name == "Held"
+
+
+def test_unsubscribe_many_changes_only_leaving_rows(store: Store, web_clock: Clock) -> None:
+    now = web_clock()
+    for address, status in (("a@example.org", "confirmed"), ("b@example.org", "pending")):
+        store.subscribers.add(address, now=now, status=status)
+    store.subscribers.add("c@example.org", now=now, status="complained")
+    batch = [(a, now) for a in ("A@Example.org", "b@example.org", "c@example.org", "nobody@example.org")]
+    assert store.subscribers.unsubscribe_many([*batch, ("not an address", now)]) == 2
+    assert store.subscribers.unsubscribe_many(batch) == 0  # idempotent
+    statuses = {
+        a: store.subscribers.get(a).status for a in ("a@example.org", "b@example.org", "c@example.org")
+    }
+    assert statuses == {
+        "a@example.org": SubscriberStatus.UNSUBSCRIBED,
+        "b@example.org": SubscriberStatus.UNSUBSCRIBED,
+        "c@example.org": SubscriberStatus.COMPLAINED,
+    }
+
+
+def test_write_now_fails_at_once_while_sqlite_is_locked(store: Store, web_clock: Clock) -> None:
+    if store.dialect != "sqlite":
+        pytest.skip("SQLite's database-wide write lock")
+    store.subscribers.add("d@example.org", now=web_clock())
+    held = store.connect()
+    try:
+        with store.write(), pytest.raises(WriteBusyError):  # another connection writing
+            store.subscribers.unsubscribe_many([("d@example.org", web_clock())], conn=held)
+        assert store.subscribers.unsubscribe_many([("d@example.org", web_clock())], conn=held) == 1
+    finally:
+        held.close()
+    assert store.subscribers.get("d@example.org").status is SubscriberStatus.UNSUBSCRIBED
 
 
 # -- preferences -------------------------------------------------------------------------------

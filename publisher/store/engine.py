@@ -4,7 +4,10 @@ SQLite is the embedded default: WAL so readers never block the single writer,
 a busy timeout so short write bursts from the web app and a send wait rather
 than fail, foreign keys on (off by default in SQLite), and ``BEGIN IMMEDIATE``
 for write transactions so two writers queue up instead of failing with
-"database is locked" when a read turns into a write. PostgreSQL goes through
+"database is locked" when a read turns into a write. ``write_now`` is the
+same transaction for a caller that must not wait (the web app's event loop): it
+fails at once with WriteBusyError while another connection writes, since the
+busy handler's sleeps (1, 2, 5 ... 100 ms) would stall every request. PostgreSQL goes through
 psycopg 3. Every entry point calls :func:`open_store`, which migrates an empty
 or older database by itself, so no command needs a separate set-up step.
 """
@@ -26,6 +29,11 @@ from publisher.errors import StoreError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_MS = 30_000
+SQLITE_BUSY = 5  # the primary result code (extended codes add high bits)
+
+
+class WriteBusyError(StoreError):
+    """Another connection holds SQLite's write lock, and the caller asked not to wait for it."""
 
 
 class Store:
@@ -61,6 +69,22 @@ class Store:
             with conn.begin():
                 yield conn
 
+    def connect(self) -> Connection:
+        """A connection for the caller to hold across several ``write_now`` transactions (close it)."""
+        return self.engine.connect()
+
+    @contextlib.contextmanager
+    def write_now(self, conn: Connection) -> Iterator[Connection]:
+        """A write transaction on ``conn`` (held by the caller) that never waits for the lock.
+
+        On SQLite, WriteBusyError at once while another connection writes (retry
+        later); once BEGIN IMMEDIATE holds the lock, nothing in a WAL transaction
+        or its commit waits on anyone. Elsewhere, an ordinary write transaction.
+        """
+        conn = conn.execution_options(publisher_write=True, publisher_nowait=True)
+        with conn.begin():
+            yield conn
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -88,8 +112,26 @@ def _sqlite_hooks(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get("publisher_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get("publisher_nowait", False):
+            _begin_nowait(conn)
+            return
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("publisher_write", False) else "BEGIN")
+
+
+def _begin_nowait(conn: Connection) -> None:
+    """BEGIN IMMEDIATE with the busy handler off for just this statement."""
+    dbapi = conn.connection.driver_connection
+    assert dbapi is not None
+    dbapi.execute("PRAGMA busy_timeout = 0")
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except OperationalError as exc:
+        if getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF == SQLITE_BUSY:
+            raise WriteBusyError("another connection is writing", hint="try again shortly") from None
+        raise
+    finally:
+        dbapi.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
 def make_engine(url: str) -> Engine:

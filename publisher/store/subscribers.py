@@ -7,12 +7,12 @@ normalised addresses and header-safe names. Timestamps come from the caller's
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from sqlalchemy import Row, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from publisher.errors import NotFoundError, PublisherError
@@ -244,6 +244,41 @@ class Subscribers:
             values["unsubscribed_at"] = now
         with self._store.write() as conn:
             return conn.execute(update(t).where(t.c.id.in_(ids)).values(**values)).rowcount
+
+    def unsubscribe_many(
+        self, requests: Sequence[tuple[str, datetime]], *, conn: Connection | None = None
+    ) -> int:
+        """Unsubscribe each (address, when) still confirmed or pending, all in one transaction.
+
+        The one-click link's write: a conditional UPDATE (no read first), so it
+        is idempotent, does nothing for an address we no longer have or one that
+        bounced, and a burst of clicks costs one commit instead of one each.
+        ``conn``: a connection the caller holds, written with ``Store.write_now``
+        (on SQLite, WriteBusyError at once instead of waiting for the lock).
+        Returns how many rows changed.
+        """
+        params = []
+        for email, when in requests:
+            try:
+                params.append({"b_email": normalise_email(email), "b_now": when})
+            except PublisherError:
+                continue  # not an address we could hold: nothing to stop
+        if not params:
+            return 0
+        leaving = or_(  # not IN (...): an expanding list cannot go through executemany
+            t.c.status == SubscriberStatus.CONFIRMED.value, t.c.status == SubscriberStatus.PENDING.value
+        )
+        statement = (
+            update(t)
+            .where(t.c.email == bindparam("b_email"), leaving)
+            .values(
+                status=SubscriberStatus.UNSUBSCRIBED.value,
+                updated_at=bindparam("b_now"),
+                unsubscribed_at=bindparam("b_now"),
+            )
+        )
+        with self._store.write() if conn is None else self._store.write_now(conn) as tx:
+            return tx.execute(statement, params).rowcount
 
     def update_preferences(
         self,
