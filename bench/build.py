@@ -253,7 +253,9 @@ def main() -> None:
     arts = make_articles(args.n)
     project = args.work / "publisher-site"
     pproject = args.work / "pelican-site"
-    env = dict(os.environ, PUBLISHER_SECRET_KEY="bench", PYTHONPATH=str(ROOT))
+    env = dict(
+        os.environ, PUBLISHER_SECRET_KEY="bench-secret-0123456789abcdef0123456789", PYTHONPATH=str(ROOT)
+    )
     pel = None if args.no_pelican else ensure_pelican()
 
     def run(mode: str) -> tuple[float, float, dict[str, object]]:

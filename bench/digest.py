@@ -115,7 +115,9 @@ def main() -> None:
             "email: {from: 'The Example Gazette <news@example.org>', transport: file}\n"
             "digests: {daily: {at: '07:00'}, max_latest: 10, related: 3}\n"
         )
-        settings = load_settings(tmp / "config.yaml", environ={"PUBLISHER_SECRET_KEY": "bench"})
+        settings = load_settings(
+            tmp / "config.yaml", environ={"PUBLISHER_SECRET_KEY": "bench-secret-0123456789abcdef0123456789"}
+        )
         articles = load_articles(args.corpus, args.articles)
         old, new = articles[:-NEW_ARTICLES], articles
         store = open_store(settings.database.url)

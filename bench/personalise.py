@@ -39,7 +39,7 @@ from publisher.render.email import PreparedMessage, make_recipient, prepare_issu
 
 GOAL_RATE = 20_000
 GOAL_RATIO = 100
-SECRET = b"bench-secret"
+SECRET = b"bench-secret-0123456789abcdef0123456789"
 NAMES = ["Ana Souza", "", "Zoë Ångström", "李小龙", "مريم الحسيني", 'Bob "the Builder", Jr.', "👩🏽‍💻 Dev"]
 
 
@@ -97,7 +97,8 @@ def naive_message(settings: Settings, prepared: PreparedMessage, rcpt: Recipient
     if settings.email.reply_to:
         msg["Reply-To"] = settings.email.reply_to
     msg["List-Id"] = f"{settings.site.title} <list.{settings.site.domain}>"
-    msg["List-Unsubscribe"] = f"<{rcpt.unsubscribe_url}>, <{rcpt.unsubscribe_mailto}>"
+    mailto = f", <{rcpt.unsubscribe_mailto}>" if rcpt.unsubscribe_mailto else ""
+    msg["List-Unsubscribe"] = f"<{rcpt.unsubscribe_url}>{mailto}"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg.set_content(prepared.fill_text(rcpt), cte="quoted-printable")
     msg.add_alternative(prepared.fill_html(rcpt), subtype="html", cte="quoted-printable")

@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 SAMPLE = "why-bread-rises"
 CONCURRENCY = 4
-SECRET = "bench"
+SECRET = "bench-secret-0123456789abcdef0123456789"
 
 
 def _now() -> datetime:

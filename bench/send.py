@@ -130,7 +130,9 @@ def child_send(config: Path, n: int) -> None:
     from publisher.ops.send import send_issue
     from publisher.store import open_store
 
-    settings = load_settings(config, environ={"PUBLISHER_SECRET_KEY": "bench"})
+    settings = load_settings(
+        config, environ={"PUBLISHER_SECRET_KEY": "bench-secret-0123456789abcdef0123456789"}
+    )
     store = open_store(settings.database.url)
     csv = "email,name\n" + "".join(f"reader{i:07d}@example.org,Reader {i}\n" for i in range(n))
     store.subscribers.import_csv(io.StringIO(csv), now=datetime.now(UTC))
@@ -188,7 +190,7 @@ class _RssSampler:
 
 
 def run_child(config: Path, n: int) -> dict[str, float]:
-    env = {**os.environ, "PUBLISHER_SECRET_KEY": "bench"}
+    env = {**os.environ, "PUBLISHER_SECRET_KEY": "bench-secret-0123456789abcdef0123456789"}
     out = subprocess.run(
         [sys.executable, __file__, "--child", str(config), str(n)], env=env, capture_output=True, text=True
     )
@@ -206,7 +208,9 @@ def prepared_bytes(config: Path) -> bytes:
     from publisher.render.email import prepare_issue_email
     from publisher.render.email_mime import make_recipient
 
-    settings = load_settings(config, environ={"PUBLISHER_SECRET_KEY": "bench"})
+    settings = load_settings(
+        config, environ={"PUBLISHER_SECRET_KEY": "bench-secret-0123456789abcdef0123456789"}
+    )
     issue = load_issue(settings, SAMPLE_ISSUE)
     prepared = prepare_issue_email(settings, issue, send_key="bench", date=datetime.now(UTC))
     return prepared.personalise(make_recipient(settings, b"bench", "bench", "reader@example.org", "Reader"))

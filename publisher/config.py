@@ -16,13 +16,16 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, ValidationError, field_validator
 
 from publisher.errors import ConfigError, Problem, relpath
 
 ENV_PREFIX = "PUBLISHER_"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_MAILBOX = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+MIN_SECRET_BYTES = 32
+SECRET_HINT = 'generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -107,6 +110,24 @@ class EmailConfig(_Section):
     dkim: DkimConfig | None = None
     size_warn_kb: int = Field(90, ge=1)
     size_limit_kb: int = Field(102, ge=1)
+    test_prefix: str = Field("[TEST] ", max_length=40)  # subject prefix of `send --to` copies
+    unsubscribe_mailbox: str | None = None  # the mailto: of List-Unsubscribe; only a mailbox that is read
+
+    @field_validator("unsubscribe_mailbox")
+    @classmethod
+    def _mailbox(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        if not _MAILBOX.match(v.strip()):
+            raise ValueError(f"expected a bare address such as unsubscribe@example.org, got {v!r}")
+        return v.strip()
+
+    @field_validator("test_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if any(c in v for c in "\r\n\0"):
+            raise ValueError("the prefix must be one line of text")
+        return v
 
 
 class FeedsConfig(_Section):
@@ -163,6 +184,10 @@ class WebConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     api_token_env: str = "PUBLISHER_API_TOKEN"
+    header_timeout: float = Field(10.0, gt=0)  # seconds to send a request's headers
+    keep_alive_timeout: int = Field(5, ge=1)  # seconds an idle connection stays open
+    max_header_bytes: int = Field(16384, ge=1024, le=1048576)  # request line + headers
+    trusted_proxies: tuple[IPvAnyNetwork, ...] = ()  # peers whose X-Forwarded-For/-Proto is believed
 
 
 class Settings(_Section):
@@ -189,16 +214,24 @@ class Settings(_Section):
         """
         value = os.environ.get(self.secret_env)
         if value:
-            return value.encode()
+            return check_secret(value.encode(), f"{self.secret_env} (environment)")
         keyfile = self.paths.state / "secret.key"
         if keyfile.exists():
-            return keyfile.read_bytes().strip()
+            return check_secret(keyfile.read_bytes().strip(), str(keyfile))
         keyfile.parent.mkdir(parents=True, exist_ok=True)
         key = secrets.token_urlsafe(32).encode()
         fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(key)
         return key
+
+
+def check_secret(value: bytes, where: str, what: str = "the secret key") -> bytes:
+    """Refuse a secret (signing key, API token) short enough to guess or brute-force."""
+    if len(value) < MIN_SECRET_BYTES:
+        problem = Problem(where, f"{what} is {len(value)} bytes; at least {MIN_SECRET_BYTES} are needed")
+        raise ConfigError([problem], hint=SECRET_HINT)
+    return value
 
 
 def check_timezone(v: str) -> str:

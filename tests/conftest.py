@@ -39,7 +39,7 @@ def project(tmp_path: Path) -> Path:
 @pytest.fixture
 def make_settings(project: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Settings]:
     """Settings for ``project`` with nested ``overrides`` applied (no environment leaks in)."""
-    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-secret")
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-secret-0123456789abcdef0123456789")
 
     def factory(**overrides: Any) -> Settings:
         cfg = project / "config.yaml"
@@ -47,7 +47,7 @@ def make_settings(project: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..
             data = yaml.safe_load(cfg.read_text()) or {}
             deep_merge(data, overrides)
             cfg.write_text(yaml.safe_dump(data))
-        return load_settings(cfg, environ={"PUBLISHER_SECRET_KEY": "test-secret"})
+        return load_settings(cfg, environ={"PUBLISHER_SECRET_KEY": "test-secret-0123456789abcdef0123456789"})
 
     return factory
 
@@ -55,5 +55,7 @@ def make_settings(project: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..
 @pytest.fixture
 def sample_settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
     """The repo's own config.yaml and sample issues (read-only: don't write into them)."""
-    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-secret")
-    return load_settings(ROOT / "config.yaml", environ={"PUBLISHER_SECRET_KEY": "test-secret"})
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-secret-0123456789abcdef0123456789")
+    return load_settings(
+        ROOT / "config.yaml", environ={"PUBLISHER_SECRET_KEY": "test-secret-0123456789abcdef0123456789"}
+    )

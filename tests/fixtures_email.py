@@ -125,14 +125,16 @@ def part_text(msg: EmailMessage, kind: str) -> str:
 
 
 ROOT = Path(__file__).resolve().parent.parent
-SECRET = b"test-secret"
+SECRET = b"test-secret-0123456789abcdef0123456789"
 SEND = "issue:benches"
 
 
 @pytest.fixture(scope="module")
 def mail_settings() -> Settings:
     """The repo's config.yaml and templates, module-wide (rendering is the slow part of these tests)."""
-    return load_settings(ROOT / "config.yaml", environ={"PUBLISHER_SECRET_KEY": "test-secret"})
+    return load_settings(
+        ROOT / "config.yaml", environ={"PUBLISHER_SECRET_KEY": "test-secret-0123456789abcdef0123456789"}
+    )
 
 
 @pytest.fixture(scope="module")

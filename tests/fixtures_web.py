@@ -62,8 +62,8 @@ def main_text(html: str) -> str:
 
 
 ROOT = Path(__file__).resolve().parent.parent
-API_TOKEN = "test-api-token-0123456789"
-SECRET = "test-secret"
+API_TOKEN = "test-api-token-0123456789abcdefghijkl"
+SECRET = "test-secret-0123456789abcdef0123456789"
 
 
 class Clock:

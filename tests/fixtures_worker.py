@@ -38,7 +38,7 @@ from tests.fixtures_store import pg_url
 from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-SECRET = "test-secret"
+SECRET = "test-secret-0123456789abcdef0123456789"
 SLUG = "harbour-news"
 _BATCH_LINE = re.compile(r"batch (\S+) #(\d+)-(\d+): sent (\d+)")
 

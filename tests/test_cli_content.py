@@ -20,7 +20,7 @@ SEED = Path(__file__).parent / "fixtures" / "content" / "seed-article.txt"
 
 @pytest.fixture
 def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-secret")
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-secret-0123456789abcdef0123456789")
     monkeypatch.setenv("COLUMNS", "200")
     return CliRunner()
 
@@ -57,7 +57,7 @@ def test_check_reports_config_problems(runner, project):
 
 def test_check_from_a_real_process_has_no_traceback(project, write_issue):
     write_issue("issues/x.md", "---\ntitle: X\ndate: [nope\n---\n")
-    env = {**os.environ, "PUBLISHER_SECRET_KEY": "test-secret"}
+    env = {**os.environ, "PUBLISHER_SECRET_KEY": "test-secret-0123456789abcdef0123456789"}
     proc = subprocess.run(
         [sys.executable, "-c", "from publisher.cli import main; main()", "check", "-c", "config.yaml"],
         cwd=project,

@@ -60,7 +60,9 @@ def issues() -> dict[str, Issue]:
 def message(settings: Settings, issue: Issue, name: str = "Ana Souza") -> bytes:
     now = datetime.now(UTC).replace(microsecond=0)  # a fresh Date, as at send time
     prepared = prepare_issue_email(settings, issue, send_key=f"issue:{issue.slug}", date=now)
-    rcpt = make_recipient(settings, b"test-secret", f"issue:{issue.slug}", "ana@example.org", name)
+    rcpt = make_recipient(
+        settings, b"test-secret-0123456789abcdef0123456789", f"issue:{issue.slug}", "ana@example.org", name
+    )
     return prepared.personalise(rcpt)
 
 

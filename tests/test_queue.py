@@ -299,7 +299,7 @@ def cli(monkeypatch: pytest.MonkeyPatch, project):
 
     from publisher.cli import app
 
-    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-secret")
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "test-secret-0123456789abcdef0123456789")
     monkeypatch.setenv("COLUMNS", "200")
     runner = CliRunner()
     cfg = str(project / "config.yaml")

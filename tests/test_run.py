@@ -58,7 +58,11 @@ class Proc:
             cwd=ROOT,
             stdout=self.fh,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PUBLISHER_SECRET_KEY": "test-secret", **(env or {})},
+            env={
+                **os.environ,
+                "PUBLISHER_SECRET_KEY": "test-secret-0123456789abcdef0123456789",
+                **(env or {}),
+            },
         )
 
     def log(self) -> str:

@@ -28,7 +28,11 @@ def free_port() -> int:
 
 def test_publisher_serve_runs_and_stops_on_sigterm(built_site: Path) -> None:
     port = free_port()
-    env = {**os.environ, "PUBLISHER_SECRET_KEY": SECRET, "PUBLISHER_API_TOKEN": "t0ken"}
+    env = {
+        **os.environ,
+        "PUBLISHER_SECRET_KEY": SECRET,
+        "PUBLISHER_API_TOKEN": "t0ken-0123456789abcdef0123456789abcdef",
+    }
     proc = subprocess.Popen(
         [sys.executable, "-c", "from publisher.cli import main; main()", "serve"]  # noqa: RUF005
         + ["--config", str(built_site / "config.yaml"), "--port", str(port)],
@@ -49,7 +53,10 @@ def test_publisher_serve_runs_and_stops_on_sigterm(built_site: Path) -> None:
         feed = wait_for(up, timeout=20)
         assert feed.status_code == 200 and feed.headers["content-type"].startswith("application/rss+xml")
         assert httpx.get(f"http://127.0.0.1:{port}/subscribe").status_code == 200
-        api = httpx.get(f"http://127.0.0.1:{port}/api/issues", headers={"Authorization": "Bearer t0ken"})
+        api = httpx.get(
+            f"http://127.0.0.1:{port}/api/issues",
+            headers={"Authorization": "Bearer t0ken-0123456789abcdef0123456789abcdef"},
+        )
         assert api.status_code == 200
         slugs = {i["slug"] for i in api.json()}
         assert {"summer-of-water", "why-bread-rises"} <= slugs

@@ -187,7 +187,7 @@ def test_an_in_process_worker_sends_every_batch_once(scale: Scale) -> None:
 def test_a_worker_with_another_secret_refuses_and_leaves_rows_pending(scale: Scale, monkeypatch) -> None:
     add_subscribers(scale.store, 30)
     fan_out(scale)
-    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "another-secret")
+    monkeypatch.setenv("PUBLISHER_SECRET_KEY", "another-secret-0123456789abcdef01234567")
     other = scale.make()
     runner = BatchRunner(other, scale.store, retry=FAST)
     run_worker(build_app(other, runner, stalled_after=5), wait=False)

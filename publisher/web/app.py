@@ -63,7 +63,8 @@ def create_app(
     app.add_middleware(
         GuardMiddleware,
         max_body=ctx.limits.max_body,
-        too_large=handlers.too_large_response(app, ctx.limits.max_body),
+        refuse=handlers.guard_refusal(app),
+        https=settings.site.url.startswith("https://"),
     )
     app.include_router(api.router, responses=error_responses(413, 422))
     app.include_router(subscribe.router)

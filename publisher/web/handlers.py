@@ -10,7 +10,6 @@ generic 500 that reveals nothing either.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,7 +24,7 @@ from publisher.tokens import TokenError
 from publisher.web.api import ApiError
 from publisher.web.api_models import ErrorOut
 from publisher.web.forms import FormError
-from publisher.web.middleware import BodyTooLargeError
+from publisher.web.middleware import BodyTooLargeError, Refusal, is_api
 from publisher.web.pages import error_page
 from publisher.web.requests import web_context
 from publisher.web.security import ForbiddenError
@@ -47,13 +46,6 @@ LINK_MESSAGE = "This link is not valid, or it has expired."
 LINK_HINT = (
     "Check that the whole link was copied from the email. For a new confirmation link, subscribe again."
 )
-
-
-def is_api(scope: Scope) -> bool:
-    path: str = scope.get("path", "")
-    root: str = scope.get("root_path", "")
-    path = path.removeprefix(root) if root and path.startswith(root) else path
-    return path == "/api" or path.startswith("/api/")
 
 
 def status_for(exc: PublisherError) -> int:
@@ -94,6 +86,8 @@ def install(app: FastAPI) -> None:
         if status >= 500:
             log.error("%s %s: %s", request.method, request.url.path, exc.message)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if isinstance(exc, ApiError) and exc.retry_after is not None:
+            headers = {"Retry-After": str(exc.retry_after)}
         if is_api(request.scope):
             problems = exc.lines() if len(exc.lines()) > 1 else []
             return json_error(status, exc.message, exc.hint, problems, headers)
@@ -148,13 +142,13 @@ def install(app: FastAPI) -> None:
         )
 
 
-def too_large_response(app: FastAPI, max_body: int) -> Callable[[Scope], Response]:
-    """What the body-size guard answers before the app has read anything."""
+def guard_refusal(app: FastAPI) -> Refusal:
+    """What the guard middleware answers (413, 422) before the app has read anything."""
 
-    def make(scope: Scope) -> Response:
-        message = f"the request body is over {max_body // 1024} KB"
+    def make(scope: Scope, status: int, message: str) -> Response:
         if is_api(scope):
-            return json_error(413, message)
-        return error_page(app.state.web.settings, 413, TITLES[413], message)
+            return json_error(status, message)
+        title = "Not a valid address" if status == 422 else TITLES.get(status, "Error")
+        return error_page(app.state.web.settings, status, title, message)
 
     return make

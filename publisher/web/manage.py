@@ -29,7 +29,7 @@ from publisher.web.context import WebContext
 from publisher.web.forms import FieldProblem, FormError, check_choices, echo, one, timezones
 from publisher.web.pages import page, site_root
 from publisher.web.requests import read_form, web_context
-from publisher.web.security import check_csrf, check_same_origin, make_csrf, read_link_token
+from publisher.web.security import button_page, check_csrf, check_same_origin, make_csrf, read_link_token
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -128,16 +128,8 @@ def one_click_writer(request: Request) -> OneClickWriter:
 
 @router.api_route("/unsubscribe/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
-    ctx = web_context(request)
-    address, _ = read_link_token(ctx.secret, Purpose.UNSUBSCRIBE, token, ctx.now())
-    return page(
-        ctx.settings,
-        "unsubscribe.html",
-        path="unsubscribe",
-        title=f"Unsubscribe from {ctx.settings.site.title}",
-        email=address,
-        action=site_root(ctx.settings) + "unsubscribe/" + token,
-    )
+    title = f"Unsubscribe from {web_context(request).settings.site.title}"
+    return await button_page(request, Purpose.UNSUBSCRIBE, token, "unsubscribe.html", title)
 
 
 @router.post("/unsubscribe/{token}", response_class=HTMLResponse)

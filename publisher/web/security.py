@@ -23,8 +23,11 @@ from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from starlette.requests import Request
+from starlette.responses import HTMLResponse
 
 from publisher.tokens import Purpose, TokenError, read_token_info
+from publisher.web.pages import page, site_root
+from publisher.web.requests import web_context
 
 CSRF_MAX_AGE = 24 * 3600
 _CSRF_SALT = "publisher.web.csrf"
@@ -38,6 +41,20 @@ def read_link_token(secret: bytes, purpose: Purpose, token: str, now: datetime) 
     """(address, issued-at in epoch microseconds; 0 for tokens that never expire), age checked."""
     info = read_token_info(secret, purpose, token, now=now)
     return info.email, info.issued_us or 0
+
+
+async def button_page(
+    request: Request, purpose: Purpose, token: str, template: str, title: str
+) -> HTMLResponse:
+    """What a GET or HEAD of a link that changes state shows: its address and a button that POSTs.
+
+    Link scanners and mail prefetchers fetch every link in a mail; only a person
+    pressing the button confirms or unsubscribes.
+    """
+    ctx = web_context(request)
+    address, _ = read_link_token(ctx.secret, purpose, token, ctx.now())
+    action = f"{site_root(ctx.settings)}{purpose.value}/{token}"
+    return page(ctx.settings, template, path=purpose.value, title=title, email=address, action=action)
 
 
 def _csrf_serializer(secret: bytes) -> URLSafeTimedSerializer:

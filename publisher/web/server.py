@@ -4,31 +4,96 @@
 and for tests: uvicorn's ``Server`` in a daemon thread, started before it
 returns (so the port is known, also for port 0) and stopped cleanly by
 ``stop()``, which lets in-flight requests finish and runs the app's shutdown.
+
+Both run uvicorn's h11 protocol with the limits of the ``web:`` section:
+``max_header_bytes`` (h11's incomplete-event cap: a bigger request line plus
+headers is a 400), ``keep_alive_timeout`` (an idle connection is closed) and
+``header_timeout``. uvicorn has no deadline for reading a request's headers
+(its keep-alive timer is only armed after a response, and any byte disarms
+it), so one client trickling a header byte every few seconds could hold a
+connection for ever; ``HeaderDeadlineH11`` closes a connection whose headers
+are not all in ``header_timeout`` seconds after it opened or after the last
+response. X-Forwarded-For/-Proto are believed only from ``trusted_proxies``
+(uvicorn's own default trusts 127.0.0.1, which would let any local process,
+or a proxy we did not configure, pick the client address the limits count).
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
 from dataclasses import dataclass
 
+import h11
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from publisher.config import Settings
 from publisher.errors import PublisherError
 
 
+class HeaderDeadlineH11(H11Protocol):
+    """uvicorn's h11 protocol, plus a deadline for each request's headers (against slow-loris)."""
+
+    header_timeout = 10.0
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._disarm()  # the headers are in; the app's own reading has no deadline here
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            self._arm()  # the next request's headers get the same time
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self.header_timeout, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        waiting = self.cycle is None or self.cycle.response_complete
+        if waiting and self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+
+def _protocol(header_timeout: float) -> type[HeaderDeadlineH11]:
+    """The protocol class with this server's header deadline (uvicorn builds one per connection)."""
+    return type("PublisherH11", (HeaderDeadlineH11,), {"header_timeout": header_timeout})
+
+
 def _config(
     settings: Settings, app: FastAPI, host: str | None, port: int | None, log_level: str
 ) -> uvicorn.Config:
+    web = settings.web
     return uvicorn.Config(
         app,
-        host=host or settings.web.host,
-        port=settings.web.port if port is None else port,
+        host=host or web.host,
+        port=web.port if port is None else port,
         log_level=log_level,
-        proxy_headers=True,  # trust X-Forwarded-For from forwarded_allow_ips (127.0.0.1 by default)
+        http=_protocol(web.header_timeout),
+        h11_max_incomplete_event_size=web.max_header_bytes,
+        timeout_keep_alive=web.keep_alive_timeout,
+        proxy_headers=bool(web.trusted_proxies),
+        forwarded_allow_ips=[str(network) for network in web.trusted_proxies],
         server_header=False,
         timeout_graceful_shutdown=10,
         lifespan="on",

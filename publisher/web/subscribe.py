@@ -45,7 +45,7 @@ from publisher.web.forms import (
 from publisher.web.mail import send_confirmation
 from publisher.web.pages import error_page, page, site_root
 from publisher.web.requests import read_form, web_context
-from publisher.web.security import check_same_origin, read_link_token
+from publisher.web.security import button_page, check_same_origin, read_link_token
 
 log = logging.getLogger("publisher.web")
 router = APIRouter(include_in_schema=False)
@@ -169,8 +169,8 @@ async def subscribe(request: Request, background: BackgroundTasks) -> HTMLRespon
     ctx = web_context(request)
     now = ctx.now()
     client = request.client.host if request.client else "unknown"
-    if not ctx.ip_buckets.take(client, now.timestamp()):
-        return _too_many(ctx, ctx.ip_buckets.retry_after(client))
+    if not await run_in_threadpool(ctx.ip_buckets.take, client, now.timestamp()):  # a query on PostgreSQL
+        return _too_many(ctx, await run_in_threadpool(ctx.ip_buckets.retry_after, client, now.timestamp()))
     form = await read_form(request)
     problems: list[FieldProblem] = []
     address = check_email(one(form, "email"), problems)
@@ -189,8 +189,10 @@ async def subscribe(request: Request, background: BackgroundTasks) -> HTMLRespon
             lambda: _subscribe_page(ctx, status=FormError.status, problems=problems, values=values)
         )
     mailbox = mailbox_key(address)
-    if not ctx.address_buckets.take(mailbox, now.timestamp()):
-        return _too_many(ctx, ctx.address_buckets.retry_after(mailbox))
+    if not await run_in_threadpool(ctx.address_buckets.take, mailbox, now.timestamp()):
+        return _too_many(
+            ctx, await run_in_threadpool(ctx.address_buckets.retry_after, mailbox, now.timestamp())
+        )
     background.add_task(register_and_mail, ctx, address, choices, now)
     return page(
         ctx.settings, "subscribe_sent.html", path="subscribe", title="Check your inbox", email=address
@@ -210,17 +212,8 @@ def _too_many(ctx: WebContext, retry_after: int) -> HTMLResponse:
 
 @router.api_route("/confirm/{token}", methods=["GET", "HEAD"], response_class=HTMLResponse)
 async def confirm_page(request: Request, token: str) -> HTMLResponse:
-    """A page with a button: fetching the link confirms nothing."""
-    ctx = web_context(request)
-    address, _ = read_link_token(ctx.secret, Purpose.CONFIRM, token, ctx.now())
-    return page(
-        ctx.settings,
-        "confirm.html",
-        path="confirm",
-        title=f"Confirm your subscription to {ctx.settings.site.title}",
-        email=address,
-        action=site_root(ctx.settings) + "confirm/" + token,
-    )
+    title = f"Confirm your subscription to {web_context(request).settings.site.title}"
+    return await button_page(request, Purpose.CONFIRM, token, "confirm.html", title)
 
 
 @router.post("/confirm/{token}", response_class=HTMLResponse)
