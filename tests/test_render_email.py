@@ -63,7 +63,7 @@ def test_headers(mail_settings, mail_prepared):
     assert msg["MIME-Version"] == "1.0"
     assert msg["Feedback-ID"] == "benches:issue:newsletter:news.example.org"
     uris = re.findall(r"<([^>]+)>", str(msg["List-Unsubscribe"]))
-    assert uris == [rcpt.unsubscribe_url, "mailto:unsubscribe@news.example.org?subject=unsubscribe"]
+    assert uris == [rcpt.unsubscribe_url]  # no mailto: unless a mailbox that is read is configured
     token = uris[0].rsplit("/", 1)[1]
     assert read_token(SECRET, Purpose.UNSUBSCRIBE, token) == "ana@example.org"
     for name in ("From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe"):
@@ -309,3 +309,22 @@ def test_every_sample_issue_builds(sample_settings):
         assert all(img.get("alt") for img in doc.iter("img"))
         assert all(re.match(r"^(https://|mailto:|#)", a.get("href")) for a in doc.iter("a"))
         assert part_text(msg, "plain") == files[f"emails/{issue.slug}.txt"].decode()
+
+
+def test_the_unsubscribe_mailto_is_the_configured_mailbox_only() -> None:
+    """Issue 13.4: no mailto: to a mailbox nobody reads; the configured one when there is one."""
+    from publisher.config import load_settings
+
+    from tests.fixtures_email import ROOT, parse
+
+    env = {"PUBLISHER_SECRET_KEY": "test-secret-0123456789abcdef0123456789"}
+    for box, expected in ((None, []), ("leave@news.example.org", ["mailto:leave@news.example.org"])):
+        if box:
+            env["PUBLISHER_EMAIL__UNSUBSCRIBE_MAILBOX"] = box
+        settings = load_settings(ROOT / "config.yaml", environ=env)
+        prepared = prepare_issue_email(settings, make_issue(), send_key=SEND, date=ISSUE_DATE)
+        rcpt = make_recipient(settings, SECRET, SEND, "ana@example.org", "Ana")
+        msg = parse(prepared.personalise(rcpt))
+        uris = re.findall(r"<([^>]+)>", str(msg["List-Unsubscribe"]))
+        assert [u.split("?")[0] for u in uris[1:]] == expected
+        assert "unsubscribe@news.example.org" not in str(msg["List-Unsubscribe"])

@@ -172,6 +172,25 @@ def test_test_copy_touches_no_ledger(sending) -> None:
     assert store.ledger.get_send(issue_key(SLUG)) is None and store.ledger.sends() == []
 
 
+def test_a_test_copy_says_so_in_subject_and_body(sending) -> None:
+    """Issue 13.5: a test copy is never taken for the real issue (prefix configurable)."""
+    settings, store, server = sending
+    send_test_copy(settings, SLUG, "editor@example.org", now=T0, retry=FAST)
+    [got] = server.received()
+    msg = parse(got.data)
+    assert msg["Subject"].startswith("[TEST] ")
+    assert "TEST COPY" in msg.get_body(("plain",)).get_content()
+    assert "Test copy." in msg.get_body(("html",)).get_content()
+    add_subscribers(store, 1)
+    send_issue(settings, store, SLUG, clock=Clock(), retry=FAST)
+    first, real_copy = server.received()
+    assert first.rcpt == "editor@example.org" and real_copy.rcpt != "editor@example.org"
+    real = parse(real_copy.data)
+    assert not real["Subject"].startswith("[TEST]")
+    assert "TEST COPY" not in real.get_body(("plain",)).get_content()
+    assert "Test copy." not in real.get_body(("html",)).get_content()
+
+
 def test_a_live_lease_holder_keeps_a_second_sender_out(sending) -> None:
     settings, store, server = sending
     add_subscribers(store, 5)

@@ -165,7 +165,7 @@ def send_test_copy(
     address = normalise_email(to)
     issue = load_issue(settings, slug)
     key = f"test:{slug}"
-    prepared = prepare_issue_email(settings, issue, send_key=key, date=now)
+    prepared = prepare_issue_email(settings, issue, send_key=key, date=now, test_copy=True)
     recipient = make_recipient(settings, settings.secret_key(), key, address, "")
     data = prepared.personalise(recipient)
     env = Envelope(envelope_sender(settings), address, data, recipient.message_id, smtp_ready=True)

@@ -19,12 +19,12 @@ from publisher.errors import RenderError, relpath
 from publisher.models import Article, Issue, Recipient
 from publisher.render.email_headers import parse_mailbox
 from publisher.render.email_mime import (
-    DEFAULT_MAILTO,
     MARKER_PREFIX,
     PreparedMessage,
     make_recipient,
     prepare_message,
     template_slots,
+    unsubscribe_mailto,
 )
 from publisher.render.inline import absolutise, inline_css
 from publisher.render.markdown import markdown_to_html
@@ -120,11 +120,16 @@ def frame_context(
         "why": why,
         "why_text": "\n".join(wrap("Why you get this: " + why)),
         "slots": template_slots(),
+        "test_copy": False,  # a `send --to` copy: banner above the text (issues only)
     }
 
 
-def render_issue_email(settings: Settings, issue: Issue) -> RenderedEmail:
-    """Render both templates for ``issue`` and inline the CSS (the expensive, once-per-issue part)."""
+def render_issue_email(settings: Settings, issue: Issue, *, test_copy: bool = False) -> RenderedEmail:
+    """Render both templates for ``issue`` and inline the CSS (the expensive, once-per-issue part).
+
+    A test copy (``send --to``) says so: ``email.test_prefix`` before the
+    subject and a banner above the text, so it is never taken for the real mail.
+    """
     site = settings.site
     subject = issue.subject or issue.title
     _check_no_markers(settings, issue, subject)
@@ -153,11 +158,14 @@ def render_issue_email(settings: Settings, issue: Issue) -> RenderedEmail:
         else "",
         "intro_text": markdown_to_text(issue.intro, base_url=site.url).strip() if issue.intro.strip() else "",
         "issue_heading": underline("\n".join(wrap(issue.title)), "="),
+        "test_copy": test_copy,
     }
     templates = settings.paths.templates
     html = _render(settings, environment(templates), "email.html", context)
     text = _render(settings, text_environment(templates), "email.txt", context)
     inlined, notes = inline_css(html)
+    if test_copy:
+        subject = settings.email.test_prefix + subject
     return RenderedEmail(subject=subject, html=inlined, text=text, notes=tuple(notes))
 
 
@@ -175,10 +183,10 @@ def _render(settings: Settings, env: jinja2.Environment, name: str, context: dic
 
 
 def prepare_issue_email(
-    settings: Settings, issue: Issue, *, send_key: str, date: datetime
+    settings: Settings, issue: Issue, *, send_key: str, date: datetime, test_copy: bool = False
 ) -> PreparedMessage:
     """Render and inline ``issue`` once; the result personalises each recipient in microseconds."""
-    rendered = render_issue_email(settings, issue)
+    rendered = render_issue_email(settings, issue, test_copy=test_copy)
     prepared = prepare_message(
         settings,
         subject=rendered.subject,
@@ -213,7 +221,7 @@ def sample_recipient(settings: Settings, secret: bytes, send_key: str) -> Recipi
         message_id=message_id(secret, send_key, SAMPLE_EMAIL, site.domain),
         unsubscribe_url=site_link(site.url, "unsubscribe/sample-reader"),
         preferences_url=site_link(site.url, "preferences/sample-reader"),
-        unsubscribe_mailto=DEFAULT_MAILTO.format(domain=site.domain),
+        unsubscribe_mailto=unsubscribe_mailto(settings),
     )
 
 

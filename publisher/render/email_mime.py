@@ -39,7 +39,16 @@ SLOTS = ("greeting", "name", "email", "unsubscribe_url", "preferences_url")
 _HTML_SPECIAL = re.compile(r"[&<>\"']")
 GREETING = "Hi {name},"
 NEUTRAL_GREETING = "Hello,"
-DEFAULT_MAILTO = "mailto:unsubscribe@{domain}?subject=unsubscribe"
+
+
+def unsubscribe_mailto(settings: Settings) -> str:
+    """The ``mailto:`` of List-Unsubscribe, or '' (then only the https link is offered).
+
+    Only ``email.unsubscribe_mailbox`` gives one: advertising a mailbox that
+    nobody reads would swallow the unsubscribes of every client that uses it.
+    """
+    box = settings.email.unsubscribe_mailbox
+    return f"mailto:{box}?subject=unsubscribe" if box else ""
 
 
 def slot(key: str) -> str:
@@ -175,6 +184,8 @@ def _lookup(vals: Mapping[str, str], key: str) -> str:
 def _list_unsubscribe(url: str, mailto: str) -> bytes:
     if not url.isascii() or " " in url or ">" in url:
         raise RenderError(f"not a usable unsubscribe URL: {url!r}")
+    if not mailto:
+        return f"<{url}>".encode("ascii")
     return f"<{url}>,\r\n <{mailto}>".encode("ascii")
 
 
@@ -270,7 +281,7 @@ def prepare_message(
         chunks=_merge(headers + body),
         greeting=greeting,
         neutral_greeting=neutral_greeting,
-        default_mailto=DEFAULT_MAILTO.format(domain=site.domain),
+        default_mailto=unsubscribe_mailto(settings),
     )
 
 
@@ -311,7 +322,7 @@ def make_recipient(settings: Settings, secret: bytes, send_key: str, email: str,
 def recipient_maker(settings: Settings, secret: bytes, send_key: str) -> Callable[[str, str], Recipient]:
     """``make_recipient`` for a whole send: what every recipient shares is worked out once."""
     site_url, domain = settings.site.url, settings.site.domain
-    mailto = DEFAULT_MAILTO.format(domain=domain)
+    mailto = unsubscribe_mailto(settings)
 
     def make(email: str, name: str) -> Recipient:
         unsub, prefs = recipient_links(secret, site_url, email)
