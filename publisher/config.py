@@ -7,6 +7,8 @@ type and the value given, so nothing half-configured ever sends mail.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 import secrets
@@ -16,6 +18,8 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, ValidationError, field_validator
 
 from publisher.errors import ConfigError, Problem, relpath
@@ -26,6 +30,7 @@ _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _MAILBOX = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 MIN_SECRET_BYTES = 32
 SECRET_HINT = 'generate one with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
+_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
@@ -97,7 +102,9 @@ class RateConfig(_Section):
 class DkimConfig(_Section):
     domain: str
     selector: str
-    private_key_file: Path
+    private_key_file: Path  # PEM RSA, >= 1024 bits (2048 advised)
+    ed25519_key_file: Path | None = None  # optional second signature (RFC 8463)
+    ed25519_selector: str | None = None  # its own selector; default "<selector>-ed25519"
 
 
 class EmailConfig(_Section):
@@ -180,6 +187,39 @@ class ScaleConfig(_Section):
     batch_size: int = Field(500, ge=1)
 
 
+class BouncesConfig(_Section):
+    soft_limit: int = Field(3, ge=1)  # soft bounces within soft_window that mark an address bounced
+    soft_window: timedelta = timedelta(days=30)
+
+    @field_validator("soft_window", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return parse_duration(v) if isinstance(v, str) else v
+
+
+class MailboxConfig(_Section):
+    """An IMAP mailbox `publisher inbound` polls, for bounces that land in a hosted mailbox."""
+
+    host: str
+    port: int | None = Field(None, ge=1, le=65535)  # default: 993 with ssl, else 143
+    security: Literal["ssl", "starttls", "none"] = "ssl"
+    username: str
+    password_env: str = "PUBLISHER_IMAP_PASSWORD"  # the environment variable holding the password
+    folder: str = "INBOX"
+    processed_folder: str = "publisher-processed"  # created if missing; read mail is moved here
+    poll_seconds: float = Field(60, gt=0, le=1500)  # poll interval; with IDLE, how often it is renewed
+    batch: int = Field(200, ge=1, le=5000)  # messages per fetch, applied in one transaction
+
+
+class InboundConfig(_Section):
+    bounce_domain: str | None = None  # the VERP envelope sender's domain; default: the From domain
+    listen: str | None = None  # host:port for `publisher inbound` (SMTP; LMTP with lmtp: true)
+    lmtp: bool = False
+    max_size: int = Field(10 * 1024 * 1024, ge=1024)  # bytes of one inbound message
+    per_client_per_minute: int = Field(6000, ge=1)  # messages one client may hand us a minute
+    mailbox: MailboxConfig | None = None  # poll this IMAP mailbox too (or instead of listening)
+
+
 class WebConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -188,6 +228,62 @@ class WebConfig(_Section):
     keep_alive_timeout: int = Field(5, ge=1)  # seconds an idle connection stays open
     max_header_bytes: int = Field(16384, ge=1024, le=1048576)  # request line + headers
     trusted_proxies: tuple[IPvAnyNetwork, ...] = ()  # peers whose X-Forwarded-For/-Proto is believed
+
+
+class SesHookConfig(_Section):
+    """Amazon SES through SNS: only messages from these topics are believed (any AWS account can sign)."""
+
+    topics: tuple[str, ...] = ()  # TopicArns; empty: /hooks/ses is off (503)
+
+    @field_validator("topics")
+    @classmethod
+    def _arns(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for arn in v:
+            if not _TOPIC_ARN.match(arn):
+                raise ValueError(
+                    f"expected an SNS topic ARN such as arn:aws:sns:eu-west-1:123456789012:ses, got {arn!r}"
+                )
+        return v
+
+
+class PostmarkHookConfig(_Section):
+    """Postmark signs nothing: the webhook URL carries HTTP basic auth, optionally from known networks."""
+
+    username: str | None = None  # with the password in ``password_env``; either unset: off (503)
+    password_env: str = "PUBLISHER_POSTMARK_HOOK_PASSWORD"
+    networks: tuple[IPvAnyNetwork, ...] = ()  # empty: any source address
+
+
+class MailgunHookConfig(_Section):
+    signing_key_env: str = "PUBLISHER_MAILGUN_SIGNING_KEY"  # the HTTP webhook signing key; unset: off
+
+
+class SendgridHookConfig(_Section):
+    public_key: str | None = None  # the verification key as SendGrid shows it (base64 DER); unset: off
+
+    @field_validator("public_key")
+    @classmethod
+    def _key(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        try:
+            key = serialization.load_der_public_key(base64.b64decode(v.strip(), validate=True))
+        except (ValueError, binascii.Error):
+            raise ValueError(
+                "expected the base64 public key SendGrid shows for the signed event webhook"
+            ) from None
+        if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+            raise ValueError("expected an ECDSA P-256 public key (SendGrid's signed event webhook)")
+        return v.strip()
+
+
+class HooksConfig(_Section):
+    """ESP webhooks under /hooks/<provider>: each is off until its secret (or topic, or key) is set."""
+
+    ses: SesHookConfig = SesHookConfig()
+    postmark: PostmarkHookConfig = PostmarkHookConfig()
+    mailgun: MailgunHookConfig = MailgunHookConfig()
+    sendgrid: SendgridHookConfig = SendgridHookConfig()
 
 
 class Settings(_Section):
@@ -202,6 +298,9 @@ class Settings(_Section):
     schedule: ScheduleConfig = ScheduleConfig()
     scale: ScaleConfig = ScaleConfig()
     web: WebConfig = WebConfig()
+    hooks: HooksConfig = HooksConfig()
+    bounces: BouncesConfig = BouncesConfig()
+    inbound: InboundConfig = InboundConfig()
     secret_env: str = "PUBLISHER_SECRET_KEY"
     base_dir: Path = Field(default=Path("."), exclude=True)
 
@@ -330,7 +429,13 @@ def _resolve(settings: Settings, base: Path) -> Settings:
         db_url = m.group(1) + str(absolute(Path(m.group(2))))
     email = settings.email
     if email.dkim is not None:
-        dkim = email.dkim.model_copy(update={"private_key_file": absolute(email.dkim.private_key_file)})
+        ed25519 = email.dkim.ed25519_key_file
+        dkim = email.dkim.model_copy(
+            update={
+                "private_key_file": absolute(email.dkim.private_key_file),
+                "ed25519_key_file": absolute(ed25519) if ed25519 else None,
+            }
+        )
         email = email.model_copy(update={"dkim": dkim})
     return settings.model_copy(
         update={

@@ -18,10 +18,12 @@ pytest_plugins = [
     "tests.fixtures_content",
     "tests.fixtures_email",
     "tests.fixtures_smtp",
+    "tests.fixtures_send",
     "tests.fixtures_schedule",
     "tests.fixtures_web",
     "tests.fixtures_worker",
     "tests.fixtures_browser",
+    "tests.fixtures_imap",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
