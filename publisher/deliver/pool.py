@@ -30,7 +30,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from publisher.deliver.envelope import (
@@ -41,6 +42,7 @@ from publisher.deliver.envelope import (
     Result,
     Status,
 )
+from publisher.deliver.presign import SigningAhead
 from publisher.deliver.ratelimit import RateLimiter
 from publisher.deliver.retry import RetryPolicy
 from publisher.deliver.signing import DkimSigner
@@ -80,6 +82,7 @@ class PoolStats:
 class _Job:
     item: Any
     env: Envelope | None = None
+    ready: Future[Envelope] | None = None  # built and being signed ahead (DKIM)
     attempts: int = 0
     first_try: float = 0.0
 
@@ -124,6 +127,7 @@ class DeliveryPool(Generic[T]):
         self._limiter = limiter or RateLimiter()
         self._retry = retry or RetryPolicy()
         self._signer = signer
+        self._ahead = SigningAhead(build, signer) if signer is not None else None
         self._jobs: deque[_Job] = deque()
         self._results: deque[Result] = deque()
         self._stop = threading.Event()
@@ -140,7 +144,7 @@ class DeliveryPool(Generic[T]):
         return self
 
     def submit(self, item: T) -> None:
-        self._jobs.append(_Job(item))
+        self._jobs.append(_Job(item, ready=self._ahead.start(item) if self._ahead is not None else None))
 
     def get(self, timeout: float | None = None) -> Result | None:
         """The next result, or None after ``timeout`` seconds without one (None: just look)."""
@@ -194,6 +198,8 @@ class DeliveryPool(Generic[T]):
                 self._abandon(lane, "not finished when the pool closed")
             self._disconnect(lane, polite=True)
         self._selector.close()
+        if self._ahead is not None:
+            self._ahead.close()
 
     # -- the loop ----------------------------------------------------------------------
     def _round(self, timeout: float) -> None:
@@ -258,9 +264,7 @@ class DeliveryPool(Generic[T]):
         assert job is not None
         if job.env is None:
             try:
-                env = self._build(job.item)
-                if self._signer is not None:
-                    env = replace(env, data=self._signer.sign(env.data))
+                env = job.ready.result() if job.ready is not None else self._build(job.item)
             except PublisherError as exc:
                 self.abort(exc)
                 return self._finish(lane, Result(job.item, Status.ABANDONED, reason=exc.message))
