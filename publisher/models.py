@@ -113,3 +113,34 @@ class Recipient:
     preferences_url: str
     unsubscribe_mailto: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+
+
+class FeedbackKind(StrEnum):
+    """What came back after the 250: from a DSN, an ARF report, mail to the unsubscribe address,
+    or an ESP's webhook."""
+
+    HARD_BOUNCE = "hard_bounce"  # 5.x.x: the address does not exist or will never take our mail
+    SOFT_BOUNCE = "soft_bounce"  # 4.x.x: full mailbox, greylisting, a passing refusal
+    COMPLAINT = "complaint"  # the reader marked it as spam (feedback loop)
+    UNSUBSCRIBE = "unsubscribe"  # a mail to the List-Unsubscribe mailto:
+    DELIVERED = "delivered"  # an ESP's delivery event: resets the soft-bounce count
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """One fact about one recipient, as an inbound message or a webhook reported it.
+
+    ``key`` makes applying it idempotent: the same report seen twice (a retried
+    SMTP delivery, an IMAP message read again after a crash, a replayed webhook)
+    takes effect once. ``delivery_id`` comes from our VERP return path when the
+    report reached it, so a bounce that quotes no headers is still attributed;
+    ``address`` is what the report itself names (checked against the delivery).
+    """
+
+    kind: FeedbackKind
+    key: str
+    address: str | None = None
+    delivery_id: int | None = None
+    status: str = ""  # the enhanced status code, e.g. '5.1.1'
+    detail: str = ""  # the diagnostic, one line, at most 500 characters
+    source: str = ""  # 'smtp', 'imap', 'ses', 'postmark', 'mailgun', 'sendgrid'

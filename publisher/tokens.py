@@ -44,10 +44,16 @@ class Purpose(StrEnum):
     CONFIRM = "confirm"
     UNSUBSCRIBE = "unsubscribe"
     PREFERENCES = "preferences"
+    BOUNCE = "bounce"  # the VERP return path: names one delivery (send x recipient)
 
 
 # Confirm links expire; unsubscribe links in old mail must keep working for good.
-MAX_AGE = {Purpose.CONFIRM: 7 * 24 * 3600, Purpose.UNSUBSCRIBE: None, Purpose.PREFERENCES: None}
+MAX_AGE = {
+    Purpose.CONFIRM: 7 * 24 * 3600,
+    Purpose.UNSUBSCRIBE: None,
+    Purpose.PREFERENCES: None,
+    Purpose.BOUNCE: None,
+}
 CLOCK_SKEW = 60  # seconds a confirm token's stamp may be ahead of the reader's clock (several servers)
 MAX_TOKEN = 2048
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -126,6 +132,45 @@ def read_token_info(secret: bytes, purpose: Purpose, token: str, *, now: datetim
 def read_token(secret: bytes, purpose: Purpose, token: str, *, now: datetime | None = None) -> str:
     """The address a token was made for; TokenError if it is not a valid token of ``purpose``."""
     return read_token_info(secret, purpose, token, now=now).email
+
+
+BOUNCE_PREFIX = "bounces"
+_DELIVERY = struct.Struct(">Q")
+_BASE32 = re.compile(r"^[a-z2-7]+$")
+
+
+def bounce_address(secret: bytes, delivery_id: int | None, domain: str) -> str:
+    """The VERP envelope sender for one delivery: ``bounces+<token>@<domain>``.
+
+    The token is the delivery's id sealed with AES-SIV (purpose ``bounce``), in
+    lower-case base32 because mail systems may change the case of a local part:
+    39 characters, so the local part stays under 64. It names the send and the
+    recipient (through the deliveries row) without revealing either, and a
+    bounce that quotes nothing of our message is still attributed by the
+    address it was sent to. ``delivery_id=None`` (a test copy, a confirmation)
+    gives the plain ``bounces@<domain>``.
+    """
+    if delivery_id is None:
+        return f"{BOUNCE_PREFIX}@{domain}"
+    sealed = _cipher(secret).encrypt(_DELIVERY.pack(delivery_id), _associated(Purpose.BOUNCE))
+    token = base64.b32encode(sealed).decode("ascii").rstrip("=").lower()
+    return f"{BOUNCE_PREFIX}+{token}@{domain}"
+
+
+def read_bounce_address(secret: bytes, address: str) -> int | None:
+    """The delivery id in one of our VERP addresses, or None (not ours, forged, no token)."""
+    local = address.strip().strip("<>").rpartition("@")[0].lower()
+    prefix, plus, token = local.partition("+")
+    if prefix != BOUNCE_PREFIX or not plus or len(token) > 64 or not _BASE32.match(token):
+        return None
+    try:
+        sealed = base64.b32decode(token.upper() + "=" * (-len(token) % 8))
+        data = _cipher(secret).decrypt(sealed, _associated(Purpose.BOUNCE))
+    except (InvalidTag, ValueError, binascii.Error):
+        return None
+    if len(data) != _DELIVERY.size:
+        return None
+    return int(_DELIVERY.unpack(data)[0])
 
 
 def message_id(secret: bytes, send_key: str, email: str, domain: str) -> str:

@@ -338,3 +338,20 @@ def test_stopped_drain_is_finished_by_the_next_round_without_doubles(smtp_scene)
     assert (r.due, r.mailed) == (0, 0)  # nobody is planned twice...
     assert r.sent == 30 - first  # ...and the rest of the interrupted send goes out
     assert sorted(Counter(m.rcpt for m in server.received()).values()) == [1] * 30
+
+
+def test_a_suppressed_address_gets_no_digest(scene) -> None:
+    """Issue 14: whatever its row says, an address on the suppression list is never planned."""
+    from publisher.ops.feedback import suppress
+
+    store = scene.store
+    scene.article("story")
+    for name in ("kept", "gone"):
+        store.subscribers.add(f"{name}@example.org", now=START, frequency="daily", timezone="UTC")
+    suppress(store, scene.settings, "Gone@Example.org", reason="complained", now=START)
+    report = run_digest(
+        scene.settings, store, "daily", clock=FakeClock(datetime(2026, 12, 1, 7, 0, tzinfo=UTC))
+    )
+    assert (report.mailed, report.sent) == (1, 1)
+    mail = [p.read_bytes() for p in scene.settings.paths.outbox.rglob("*.eml")]
+    assert len(mail) == 1 and b"kept@example.org" in mail[0] and b"gone@example.org" not in mail[0]

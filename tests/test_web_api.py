@@ -100,9 +100,22 @@ def test_subscriber_lookup_export_and_removal(api: TestClient, store: Store, web
     sends = api.get("/api/sends", headers=AUTH).json()
     assert sends[0]["key"] == "issue:first"
     assert (sends[0]["planned"], sends[0]["sent"], sends[0]["pending"]) == (2, 1, 1)
+    assert sends[0]["outcomes"] == {}
+    # what came back after the 250 shows on the send (issue 14)
+    from publisher.models import Feedback, FeedbackKind
+    from publisher.ops.feedback import apply_feedback
+
+    [ann_row] = [r for r in rows if r.email == "ann@example.org"]
+    complaint = Feedback(FeedbackKind.COMPLAINT, "arf-1", delivery_id=ann_row.id)
+    apply_feedback(store, api.app.state.web.settings, [complaint], now=now)
+    one = api.get(f"/api/sends/{plan.send.id}", headers=AUTH)
+    assert one.status_code == 200 and one.json()["outcomes"] == {"complaint": 1}
+    assert api.get("/api/sends/0", headers=AUTH).status_code == 422
+    assert api.get("/api/sends/999999", headers=AUTH).status_code == 404
 
     gone = api.delete("/api/subscribers/ann@example.org", headers=AUTH)
     assert gone.status_code == 200 and gone.json() == {"email": "ann@example.org", "removed": True}
+    assert api.get("/api/sends", headers=AUTH).json()[0]["outcomes"] == {"complaint": 1}
     assert store.subscribers.get("ann@example.org") is None
     assert api.delete("/api/subscribers/ann@example.org", headers=AUTH).status_code == 404
     assert api.get("/api/subscribers/ann@example.org/export", headers=AUTH).status_code == 404

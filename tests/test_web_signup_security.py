@@ -70,7 +70,7 @@ def test_no_get_or_head_changes_state_anywhere(
     secret = web_settings().secret_key()
     store.subscribers.add("reader@example.org", now=web_clock(), status="pending")
     before = store.subscribers.get("reader@example.org")
-    for purpose in Purpose:
+    for purpose in (Purpose.CONFIRM, Purpose.UNSUBSCRIBE, Purpose.PREFERENCES):  # the links we mail
         path = f"/{purpose.value}/{make_token(secret, purpose, 'reader@example.org', now=web_clock())}"
         for method in ("GET", "HEAD"):
             assert web_client.request(method, path).status_code == 200, (method, path)
@@ -217,3 +217,23 @@ def test_an_email_only_sign_up_takes_the_defaults(
     # a value that is sent must still be a good one
     bad = web_client.post("/subscribe", data={"email": "embedded2@example.org", "timezone": "Mars/Base"})
     assert bad.status_code == 422 and store.subscribers.get("embedded2@example.org") is None
+
+
+def test_a_confirmed_sign_up_takes_an_erased_address_off_the_suppression_list(
+    web_client: TestClient, web_settings: Callable[..., Settings], store: Store, web_clock: Clock
+) -> None:
+    """Issue 14: erasure keeps the address unmailable; signing up again and confirming is consent."""
+    from publisher.ops.feedback import erase_subscriber, hasher_for
+
+    settings = web_settings()
+    hasher = hasher_for(settings.secret_key())
+    store.subscribers.add("back@example.org", now=web_clock())
+    assert erase_subscriber(store, settings, "back@example.org", now=web_clock())
+    assert store.feedback.suppressed("back@example.org", hasher=hasher) == "erased"
+    web_clock.advance(seconds=1)
+    assert subscribe(web_client, "back@example.org").status_code == 200
+    assert store.feedback.suppressed("back@example.org", hasher=hasher) == "erased"  # not by signing up
+    token = make_token(settings.secret_key(), Purpose.CONFIRM, "back@example.org", now=web_clock())
+    assert web_client.post(f"/confirm/{token}").status_code == 200
+    assert store.feedback.suppressed("back@example.org", hasher=hasher) is None
+    assert store.subscribers.get("back@example.org").status is SubscriberStatus.CONFIRMED

@@ -250,7 +250,7 @@ def test_confirmation_goes_through_smtp_when_configured(
     with TestClient(make_app(settings, store)) as client:
         assert subscribe(client, "smtp@example.org", name="S").status_code == 200
     [got] = smtp_server.received()
-    assert got.rcpt == "smtp@example.org" and got.mail_from == "news@example.org"
+    assert got.rcpt == "smtp@example.org" and got.mail_from == "bounces@example.org"
     msg = got.message()
     assert "/confirm/" in link_from(msg, "confirm")
 

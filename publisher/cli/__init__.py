@@ -14,7 +14,10 @@ from publisher.cli import build as _build
 from publisher.cli import content as _content
 from publisher.cli import delivery as _delivery
 from publisher.cli import demo as _demo
+from publisher.cli import inbound as _inbound
 from publisher.cli import schedule as _schedule
+from publisher.cli import subscribers as _subscribers
+from publisher.cli import suppress as _suppress
 from publisher.cli import web as _web
 from publisher.cli import worker as _worker
 
@@ -43,7 +46,19 @@ def _root(
     """Publish a Markdown newsletter as email, RSS/Atom feeds and a web archive."""
 
 
-for _module in (_content, _build, _delivery, _demo, _web, _schedule, _worker):
+for _module in (
+    _content,
+    _build,
+    _delivery,
+    _demo,
+    _doctor,
+    _inbound,
+    _subscribers,
+    _suppress,
+    _web,
+    _schedule,
+    _worker,
+):
     _module.register(app)
 
 

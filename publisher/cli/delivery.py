@@ -1,11 +1,8 @@
-"""Delivery commands: send, status, subscribers add|import|export|list|remove, db upgrade."""
+"""Delivery commands: send, status, db upgrade (subscribers: ``cli/subscribers.py``)."""
 
 from __future__ import annotations
 
-import sys
-from contextlib import nullcontext
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -21,10 +18,8 @@ from publisher.cli.common import (
     settings,
 )
 from publisher.config import Settings
-from publisher.errors import NotFoundError, PublisherError
-from publisher.models import Frequency, SubscriberStatus
-from publisher.store import Filter, Store, open_store
-from publisher.store.csvio import KEPT, ImportReport
+from publisher.models import SubscriberStatus
+from publisher.store import Store, open_store
 
 if TYPE_CHECKING:
     from publisher.store.jobs import JobCounts
@@ -44,13 +39,6 @@ def _err(text: str) -> None:
 def register(app: typer.Typer) -> None:
     app.command()(send)
     app.command()(status)
-    subs = typer.Typer(help="Add, import, export, list and remove subscribers.", no_args_is_help=True)
-    subs.command("add")(subscribers_add)
-    subs.command("import")(subscribers_import)
-    subs.command("export")(subscribers_export)
-    subs.command("list")(subscribers_list)
-    subs.command("remove")(subscribers_remove)
-    app.add_typer(subs, name="subscribers")
     db = typer.Typer(help="Database maintenance.", no_args_is_help=True)
     db.command("upgrade")(db_upgrade)
     app.add_typer(db, name="db")
@@ -81,7 +69,8 @@ def send(
 
     cfg = settings(config)
     if to is not None:
-        where = send_test_copy(cfg, issue, to, now=_now())
+        with _store(cfg) as store:
+            where = send_test_copy(cfg, issue, to, now=_now(), store=store)
         _out(f"sent a test copy of {escape(issue)} to {escape(to)} via {escape(where)}")
         return
     with _store(cfg) as store, ProgressBar(f"sending {issue}") as bar:
@@ -135,12 +124,14 @@ def send(
 def status(config: ConfigOption = None) -> None:
     """Show each send with its planned, sent, failed and pending counts, and the subscriber totals."""
     from publisher.cli.schedule import queued_lines
+    from publisher.ops.feedback import send_warnings
     from publisher.ops.queue import list_queue
     from publisher.store.jobs import JobCounts, queue_status
 
     cfg = settings(config)
     with _store(cfg) as store:
         sends = store.ledger.sends()
+        outcomes = store.feedback.outcomes_for([info.id for info, _ in sends])
         subs = store.subscribers.counts_by_status()
         jobs = queue_status(store)  # PostgreSQL: the workers' batch jobs
         queued = list_queue(store)
@@ -161,7 +152,8 @@ def status(config: ConfigOption = None) -> None:
     if not sends:
         _out("no sends yet")
         return
-    columns = ("send", "status", "planned", "sent", "failed", "pending", "skipped", "started", "finished")
+    columns = ("send", "status", "planned", "sent", "failed", "pending", "skipped")
+    columns += ("bounced", "complained", "unsubscribed", "started", "finished")
     if jobs is not None:
         columns += ("jobs todo", "jobs doing", "jobs failed")
     _show(
@@ -175,12 +167,27 @@ def status(config: ConfigOption = None) -> None:
                 str(c.failed),
                 str(c.pending),
                 str(c.skipped),
+                *_outcome_cells(outcomes.get(info.id, {})),
                 _when(info.started_at),
                 _when(info.finished_at),
             )
             + (() if jobs is None else _job_cells(jobs.by_send.get(info.id, JobCounts())))
             for info, c in sends
         ],
+    )
+
+    for info, c in sends:
+        for warning in send_warnings(info.key, c.sent, outcomes.get(info.id, {})):
+            _err(f"[yellow]warning:[/] {escape(warning)}")
+
+
+def _outcome_cells(found: dict[str, int]) -> tuple[str, str, str]:
+    """Hard/soft bounces, complaints and unsubscribes that came back after the 250."""
+    hard, soft = found.get("hard_bounce", 0), found.get("soft_bounce", 0)
+    return (
+        f"{hard}+{soft} soft" if soft else str(hard),
+        str(found.get("complaint", 0)),
+        str(found.get("unsubscribe", 0)),
     )
 
 
@@ -205,159 +212,6 @@ def _show(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
 
 def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "-"
-
-
-@reports_errors
-def subscribers_add(
-    email: Annotated[str, typer.Argument(help="The address to add.")],
-    name: Annotated[str, typer.Option(help="Display name.")] = "",
-    status: Annotated[SubscriberStatus, typer.Option(help="Start as confirmed or pending.")] = (
-        SubscriberStatus.CONFIRMED
-    ),
-    frequency: Annotated[Frequency, typer.Option(help="instant, daily or weekly.")] = Frequency.INSTANT,
-    topics: Annotated[str, typer.Option(help="Topics, separated by ';'.")] = "",
-    timezone: Annotated[str, typer.Option(help="IANA time zone for digests.")] = "UTC",
-    config: ConfigOption = None,
-) -> None:
-    """Add one subscriber."""
-    cfg = settings(config)
-    with _store(cfg) as store:
-        s = store.subscribers.add(
-            email, now=_now(), name=name, status=status, frequency=frequency, topics=topics, timezone=timezone
-        )
-    _out(f"added {escape(s.email)} ({s.status.value}, {s.frequency.value})")
-
-
-@reports_errors
-def subscribers_import(
-    file: Annotated[
-        Path, typer.Argument(help="CSV with a header row: email, name, status, frequency, topics, timezone.")
-    ],
-    errors: Annotated[
-        Path | None,
-        typer.Option(
-            "--errors",
-            metavar="FILE",
-            help=f"Write every refused row to FILE (the screen shows the first {KEPT}).",
-        ),
-    ] = None,
-    config: ConfigOption = None,
-) -> None:
-    """Import subscribers from CSV; each bad row is reported with its row and column, and the rest import."""
-    cfg = settings(config)
-    name = "stdin" if str(file) == "-" else str(file)
-    try:
-        sink = errors.open("w", encoding="utf-8", errors="backslashreplace") if errors else nullcontext()
-    except OSError as exc:
-        raise PublisherError(f"cannot write {errors}: {exc.strerror or exc}") from None
-    with sink as out:
-        try:
-            raw = sys.stdin.fileno() if str(file) == "-" else file
-            # Bad bytes become surrogates that the importer reports by row, rather than one crash.
-            with (
-                open(
-                    raw, encoding="utf-8-sig", errors="surrogateescape", newline="", closefd=raw is file
-                ) as source,
-                _store(cfg) as store,
-            ):
-                report = store.subscribers.import_csv(source, now=_now(), source_name=name, errors=out)
-        except OSError as exc:
-            raise NotFoundError(f"cannot read {file}: {exc.strerror or exc}") from None
-    _print_import(report, errors)
-    if report.refused:
-        raise typer.Exit(PARTIAL if report.imported else 1)
-
-
-def _print_import(report: ImportReport, errors: Path | None) -> None:
-    """The first notes and errors (each with its row number), how many more, then the counts."""
-    for notice in report.notices:
-        _err(f"[dim]note:[/] {escape(str(notice))}")
-    if report.noted > len(report.notices):
-        _err(f"[dim]note: … and {report.noted - len(report.notices)} more notes[/]")
-    for problem in report.problems:
-        _err(f"[bold red]error:[/] {escape(str(problem))}")
-    more = report.refused - len(report.problems)
-    if more:
-        where = f"see {escape(str(errors))}" if errors else "list them all with --errors FILE"
-        _err(f"[bold red]error:[/] … and {more} more ({where})")
-    _out(
-        f"imported {report.imported} of {report.rows} row(s): {report.added} added, "
-        f"{report.updated} updated, {report.unchanged} unchanged, {report.merged} duplicate(s) merged, "
-        f"{report.refused} refused"
-    )
-
-
-@reports_errors
-def subscribers_export(
-    file: Annotated[Path | None, typer.Argument(help="Where to write (default: standard output).")] = None,
-    status: Annotated[SubscriberStatus | None, typer.Option(help="Only subscribers in this status.")] = None,
-    config: ConfigOption = None,
-) -> None:
-    """Export subscribers as CSV (the import format: the file imports back unchanged).
-
-    A cell a spreadsheet would run as a formula (starting with = + - @, tab or CR) is written
-    with a leading ' so it shows as text; import removes it.
-    """
-    cfg = settings(config)
-    with _store(cfg) as store:
-        if file is None or str(file) == "-":
-            n = store.subscribers.export_csv(sys.stdout, Filter(status=status))
-            sys.stdout.flush()
-            return
-        tmp = file.with_name(f".{file.name}.tmp")
-        with tmp.open("w", encoding="utf-8", newline="") as out:
-            n = store.subscribers.export_csv(out, Filter(status=status))
-        tmp.replace(file)
-    _err(f"exported {n} subscriber(s) to {escape(str(file))}")
-
-
-@reports_errors
-def subscribers_list(
-    status: Annotated[SubscriberStatus | None, typer.Option(help="Only this status.")] = None,
-    frequency: Annotated[Frequency | None, typer.Option(help="Only this frequency.")] = None,
-    topic: Annotated[str | None, typer.Option(help="Only subscribers of this topic.")] = None,
-    search: Annotated[str | None, typer.Option(help="Part of the address or name.")] = None,
-    limit: Annotated[int, typer.Option(help="Show at most this many.")] = 100,
-    config: ConfigOption = None,
-) -> None:
-    """List subscribers (oldest first)."""
-    cfg = settings(config)
-    flt = Filter(status=status, frequency=frequency, topic=topic, search=search)
-    with _store(cfg) as store:
-        rows = store.subscribers.list(flt, limit=limit)
-        total = store.subscribers.count(flt)
-    _show(
-        ("email", "name", "status", "frequency", "topics", "timezone", "since"),
-        [
-            (
-                x.email,
-                x.name,
-                x.status.value,
-                x.frequency.value,
-                ";".join(x.topics),
-                x.timezone,
-                _when(x.created_at),
-            )
-            for x in rows
-        ],
-    )
-    more = f" (showing {len(rows)}; use --limit)" if total > len(rows) else ""
-    _out(f"{total} subscriber(s){more}")
-
-
-@reports_errors
-def subscribers_remove(
-    email: Annotated[str, typer.Argument(help="The address to forget.")],
-    config: ConfigOption = None,
-) -> None:
-    """Remove a subscriber entirely (to stop mail but keep the record, they unsubscribe instead)."""
-    cfg = settings(config)
-    with _store(cfg) as store:
-        if not store.subscribers.remove(email):
-            raise NotFoundError(
-                f"no subscriber {email}", hint="`publisher subscribers list --search` finds one"
-            )
-    _out(f"removed {escape(email)}")
 
 
 @reports_errors

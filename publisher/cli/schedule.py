@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 
 from publisher.cli.common import ConfigOption, console, err_console, escape, reports_errors, settings
+from publisher.cli.inbound import listening, polling
 from publisher.config import Settings
 from publisher.errors import PublisherError
 from publisher.store import QueuedIssue, Store, open_store
@@ -174,8 +176,12 @@ def run(
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    for noisy in ("apscheduler", "alembic"):
+    for noisy in ("apscheduler", "alembic", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     cfg = settings(config)
-    with _store(cfg) as store:
+    with _store(cfg) as store, ExitStack() as inbound:
+        if cfg.inbound.listen:  # bounces and complaints too, as `publisher inbound` receives them
+            inbound.enter_context(listening(cfg, store, cfg.inbound.listen))
+        if cfg.inbound.mailbox is not None:
+            inbound.enter_context(polling(cfg, store))
         run_scheduler(cfg, store, options=RunOptions(poll=poll, digest_every=digest_every, web=web))

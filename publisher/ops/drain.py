@@ -39,6 +39,7 @@ from publisher.errors import PublisherError
 from publisher.models import Recipient
 from publisher.store import Outcomes, PendingDelivery, SendBusyError, SendCounts, SendInfo, Store
 from publisher.store.ledger import LedgerWriter
+from publisher.tokens import bounce_address
 
 LEASE_TTL = timedelta(seconds=60)
 HEARTBEAT = 10.0  # seconds between lease renewals (well inside the TTL)
@@ -123,15 +124,26 @@ def take_lease(
         raise
 
 
-def envelope_sender(settings: Settings) -> str:
-    """The bare address of ``email.from``: the SMTP envelope sender (where bounces go)."""
+def envelope_domain(settings: Settings) -> str:
+    """The domain of the VERP envelope sender: ``inbound.bounce_domain``, else the From domain."""
     address = parseaddr(settings.email.from_)[1]
     if "@" not in address or any(c in address for c in "\r\n<> "):
         raise PublisherError(
             f"email.from has no usable address: {settings.email.from_!r}",
             hint='write it as "Name <news@example.org>"',
         )
-    return address
+    domain = (settings.inbound.bounce_domain or address.rpartition("@")[2]).strip().lower()
+    if not domain or any(c in domain for c in "\r\n<>@ "):
+        raise PublisherError(f"inbound.bounce_domain is not a domain: {domain!r}")
+    return domain
+
+
+def envelope_sender(settings: Settings) -> str:
+    """The envelope sender of a single message (a test copy, a confirmation): ``bounces@<domain>``.
+
+    List mail gets a VERP address per delivery instead (``envelope_builder``).
+    """
+    return bounce_address(settings.secret_key(), None, envelope_domain(settings))
 
 
 def envelope_builder(
@@ -140,11 +152,13 @@ def envelope_builder(
     """Ledger row -> finished message, for one send (the pool calls it once per recipient)."""
     from publisher.render.email_mime import recipient_maker
 
-    make = recipient_maker(settings, settings.secret_key(), send_key)
-    sender = envelope_sender(settings)
+    secret = settings.secret_key()
+    make = recipient_maker(settings, secret, send_key)
+    domain = envelope_domain(settings)
 
     def build(row: PendingDelivery) -> Envelope:
         r = make(row.email, row.name)
+        sender = bounce_address(secret, row.id, domain)  # VERP: a bounce names this delivery
         return Envelope(sender, row.email, prepared_for(row).personalise(r), r.message_id, smtp_ready=True)
 
     return build

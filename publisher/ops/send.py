@@ -36,6 +36,7 @@ from publisher.ops.drain import (
     envelope_sender,
     take_lease,
 )
+from publisher.ops.feedback import hasher_for
 from publisher.store import Store
 
 __all__ = [
@@ -155,18 +156,30 @@ def send_test_copy(
     now: datetime,
     retry: RetryPolicy | None = None,
     transports: Callable[[], Transport] | None = None,
+    store: Store | None = None,
 ) -> str:
-    """Send one copy of issue ``slug`` to ``to`` (no ledger, no subscriber needed); says where it went."""
+    """Send one copy of issue ``slug`` to ``to`` (no ledger, no subscriber needed); says where it went.
+
+    ``store``: checks the suppression list first (an address that bounced or
+    complained gets no mail at all, test copies included).
+    """
     from publisher.content import load_issue
     from publisher.render.email import prepare_issue_email
     from publisher.render.email_mime import make_recipient
     from publisher.store.values import normalise_email
 
     address = normalise_email(to)
+    secret = settings.secret_key()
+    reason = store.feedback.suppressed(address, hasher=hasher_for(secret)) if store is not None else None
+    if reason is not None:
+        raise FatalDeliveryError(
+            f"{address} is on the suppression list ({reason}): no mail goes to it, test copies included",
+            hint="`publisher suppress remove ADDRESS` if that was a mistake",
+        )
     issue = load_issue(settings, slug)
     key = f"test:{slug}"
     prepared = prepare_issue_email(settings, issue, send_key=key, date=now, test_copy=True)
-    recipient = make_recipient(settings, settings.secret_key(), key, address, "")
+    recipient = make_recipient(settings, secret, key, address, "")
     data = prepared.personalise(recipient)
     env = Envelope(envelope_sender(settings), address, data, recipient.message_id, smtp_ready=True)
     result, fatal = send_one(

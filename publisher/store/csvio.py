@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import csv
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
@@ -36,6 +36,7 @@ from publisher.errors import Problem
 from publisher.models import SubscriberStatus
 from publisher.store.csvcells import COLUMNS, CsvHeaderError, Row, escape_cell, read_header, to_row
 from publisher.store.schema import subscribers as t
+from publisher.store.schema import suppressions as sup
 from publisher.store.values import InvalidValueError
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     merged: int = 0  # rows whose address appeared earlier in the file
+    suppressed: int = 0  # rows left out: the address is on the suppression list
     refused: int = 0  # every problem, kept or not
     noted: int = 0  # every notice, kept or not
     problems: list[Problem] = field(default_factory=list)
@@ -116,8 +118,13 @@ def import_csv(
     source_name: str = "CSV",
     chunk: int = 2000,
     errors: TextIO | None = None,
+    suppression: Suppression | None = None,
 ) -> ImportReport:
-    """Add or update subscribers from CSV, one chunk at a time; ``errors`` receives every problem."""
+    """Add or update subscribers from CSV, one chunk at a time; ``errors`` receives every problem.
+
+    ``suppression``: the list's hasher, and whether to resubscribe suppressed
+    addresses (taking them off the list) or leave them out (the default).
+    """
     report = ImportReport(errors=errors)
     seen = _Seen()
     batch: dict[str, Row] = {}
@@ -130,10 +137,10 @@ def import_csv(
                 continue
             batch[row.email] = row
             if len(batch) >= chunk:
-                _flush(store, seen, list(batch.values()), now, source_name, report)
+                _flush(store, seen, list(batch.values()), now, source_name, report, suppression)
                 batch = {}
         if batch:
-            _flush(store, seen, list(batch.values()), now, source_name, report)
+            _flush(store, seen, list(batch.values()), now, source_name, report, suppression)
     finally:
         seen.close()
     return report
@@ -145,7 +152,13 @@ def _merged(report: ImportReport, where: str, row: Row, first: int) -> None:
 
 
 def _flush(
-    store: Store, seen: _Seen, rows: list[Row], now: datetime, where: str, report: ImportReport
+    store: Store,
+    seen: _Seen,
+    rows: list[Row],
+    now: datetime,
+    where: str,
+    report: ImportReport,
+    suppression: Suppression | None,
 ) -> None:
     """Mark the addresses an earlier chunk had (they update what it wrote), then write the chunk."""
     earlier = seen.first_lines(rows)
@@ -153,7 +166,7 @@ def _flush(
         if row.email in earlier:
             row.merged = True
             _merged(report, where, row, earlier[row.email])
-    _write(store, rows, now, where, report)
+    _write(store, rows, now, where, report, suppression)
 
 
 def _parse(source: TextIO, where: str, report: ImportReport) -> Iterator[Row]:
@@ -186,9 +199,19 @@ def _parse(source: TextIO, where: str, report: ImportReport) -> Iterator[Row]:
             report.refuse(Problem(where, exc.message, line))
 
 
-def _write(store: Store, rows: list[Row], now: datetime, where: str, report: ImportReport) -> None:
+def _write(
+    store: Store,
+    rows: list[Row],
+    now: datetime,
+    where: str,
+    report: ImportReport,
+    suppression: Suppression | None,
+) -> None:
     """One chunk in one transaction; a merged row updates what its first row wrote, counted once."""
     with store.write() as conn:
+        resubscribe = suppression is not None and suppression.resubscribe
+        if suppression is not None:
+            rows = _unsuppressed(conn, rows, where, report, suppression)
         existing = {
             r.email: r
             for r in conn.execute(
@@ -206,7 +229,7 @@ def _write(store: Store, rows: list[Row], now: datetime, where: str, report: Imp
                 inserts.append(_new(row, now))
                 report.added += counts
                 continue
-            values = _changed(row, old, now, where, report)
+            values = _changed(row, old, now, where, report, resubscribe)
             if values is None:
                 report.unchanged += counts
             else:
@@ -218,11 +241,48 @@ def _write(store: Store, rows: list[Row], now: datetime, where: str, report: Imp
             _update(conn, updates)
 
 
-def _changed(row: Row, old: Any, now: datetime, where: str, report: ImportReport) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class Suppression:
+    hasher: Callable[[str], str]  # the suppression list's keyed hash of an address
+    resubscribe: bool = False  # take listed addresses off the list and import them
+
+
+def _unsuppressed(
+    conn: Connection, rows: list[Row], where: str, report: ImportReport, suppression: Suppression
+) -> list[Row]:
+    """The rows whose address is not on the suppression list (or, with resubscribe, all of them)."""
+    keys = {suppression.hasher(r.email): r for r in rows}
+    listed = {
+        key: reason
+        for key, reason in conn.execute(
+            select(sup.c.address_hash, sup.c.reason).where(sup.c.address_hash.in_(list(keys)))
+        )
+    }
+    if not listed:
+        return rows
+    if suppression.resubscribe:
+        conn.execute(delete(sup).where(sup.c.address_hash.in_(list(listed))))
+        return rows
+    for key, reason in listed.items():
+        row = keys[key]
+        report.suppressed += 1
+        report.note(
+            Problem(
+                where, f"{row.email} is suppressed ({reason}): left out (--resubscribe to import)", row.line
+            )
+        )
+    return [r for k, r in keys.items() if k not in listed]
+
+
+def _changed(
+    row: Row, old: Any, now: datetime, where: str, report: ImportReport, resubscribe: bool = False
+) -> dict[str, Any] | None:
     """The update for an existing subscriber, or None when the row changes nothing."""
     values = {c: getattr(old, c) for c in _WRITABLE}
+    if resubscribe and "status" not in row.given and old.status in _GONE:
+        values["status"] = SubscriberStatus.CONFIRMED.value  # taken off the list: back on the list
     for column, value in row.given.items():
-        if column == "status" and old.status in _GONE and value not in _GONE:
+        if column == "status" and old.status in _GONE and value not in _GONE and not resubscribe:
             report.note(Problem(where, f"{row.email} is {old.status}: import does not resubscribe", row.line))
             continue
         values[column] = value

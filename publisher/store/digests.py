@@ -39,6 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from publisher.store.records import NOT_SUPPRESSED
 from publisher.store.schema import Id, UtcDateTime, metadata
 from publisher.store.schema import deliveries as d
 from publisher.store.schema import sends as s
@@ -211,6 +212,7 @@ class DigestState:
                         sub.c.status == "confirmed",
                         sub.c.frequency == frequency,
                         sub.c.timezone.in_(zones),
+                        NOT_SUPPRESSED,
                         ~done,
                     )
                     .order_by(sub.c.id)
@@ -332,6 +334,7 @@ class DigestState:
                 rcp.c.send_id == send_id,  # indexed; the variant alone is not
                 rcp.c.variant_id == variant_id,
                 sub.c.status == "confirmed",
+                NOT_SUPPRESSED,
                 ~planned,
             )
         )

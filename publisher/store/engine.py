@@ -40,12 +40,14 @@ class Store:
     """One database: its engine plus the subscriber and ledger operations on it."""
 
     def __init__(self, engine: Engine) -> None:
+        from publisher.store.feedback import Feedbacks
         from publisher.store.ledger import Ledger
         from publisher.store.subscribers import Subscribers
 
         self.engine = engine
         self.subscribers = Subscribers(self)
         self.ledger = Ledger(self)
+        self.feedback = Feedbacks(self)
 
     @property
     def dialect(self) -> str:

@@ -16,10 +16,11 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, func, literal, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from publisher.store.records import (
+    SUPPRESSED,
     Audience,
     Outcomes,
     PendingDelivery,
@@ -200,7 +201,8 @@ class Ledger:
                 d.c.email,
                 d.c.attempts,
                 sub.c.name,
-                sub.c.status.label("subscriber_status"),
+                # re-checked batch by batch, so a suppression during a long send stops mail within seconds
+                case((SUPPRESSED, "suppressed"), else_=sub.c.status).label("subscriber_status"),
                 sub.c.frequency,
                 sub.c.topics,
                 sub.c.timezone,

@@ -10,8 +10,11 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, TypeVar
 
+from sqlalchemy import exists, select
+
 from publisher.errors import PublisherError
 from publisher.store.schema import subscribers as sub
+from publisher.store.schema import suppressions as sup
 
 R = TypeVar("R")
 
@@ -28,16 +31,27 @@ class SendBusyError(PublisherError):
         self.owner = owner
 
 
+# A subscriber whose address is on the suppression list is never planned, whatever its row says.
+SUPPRESSED = exists(select(sup.c.address_hash).where(sup.c.address == sub.c.email))
+NOT_SUPPRESSED = ~SUPPRESSED
+
+
 @dataclass(frozen=True)
 class Audience:
-    """Who a plan covers: subscribers in these statuses and frequencies (and ids, if given)."""
+    """Who a plan covers: subscribers in these statuses and frequencies (and ids, if given).
+
+    An address on the suppression list is never in it, whatever its row says.
+    """
 
     statuses: tuple[str, ...] = ("confirmed",)
     frequencies: tuple[str, ...] | None = ("instant",)
     subscriber_ids: tuple[int, ...] | None = None
 
     def where(self) -> list[Any]:
-        clauses: list[Any] = [sub.c.status.in_(self.statuses)]
+        clauses: list[Any] = [
+            sub.c.status.in_(self.statuses),
+            NOT_SUPPRESSED,
+        ]
         if self.frequencies is not None:
             clauses.append(sub.c.frequency.in_(self.frequencies))
         if self.subscriber_ids is not None:

@@ -142,3 +142,45 @@ deliveries = Table(
     Index(None, "send_id", "status", "id"),
     Index(None, "subscriber_id"),
 )
+
+FEEDBACK_KINDS = ("hard_bounce", "soft_bounce", "complaint", "unsubscribe", "delivered")
+SUPPRESSION_REASONS = ("complained", "bounced", "unsubscribed", "erased", "manual")
+
+# What came back after the 250, one row per fact: ``key`` makes applying a fact
+# idempotent (a retried SMTP delivery, an IMAP message read twice, a replayed
+# webhook); the row and its effect are written in one transaction.
+inbound_events = Table(
+    "inbound_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("key", String(300), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("source", String(16), nullable=False, server_default=""),
+    Column("address", String(320)),  # as the report named it
+    Column("delivery_id", Id),  # no foreign key: a delivery may be erased, the fact stays
+    Column("send_id", Id),
+    Column("subscriber_id", Id),
+    Column("status", String(16), nullable=False, server_default=""),
+    Column("detail", String(500), nullable=False, server_default=""),
+    Column("outcome", String(32), nullable=False, server_default=""),
+    Column("received_at", UtcDateTime, nullable=False),
+    UniqueConstraint("key"),
+    _one_of("kind", FEEDBACK_KINDS),
+    Index(None, "send_id", "kind"),
+    Index(None, "subscriber_id", "kind", "received_at"),
+)
+
+# Addresses that must never be mailed. ``address_hash`` is a keyed hash of the
+# normalised address (the key is derived from the site secret), so an erased
+# subscriber's row keeps only the hash and still stops a re-import or a send.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("address_hash", String(64), primary_key=True),
+    Column("address", String(320)),  # NULL once erased
+    Column("reason", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    _one_of("reason", SUPPRESSION_REASONS),
+    Index(None, "address"),
+)

@@ -31,7 +31,7 @@ from publisher.store.values import (
 )
 
 if TYPE_CHECKING:
-    from publisher.store.csvio import ImportReport
+    from publisher.store.csvio import ImportReport, Suppression
     from publisher.store.engine import Store
 
 
@@ -318,11 +318,20 @@ class Subscribers:
         source_name: str = "CSV",
         chunk: int = 2000,
         errors: TextIO | None = None,
+        suppression: Suppression | None = None,
     ) -> ImportReport:
         """Import (add or update) subscribers from CSV; see ``csvio.import_csv``."""
         from publisher.store.csvio import import_csv
 
-        return import_csv(self._store, source, now=now, source_name=source_name, chunk=chunk, errors=errors)
+        return import_csv(
+            self._store,
+            source,
+            now=now,
+            source_name=source_name,
+            chunk=chunk,
+            errors=errors,
+            suppression=suppression,
+        )
 
     def export_csv(self, out: TextIO, filter: Filter | None = None) -> int:
         """Write matching subscribers as CSV (the import format); returns the row count."""

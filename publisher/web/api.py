@@ -32,7 +32,9 @@ from starlette.responses import Response
 
 from publisher.errors import NotFoundError, PublisherError
 from publisher.models import Subscriber
+from publisher.ops.feedback import erase_subscriber
 from publisher.ops.queue import QueueError, list_queue, queue_issue, unqueue_issue
+from publisher.store import SendCounts, SendInfo
 from publisher.store.queue import QueuedIssue
 from publisher.web.api_models import (
     DeliveryOut,
@@ -196,7 +198,28 @@ async def list_issues(request: Request) -> list[IssueOut]:
 async def list_sends(request: Request, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> list[SendOut]:
     ctx = web_context(request)
     rows = await run_in_threadpool(ctx.store.ledger.sends, limit=limit)
-    return [SendOut.model_validate({**asdict(info), **asdict(counts)}) for info, counts in rows]
+    outcomes = await run_in_threadpool(ctx.store.feedback.outcomes_for, [info.id for info, _ in rows])
+    return [_send_out(info, counts, outcomes.get(info.id, {})) for info, counts in rows]
+
+
+@router.get(
+    "/sends/{send_id}",
+    response_model=SendOut,
+    responses=error_responses(404),
+    summary="One send: its delivery counts and what came back (bounces, complaints, unsubscribes)",
+)
+async def get_send(request: Request, send_id: Annotated[int, Path(ge=1, le=2**62)]) -> SendOut:
+    ctx = web_context(request)
+    info = await run_in_threadpool(ctx.store.ledger.get_send_by_id, send_id)
+    if info is None:
+        raise NotFoundError(f"no send {send_id}")
+    counts = await run_in_threadpool(ctx.store.ledger.counts, send_id)
+    outcomes = await run_in_threadpool(ctx.store.feedback.outcomes_by_send, send_id)
+    return _send_out(info, counts, outcomes)
+
+
+def _send_out(info: SendInfo, counts: SendCounts, outcomes: dict[str, int]) -> SendOut:
+    return SendOut.model_validate({**asdict(info), **asdict(counts), "outcomes": outcomes})
 
 
 def _no_such(email: str) -> NotFoundError:
@@ -225,12 +248,13 @@ async def get_subscriber(request: Request, email: PathText) -> SubscriberOut:
     "/subscribers/{email}",
     response_model=RemovedOut,
     responses=error_responses(404),
-    summary="Forget a subscriber entirely (their deliveries go too)",
+    summary="Erase a subscriber (row and deliveries go; the address stays unmailable as a keyed hash)",
 )
 async def remove_subscriber(request: Request, email: PathText) -> RemovedOut:
     ctx = web_context(request)
     sub = await _subscriber(ctx, email)
-    removed = await run_in_threadpool(ctx.store.subscribers.remove, sub.email)
+    now = ctx.now()
+    removed = await run_in_threadpool(lambda: erase_subscriber(ctx.store, ctx.settings, sub.email, now=now))
     return RemovedOut(email=sub.email, removed=removed)
 
 

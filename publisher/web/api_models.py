@@ -41,6 +41,8 @@ class SendOut(BaseModel):
     sent: int
     failed: int
     skipped: int
+    # What came back after the 250, by kind: hard_bounce, soft_bounce, complaint, unsubscribe, delivered.
+    outcomes: dict[str, int] = {}
 
 
 class SubscriberOut(BaseModel):

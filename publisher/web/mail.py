@@ -18,7 +18,8 @@ from publisher.config import Settings
 from publisher.deliver import Envelope, RetryPolicy, Status, send_one, signer_for, transport_factory
 from publisher.errors import PublisherError
 from publisher.models import Recipient
-from publisher.render.email_headers import check_address, clean_name, parse_mailbox
+from publisher.ops.send import envelope_sender
+from publisher.render.email_headers import check_address, clean_name
 from publisher.render.email_mime import prepare_message
 from publisher.render.templates import text_environment
 from publisher.tokens import Purpose, make_token, message_id, recipient_links, site_link
@@ -92,7 +93,7 @@ def send_confirmation(
     try:
         data, mid = confirmation_message(settings, secret, address, name, already=already, now=now)
         env = Envelope(
-            sender=parse_mailbox(settings.email.from_)[1],
+            sender=envelope_sender(settings),
             recipient=check_address(address),
             data=data,
             message_id=mid,

@@ -28,6 +28,7 @@ from starlette.responses import HTMLResponse
 
 from publisher.errors import PublisherError
 from publisher.models import Frequency, Subscriber, SubscriberStatus
+from publisher.ops.feedback import unsuppress
 from publisher.store import Store, SubscriberExistsError
 from publisher.store.values import mailbox_key
 from publisher.tokens import Purpose, TokenError, make_token
@@ -104,14 +105,16 @@ def _micros(moment: datetime) -> int:
     return int(moment.timestamp() * 1_000_000)
 
 
-def confirm(store: Store, address: str, issued_us: int, now: datetime) -> Subscriber | None:
+def confirm(ctx: WebContext, address: str, issued_us: int, now: datetime) -> Subscriber | None:
     """Confirm (idempotent). None when there is no such row, or the link predates the row's leaving.
 
     A confirm link mailed before the subscriber unsubscribed (or bounced, or
     complained) must not bring them back, so it counts only if it was issued
     strictly after the moment mail last stopped, compared to the microsecond:
-    a tie is refused.
+    a tie is refused. A confirmation is proof of intent: it takes the address
+    off the suppression list (an erased or unsubscribed address that signs up again).
     """
+    store = ctx.store
     current = store.subscribers.get(address)
     if current is None:
         return None
@@ -122,7 +125,9 @@ def confirm(store: Store, address: str, issued_us: int, now: datetime) -> Subscr
     left = current.unsubscribed_at
     if left is not None and issued_us <= _micros(left):
         return None
-    return store.subscribers.set_status(address, SubscriberStatus.CONFIRMED, now=now)
+    confirmed = store.subscribers.set_status(address, SubscriberStatus.CONFIRMED, now=now)
+    unsuppress(store, ctx.settings, address)
+    return confirmed
 
 
 def _form_values(ctx: WebContext, **given: object) -> dict[str, object]:
@@ -223,7 +228,7 @@ async def confirm_post(request: Request, token: str) -> HTMLResponse:
     now = ctx.now()
     address, issued_us = read_link_token(ctx.secret, Purpose.CONFIRM, token, now)
     await request.body()  # read (and size-check) the body; the button sends nothing we need
-    sub = await run_in_threadpool(confirm, ctx.store, address, issued_us, now)
+    sub = await run_in_threadpool(confirm, ctx, address, issued_us, now)
     if sub is None:
         raise TokenError("this link is no longer valid", hint="subscribe again to get a new link")
     prefs = site_root(ctx.settings) + "preferences/" + make_token(ctx.secret, Purpose.PREFERENCES, address)
