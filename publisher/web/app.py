@@ -17,9 +17,10 @@ from fastapi import FastAPI
 from publisher import __version__
 from publisher.config import Settings
 from publisher.store import Store
-from publisher.web import api, archive, handlers, manage, subscribe
+from publisher.web import api, archive, handlers, hooks, manage, subscribe
 from publisher.web.api_models import error_responses
 from publisher.web.context import Clock, Limits, make_context
+from publisher.web.hooks_sns import Fetcher
 from publisher.web.middleware import GuardMiddleware
 from publisher.web.pages import check_templates
 
@@ -31,13 +32,15 @@ def create_app(
     clock: Clock | None = None,
     limits: Limits | None = None,
     environ: Mapping[str, str] | None = None,
+    fetch: Fetcher | None = None,
 ) -> FastAPI:
     """The web app for ``settings``.
 
     ``store``: use this open store (else one is opened from ``database.url`` on
     first use and closed at shutdown); ``clock``: a callable returning an aware
     datetime (tests move time with it); ``limits``: rate and size limits;
-    ``environ``: where to read the API token variable (default ``os.environ``).
+    ``environ``: where to read the API token and webhook secret variables (default
+    ``os.environ``); ``fetch``: how ``/hooks/ses`` GETs SNS certificates (tests serve their own).
     """
     check_templates(settings)
     ctx = make_context(settings, store=store, clock=clock, limits=limits, environ=environ)
@@ -69,5 +72,6 @@ def create_app(
     app.include_router(api.router, responses=error_responses(413, 422))
     app.include_router(subscribe.router)
     app.include_router(manage.router)
+    hooks.install(app, settings, environ=environ, fetch=fetch)
     app.include_router(archive.router)  # the catch-all: last
     return app
