@@ -14,6 +14,7 @@ from publisher.cli import build as _build
 from publisher.cli import content as _content
 from publisher.cli import delivery as _delivery
 from publisher.cli import demo as _demo
+from publisher.cli import doctor as _doctor
 from publisher.cli import inbound as _inbound
 from publisher.cli import schedule as _schedule
 from publisher.cli import subscribers as _subscribers
