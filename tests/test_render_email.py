@@ -314,7 +314,6 @@ def test_every_sample_issue_builds(sample_settings):
 def test_the_unsubscribe_mailto_is_the_configured_mailbox_only() -> None:
     """Issue 13.4: no mailto: to a mailbox nobody reads; the configured one when there is one."""
     from publisher.config import load_settings
-
     from tests.fixtures_email import ROOT, parse
 
     env = {"PUBLISHER_SECRET_KEY": "test-secret-0123456789abcdef0123456789"}
