@@ -112,3 +112,12 @@ def test_status_shows_what_came_back_and_warns_on_rates(cli) -> None:  # noqa: F
     row = next(line for line in r.output.splitlines() if line.startswith(f"issue:{SLUG}"))
     assert "\t1+1 soft\t1\t0\t" in row
     assert "1 complaint(s) for 20 sent" in r.output and "2 bounce(s) for 20 sent" in r.output
+    by_domain = cli("status", "--send", f"issue:{SLUG}")
+    assert by_domain.exit_code == 0
+    assert "example.org\t20\t1+1 soft\t1\t0" in by_domain.output
+    missing = cli("status", "--send", "issue:nothing")
+    assert (
+        missing.exit_code == 1
+        and "no send issue:nothing" in missing.output
+        and "Traceback" not in missing.output
+    )

@@ -110,6 +110,7 @@ def test_subscriber_lookup_export_and_removal(api: TestClient, store: Store, web
     apply_feedback(store, api.app.state.web.settings, [complaint], now=now)
     one = api.get(f"/api/sends/{plan.send.id}", headers=AUTH)
     assert one.status_code == 200 and one.json()["outcomes"] == {"complaint": 1}
+    assert one.json()["by_domain"] == {"example.org": {"sent": 1, "complaint": 1}}
     assert api.get("/api/sends/0", headers=AUTH).status_code == 422
     assert api.get("/api/sends/999999", headers=AUTH).status_code == 404
 

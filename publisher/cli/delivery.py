@@ -18,6 +18,7 @@ from publisher.cli.common import (
     settings,
 )
 from publisher.config import Settings
+from publisher.errors import NotFoundError
 from publisher.models import SubscriberStatus
 from publisher.store import Store, open_store
 
@@ -121,8 +122,16 @@ def send(
 
 
 @reports_errors
-def status(config: ConfigOption = None) -> None:
+def status(
+    send_key: Annotated[
+        str | None,
+        typer.Option("--send", metavar="KEY", help="One send (e.g. issue:SLUG) by recipient domain."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
     """Show each send with its planned, sent, failed and pending counts, and the subscriber totals."""
+    if send_key is not None:
+        return _send_by_domain(settings(config), send_key)
     from publisher.cli.schedule import queued_lines
     from publisher.ops.feedback import send_warnings
     from publisher.ops.queue import list_queue
@@ -179,6 +188,19 @@ def status(config: ConfigOption = None) -> None:
     for info, c in sends:
         for warning in send_warnings(info.key, c.sent, outcomes.get(info.id, {})):
             _err(f"[yellow]warning:[/] {escape(warning)}")
+
+
+def _send_by_domain(cfg: Settings, key: str) -> None:
+    """What each mailbox provider did with one send: sent, bounced, complained, unsubscribed."""
+    with _store(cfg) as store:
+        info = store.ledger.get_send(key)
+        if info is None:
+            raise NotFoundError(f"no send {key}", hint="`publisher status` lists the sends")
+        rows = store.feedback.outcomes_by_domain(info.id)
+    _show(
+        ("domain", "sent", "bounced", "complained", "unsubscribed"),
+        [(domain, str(found.get("sent", 0)), *_outcome_cells(found)) for domain, found in rows.items()],
+    )
 
 
 def _outcome_cells(found: dict[str, int]) -> tuple[str, str, str]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, delete, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from publisher.errors import PublisherError
@@ -212,6 +212,35 @@ class Feedbacks:
             for send_id, kind, n in conn.execute(query):
                 out.setdefault(int(send_id), {})[kind] = int(n)
         return out
+
+    def outcomes_by_domain(self, send_id: int) -> dict[str, dict[str, int]]:
+        """{recipient domain: {"sent": n, fact kind: n, ...}} for one send, biggest domains first.
+
+        Which mailbox provider bounces or complains is what a sender acts on (one
+        provider refusing everything is a reputation problem, not bad addresses).
+        """
+        sent = (
+            select(d.c.email, func.count().label("n"))
+            .where(d.c.send_id == send_id, d.c.status == "sent")
+            .group_by(d.c.email)
+        )
+        facts = (
+            select(d.c.email, ev.c.kind, func.count())
+            .select_from(
+                ev.join(d, and_(d.c.send_id == ev.c.send_id, d.c.subscriber_id == ev.c.subscriber_id))
+            )
+            .where(ev.c.send_id == send_id)
+            .group_by(d.c.email, ev.c.kind)
+        )
+        out: dict[str, dict[str, int]] = {}
+        with self._store.read() as conn:
+            for email, n in conn.execute(sent):
+                row = out.setdefault(email.rpartition("@")[2], {})
+                row["sent"] = row.get("sent", 0) + int(n)
+            for email, kind, n in conn.execute(facts):
+                row = out.setdefault(email.rpartition("@")[2], {})
+                row[kind] = row.get(kind, 0) + int(n)
+        return dict(sorted(out.items(), key=lambda kv: (-kv[1].get("sent", 0), kv[0])))
 
     def outcomes_by_send(self, send_id: int) -> dict[str, int]:
         """How many of each kind of fact came back for one send (bounces, complaints...)."""

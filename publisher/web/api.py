@@ -215,11 +215,18 @@ async def get_send(request: Request, send_id: Annotated[int, Path(ge=1, le=2**62
         raise NotFoundError(f"no send {send_id}")
     counts = await run_in_threadpool(ctx.store.ledger.counts, send_id)
     outcomes = await run_in_threadpool(ctx.store.feedback.outcomes_by_send, send_id)
-    return _send_out(info, counts, outcomes)
+    by_domain = await run_in_threadpool(ctx.store.feedback.outcomes_by_domain, send_id)
+    return _send_out(info, counts, outcomes, by_domain)
 
 
-def _send_out(info: SendInfo, counts: SendCounts, outcomes: dict[str, int]) -> SendOut:
-    return SendOut.model_validate({**asdict(info), **asdict(counts), "outcomes": outcomes})
+def _send_out(
+    info: SendInfo,
+    counts: SendCounts,
+    outcomes: dict[str, int],
+    by_domain: dict[str, dict[str, int]] | None = None,
+) -> SendOut:
+    fields = {**asdict(info), **asdict(counts), "outcomes": outcomes, "by_domain": by_domain or {}}
+    return SendOut.model_validate(fields)
 
 
 def _no_such(email: str) -> NotFoundError:

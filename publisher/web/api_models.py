@@ -43,6 +43,8 @@ class SendOut(BaseModel):
     skipped: int
     # What came back after the 250, by kind: hard_bounce, soft_bounce, complaint, unsubscribe, delivered.
     outcomes: dict[str, int] = {}
+    # The same by recipient domain, with "sent" (only on GET /api/sends/{id}).
+    by_domain: dict[str, dict[str, int]] = {}
 
 
 class SubscriberOut(BaseModel):
