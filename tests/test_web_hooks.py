@@ -538,10 +538,20 @@ def test_unconfigured_hooks_answer_503_and_change_nothing(
 
 
 def test_a_body_over_the_cap_is_413_and_a_get_changes_nothing(hooked: Hooked) -> None:
-    big = mailgun("complained", "ann@example.org", hooked.clock(), "t", padding="x" * 70_000)
+    big = mailgun("complained", "ann@example.org", hooked.clock(), "t", padding="x" * 1_100_000)
     assert hooked.post("mailgun", big) == 413
     assert hooked.client.get("/hooks/mailgun").status_code != 200  # the archive answers a GET
     assert (hooked.statuses(), hooked.events()) == (UNTOUCHED, "")
+
+
+def test_a_webhook_batch_past_the_forms_cap_is_taken(hooked: Hooked, provider: Provider) -> None:
+    """SNS messages run to 256 KB and SendGrid posts batches: /hooks/ has a cap of its own (1 MB),
+    while a form or API body stays capped at 64 KB."""
+    batch = [sg("bounce", "ann@example.org", "big1", type="bounce", status="5.1.1", pad="x" * 200_000)]
+    assert sendgrid(hooked, provider, batch) == 200
+    assert hooked.events() == "sendgrid:big1=hard_bounce"
+    form = hooked.client.post("/subscribe", data={"email": "a@example.org", "name": "x" * 200_000})
+    assert form.status_code == 413
 
 
 # -- the production fetcher, the replay memory, the config -------------------------------------

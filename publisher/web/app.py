@@ -66,6 +66,7 @@ def create_app(
     app.add_middleware(
         GuardMiddleware,
         max_body=ctx.limits.max_body,
+        max_hook_body=ctx.limits.max_hook_body,
         refuse=handlers.guard_refusal(app),
         https=settings.site.url.startswith("https://"),
     )

@@ -77,9 +77,12 @@ def address_problem(scope: Scope) -> str | None:
 class GuardMiddleware:
     """Adds the security headers; refuses bodies over ``max_body`` (413) and control characters (422)."""
 
-    def __init__(self, app: ASGIApp, max_body: int, refuse: Refusal, https: bool) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body: int, refuse: Refusal, https: bool, max_hook_body: int | None = None
+    ) -> None:
         self.app = app
         self.max_body = max_body
+        self.max_hook_body = max_hook_body or max_body
         self.refuse = refuse
         self.headers = [*SECURITY_HEADERS, HSTS] if https else SECURITY_HEADERS
 
@@ -88,6 +91,7 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         api = is_api(scope)
+        limit = self.max_hook_body if _is_hook(scope) else self.max_body
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -99,8 +103,8 @@ class GuardMiddleware:
             await send(message)
 
         status, problem = 422, address_problem(scope)
-        if problem is None and self._declared_too_large(scope):
-            status, problem = 413, f"the request body is over {self.max_body // 1024} KB"
+        if problem is None and _declared_too_large(scope, limit):
+            status, problem = 413, f"the request body is over {limit // 1024} KB"
         if problem is not None:
             await self.refuse(scope, status, problem)(scope, receive, send_with_headers)
             return
@@ -111,17 +115,24 @@ class GuardMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise BodyTooLargeError(f"the request body is over {self.max_body // 1024} KB")
+                if seen > limit:
+                    raise BodyTooLargeError(f"the request body is over {limit // 1024} KB")
             return message
 
         await self.app(scope, counting_receive, send_with_headers)
 
-    def _declared_too_large(self, scope: Scope) -> bool:
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    return int(value) > self.max_body
-                except ValueError:
-                    return True
-        return False
+
+
+def _declared_too_large(scope: Scope, limit: int) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value) > limit
+            except ValueError:
+                return True
+    return False
+
+
+def _is_hook(scope: Scope) -> bool:
+    """ESP webhooks post batches (SNS messages up to 256 KB, SendGrid arrays): a cap of their own."""
+    return str(scope.get("path", "")).startswith("/hooks/")
