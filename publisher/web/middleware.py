@@ -122,7 +122,6 @@ class GuardMiddleware:
         await self.app(scope, counting_receive, send_with_headers)
 
 
-
 def _declared_too_large(scope: Scope, limit: int) -> bool:
     for name, value in scope.get("headers", []):
         if name == b"content-length":
