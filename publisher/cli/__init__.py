@@ -8,14 +8,17 @@ Each area registers its commands from its own module below.
 from __future__ import annotations
 
 import typer
+from typer.core import TyperCommand
 
 from publisher import __version__
 from publisher.cli import build as _build
+from publisher.cli import common as _common
 from publisher.cli import content as _content
 from publisher.cli import delivery as _delivery
 from publisher.cli import demo as _demo
 from publisher.cli import doctor as _doctor
 from publisher.cli import inbound as _inbound
+from publisher.cli import init as _init
 from publisher.cli import schedule as _schedule
 from publisher.cli import subscribers as _subscribers
 from publisher.cli import suppress as _suppress
@@ -27,6 +30,7 @@ app = typer.Typer(
     help="Publish a Markdown newsletter as email, RSS/Atom feeds and a web archive.",
     no_args_is_help=True,
     add_completion=False,
+    cls=_common.HelpGroup,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -47,7 +51,20 @@ def _root(
     """Publish a Markdown newsletter as email, RSS/Atom feeds and a web archive."""
 
 
+def _use_help_classes(typer_app: typer.Typer) -> None:
+    """Give every command and group publisher's help layout (flags without ``<bool>``, a
+    sane width), including those the area modules register without naming a class."""
+    for command in typer_app.registered_commands:
+        if command.cls in (None, TyperCommand):  # typer fills in its own class by default
+            command.cls = _common.HelpCommand
+    for group in typer_app.registered_groups:
+        group.cls = _common.HelpGroup
+        if group.typer_instance is not None:
+            _use_help_classes(group.typer_instance)
+
+
 for _module in (
+    _init,
     _content,
     _build,
     _delivery,
@@ -61,6 +78,7 @@ for _module in (
     _worker,
 ):
     _module.register(app)
+_use_help_classes(app)
 
 
 def main() -> None:

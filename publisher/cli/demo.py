@@ -2,7 +2,8 @@
 
 It runs the real pipeline on the embedded defaults (SQLite, .eml files in the
 outbox) with a few sample subscribers, and is safe to run again: subscribers
-are added once and an issue already sent is not sent twice.
+are added once and an issue already sent is not sent twice. Outside a project
+(no config.yaml here) it first writes the starter project, as `publisher init` does.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from pathlib import Path
 import typer
 
 from publisher.cli.build import build_command
-from publisher.cli.common import ConfigOption, console, escape, reports_errors, settings
+from publisher.cli.common import DEFAULT_CONFIG, ConfigOption, console, escape, reports_errors, settings
 from publisher.cli.delivery import send
+from publisher.cli.init import scaffold
 from publisher.content import load_library
 from publisher.deliver import describe_transport
 from publisher.errors import PublisherError, relpath
@@ -36,6 +38,11 @@ def register(app: typer.Typer) -> None:
 @reports_errors
 def demo(config: ConfigOption = None) -> None:
     """Build the site and send the newest issue to a few sample subscribers (safe to re-run)."""
+    if config is None and not DEFAULT_CONFIG.is_file():
+        made, _ = scaffold(Path("."))
+        console.print(
+            f"no config.yaml here: made the sample project ({escape(', '.join(made))})", highlight=False
+        )
     cfg = settings(config)
     build_command(config=config, out=None, watch=False, jobs=None, emails=True)
     library = load_library(cfg)
