@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import os
 import re
 import secrets
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, ValidationError, field_validator
 
-from publisher.errors import ConfigError, Problem, relpath
+from publisher.errors import ConfigError, Problem, and_more, relpath
 
 ENV_PREFIX = "PUBLISHER_"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
@@ -403,17 +404,40 @@ def _set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     node[path[-1]] = value
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: dict[str, Any], loc: tuple[str, ...]) -> str:
     kind = err["type"]
     given = err.get("input")
     if kind == "extra_forbidden":
-        return "unknown key"
+        return _unknown_key(loc)
     if kind == "missing":
         return "required key is missing"
     msg = err["msg"].removeprefix("Value error, ")
     if kind.startswith("value_error"):
         return msg
     return f"{msg} (got {given!r})"
+
+
+def _unknown_key(loc: tuple[str, ...]) -> str:
+    """'unknown key' with the likely intended key, as front matter does (`concurency` -> 'concurrency')."""
+    known = _section_keys(loc[:-1])
+    close = difflib.get_close_matches(loc[-1].lower(), known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key (did you mean {close[0]!r}?)"
+    return f"unknown key (known here: {and_more(known)})" if known else "unknown key"
+
+
+def _section_keys(section: tuple[str, ...]) -> tuple[str, ...]:
+    """The keys config.yaml allows in ``section`` (a key path; () is the top level)."""
+    model: Any = Settings
+    for part in section:
+        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
+        if field is None:
+            return ()
+        kinds = (field.annotation, *get_args(field.annotation))
+        model = next((k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)), None)
+        if model is None:
+            return ()
+    return tuple(f.alias or n for n, f in model.model_fields.items() if not f.exclude)
 
 
 def _resolve(settings: Settings, base: Path) -> Settings:
@@ -490,10 +514,10 @@ def load_settings(
             dotted = ".".join(loc)
             env_name = ENV_PREFIX + "__".join(p.upper() for p in loc)
             if loc in env:
-                problems.append(Problem(f"{env_name} (environment)", f"{dotted}: {_describe(err)}"))
+                problems.append(Problem(f"{env_name} (environment)", f"{dotted}: {_describe(err, loc)}"))
             else:
                 line = _line_for(lines, loc)
-                problems.append(Problem(where, f"{dotted}: {_describe(err)}", line))
+                problems.append(Problem(where, f"{dotted}: {_describe(err, loc)}", line))
         raise ConfigError(
             problems, hint="see config.yaml in the project for every key and its default"
         ) from None

@@ -7,6 +7,7 @@ output, so library code never prints or exits.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,3 +91,13 @@ def relpath(path: Path, base: Path | None = None) -> str:
         return str(path.resolve().relative_to(base.resolve()))
     except ValueError:
         return str(path)
+
+
+def and_more(items: Sequence[str], shown: int = 8) -> str:
+    """``items`` joined by commas, cut after ``shown`` with how many were left out.
+
+    A hint that lists choices must not pass a short list off as the whole one.
+    """
+    head = ", ".join(items[:shown])
+    left = len(items) - shown
+    return f"{head} … and {left} more" if left > 0 else head

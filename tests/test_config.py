@@ -49,7 +49,10 @@ def test_unknown_key_names_path_and_line(tmp_path: Path) -> None:
         load_settings(cfg, environ={})
     lines = exc.value.lines()
     assert len(lines) == 1
-    assert lines[0].endswith("config.yaml:3: site.colour: unknown key")
+    assert lines[0].endswith(
+        "config.yaml:3: site.colour: unknown key "
+        "(known here: title, url, description, language, timezone, author)"
+    )
 
 
 def test_wrong_type_names_expected_and_given(tmp_path: Path) -> None:

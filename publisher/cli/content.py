@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from publisher.cli.common import ConfigOption, console, reports_errors, settings
-from publisher.content import load_content
+from publisher.config import Settings
+from publisher.content import load_content, past_send_at
 from publisher.errors import ContentError, Problem, relpath
 from publisher.importer import plan_imports
+from publisher.models import Library
+from publisher.ops.queue import load_tolerant, not_yet_sent
+from publisher.store import open_store
 
 
 def register(app: typer.Typer) -> None:
@@ -24,8 +28,18 @@ def register(app: typer.Typer) -> None:
 def check(config: ConfigOption = None) -> None:
     """Validate config.yaml and every issue; list every problem with its file and line."""
     cfg = settings(config)
-    result = load_content(cfg)
+    try:
+        result = load_content(cfg)
+    except ContentError as exc:  # list the late send_at of the issues that did load, too
+        late = _late_send_at(cfg, load_tolerant(cfg)[0])
+        if not late:
+            raise
+        problems = sorted([*exc.problems, *late.values()], key=lambda p: (p.where, p.line or 0))
+        raise ContentError(problems, hint=f"{exc.hint}; {_late_hint(late)}") from None
     library = result.library
+    late = _late_send_at(cfg, library)
+    if late:
+        raise ContentError(list(late.values()), hint=_late_hint(late))
     issues = library.published_issues
     articles = sum(len(i.articles) for i in issues)
     drafts = result.draft_count
@@ -35,6 +49,20 @@ def check(config: ConfigOption = None) -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _late_send_at(cfg: Settings, library: Library) -> dict[str, Problem]:
+    """Issues whose send_at has passed unsent (by slug): `publisher run` would report them as missed."""
+    past = past_send_at(cfg, library, datetime.now(UTC))
+    if not past:
+        return {}  # the common case needs no database
+    with open_store(cfg.database.url) as store:
+        return not_yet_sent(store, past)
+
+
+def _late_hint(late: dict[str, Problem]) -> str:
+    slug = next(iter(late)) if len(late) == 1 else "ISSUE"
+    return f"give send_at a time in the future (or remove it), or run `publisher send {slug}` to send it now"
 
 
 @reports_errors

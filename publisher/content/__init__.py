@@ -8,13 +8,15 @@ line) so ``publisher check`` can show them all at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from publisher.config import Settings
 from publisher.content.fields import DATE_HINT, clean_line, is_slug, slugify, when_value
+from publisher.content.frontmatter import decode, parse_document
 from publisher.content.loader import ARTICLE_KEYS, INDEX_KEYS, ISSUE_KEYS, Loader, hint_for
 from publisher.content.scan import RESERVED_SLUGS, relative, scan, signature
 from publisher.content.summary import first_paragraph, summarize, truncate
-from publisher.errors import ContentError, NotFoundError, Problem
+from publisher.errors import ContentError, NotFoundError, Problem, and_more
 from publisher.models import Article, Issue, Library
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "load_content",
     "load_issue",
     "load_library",
+    "past_send_at",
     "signature",
     "slugify",
     "summarize",
@@ -83,7 +86,7 @@ def load_issue(settings: Settings, slug: str) -> Issue:
     found = scan(settings)
     unit = next((u for u in found.units if u.slug == slug), None)
     if unit is None:
-        known = ", ".join(u.slug for u in found.units[:8]) or "none yet"
+        known = and_more([u.slug for u in found.units]) or "none yet"
         raise NotFoundError(
             f"no issue {slug!r} in {relative(settings.paths.issues, settings)}/",
             hint=f"an issue is named after its file or folder (found: {known})",
@@ -98,6 +101,30 @@ def load_issue(settings: Settings, slug: str) -> Issue:
 def known_slugs(settings: Settings) -> dict[str, str]:
     """Every slug already taken, mapped to the file that takes it (as the user sees it)."""
     return {slug: relative(path, settings) for slug, path in scan(settings).slugs.items()}
+
+
+def past_send_at(settings: Settings, library: Library, now: datetime) -> dict[str, Problem]:
+    """Published issues whose ``send_at`` has already passed, by slug, each located at that line.
+
+    `publisher run` would report such an issue as missed (or send it late); whether
+    it went out already is the store's to say, so the caller filters these by that.
+    """
+    found: dict[str, Problem] = {}
+    for issue in library.published_issues:
+        if issue.send_at is None or issue.send_at > now:
+            continue
+        where = relative(issue.source, settings)
+        ignored: list[Problem] = []  # the file loaded cleanly a moment ago
+        text = decode(issue.source.read_bytes(), where, ignored)
+        doc = parse_document(text, where, ignored) if text is not None else None
+        local = issue.send_at.astimezone(settings.site.tz)
+        found[issue.slug] = Problem(
+            where,
+            f"send_at: {local:%Y-%m-%d %H:%M} {local.tzname()} is in the past and "
+            f"{issue.slug} has not been sent",
+            doc.line("send_at") if doc is not None else None,
+        )
+    return found
 
 
 def _raise_if(problems: list[Problem]) -> None:

@@ -21,6 +21,12 @@ from publisher.config import Settings
 from publisher.deliver.envelope import Deferred, Envelope, FatalDeliveryError, Rejected, reply_text
 from publisher.deliver.smtp_session import CLOSE, GATE, READ, Exchange, exchange
 
+HOST_KEYS = (
+    "email.smtp.host and email.smtp.port in config.yaml "
+    "(or PUBLISHER_EMAIL__SMTP__HOST and PUBLISHER_EMAIL__SMTP__PORT, which override them)"
+)
+SECURITY_KEYS = "email.smtp.security against the port (ssl: usually 465; starttls: 587; none: 25)"
+
 
 @dataclass(frozen=True)
 class SmtpParams:
@@ -33,6 +39,7 @@ class SmtpParams:
     ssl_context: ssl.SSLContext | None = None  # default: the system's trusted CAs
     local_hostname: str | None = None
     pipelining: bool = True  # used when the server offers it
+    password_env: str | None = None  # where the password came from, named in a refused login's hint
 
     @classmethod
     def from_settings(cls, settings: Settings, environ: dict[str, str] | None = None) -> SmtpParams:
@@ -48,7 +55,15 @@ class SmtpParams:
                     hint=f"export {smtp.password_env or 'PUBLISHER_SMTP_PASSWORD'}=... before sending",
                 )
             password = env[smtp.password_env]
-        return cls(smtp.host, smtp.port, smtp.security, smtp.username, password, smtp.timeout)
+        return cls(
+            smtp.host,
+            smtp.port,
+            smtp.security,
+            smtp.username,
+            password,
+            smtp.timeout,
+            password_env=smtp.password_env,
+        )
 
     @property
     def where(self) -> str:
@@ -96,10 +111,15 @@ class SmtpTransport:
         except smtplib.SMTPAuthenticationError as exc:
             raise FatalDeliveryError(
                 f"{p.where} refused the login for {p.username}: {reply_text(exc.smtp_code, exc.smtp_error)}",
-                hint="check email.smtp.username and the password variable",
+                hint=(
+                    f"check email.smtp.username and the password in "
+                    f"${p.password_env or 'PUBLISHER_SMTP_PASSWORD'} (email.smtp.password_env names it)"
+                ),
             ) from None
         except ssl.SSLError as exc:
-            raise FatalDeliveryError(f"TLS with {p.where} failed: {exc}") from None
+            raise FatalDeliveryError(
+                f"TLS with {p.where} failed: {exc}", hint=f"check {SECURITY_KEYS} ({p.security} now)"
+            ) from None
         except smtplib.SMTPResponseException as exc:
             if 400 <= exc.smtp_code < 500:
                 raise Deferred(
@@ -109,7 +129,9 @@ class SmtpTransport:
                 f"{p.where} refused us: {reply_text(exc.smtp_code, exc.smtp_error)}"
             ) from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise Deferred(f"cannot connect to {p.where}: {describe_error(exc)}", connection=True) from None
+            raise Deferred(
+                f"cannot connect to {p.where}: {describe_error(exc)}; {connect_hint(p, exc)}", connection=True
+            ) from None
         self._smtp = smtp
         self._utf8 = smtp.has_extn("smtputf8")
         self._pipelining = self.params.pipelining and smtp.has_extn("pipelining")
@@ -201,6 +223,18 @@ class SmtpTransport:
             pass
         finally:
             smtp.close()
+
+
+def connect_hint(p: SmtpParams, exc: BaseException) -> str:
+    """The settings to check when the server cannot be reached at all.
+
+    Carried in the reason itself: the pool turns a connection that keeps failing
+    into "giving up after retries: <reason>", which is all the editor sees.
+    """
+    hint = f"check {HOST_KEYS}"
+    if isinstance(exc, socket.timeout | TimeoutError | smtplib.SMTPServerDisconnected):
+        hint += f", and {SECURITY_KEYS} ({p.security} now)"
+    return hint
 
 
 def describe_error(exc: BaseException) -> str:

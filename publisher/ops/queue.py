@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 from publisher.config import Settings
 from publisher.errors import ContentError, Problem, PublisherError
 from publisher.models import Issue, Library
-from publisher.ops.send import Clock, Progress, issue_key, send_issue
+from publisher.ops.send import Clock, Progress, issue_key, send_issue, settlement
 from publisher.store import Store
 from publisher.store.queue import ACTIVE, Queue, QueuedIssue, QueueStateError
 
@@ -33,10 +33,12 @@ __all__ = [
     "Stopped",
     "list_queue",
     "load_tolerant",
+    "not_yet_sent",
     "parse_when",
     "queue_issue",
     "reconcile_front_matter",
     "send_due",
+    "span",
     "stop_check",
     "unqueue_issue",
 ]
@@ -179,6 +181,15 @@ def load_tolerant(settings: Settings) -> tuple[Library, dict[str, list[Problem]]
     return Library(tuple(issues)), broken
 
 
+def not_yet_sent(store: Store, past: dict[str, Problem]) -> dict[str, Problem]:
+    """The past-``send_at`` problems (by slug) of issues with no send in the database.
+
+    Those are what `publisher run` would report as missed; an issue sent (or
+    being sent) already has its ``send_at`` as history, not as a mistake.
+    """
+    return {slug: p for slug, p in sorted(past.items()) if store.ledger.get_send(issue_key(slug)) is None}
+
+
 def reconcile_front_matter(
     settings: Settings, store: Store, library: Library, broken: dict[str, list[Problem]], *, now: datetime
 ) -> list[str]:
@@ -256,11 +267,10 @@ def send_due(
                 note = (
                     f"due {row.send_at:%Y-%m-%d %H:%M} UTC while the scheduler was not running "
                     "(or before it was queued); "
-                    f"{_span(late)} late is over schedule.max_lateness ({_span(limit)}): "
+                    f"{span(late)} late is over schedule.max_lateness ({span(limit)}): "
                     f"queue it again or run `publisher send {row.slug}`"
                 )
                 if queue.set_status(row.slug, "missed", now=now, note=note, expect=("queued",)):
-                    log.warning("missed %s: %s", row.slug, note)
                     events.append(QueueEvent(row.slug, "missed", note))
                 continue
             if not queue.claim(row.slug, now=now):
@@ -288,34 +298,17 @@ def _send_one(
         if isinstance(exc, ContentError):
             note = "; ".join(exc.lines())
         queue.set_status(slug, "failed", now=clock(), note=note, expect=("sending",))
-        log.error("queued issue %s failed: %s", slug, note)
         return QueueEvent(slug, "failed", note)
-    report = outcome.drain
-    counts = report.counts if report is not None else None
-    if report is not None and report.fatal is not None:
-        note = f"stopped: {report.fatal.message}; {counts.pending if counts else '?'} not sent yet"
-        queue.set_status(slug, "failed", now=clock(), note=note, expect=("sending",))
-        log.error("queued issue %s: %s", slug, note)
-        return QueueEvent(slug, "failed", note)
-    if counts is not None and counts.pending:
-        note = f"{counts.sent} sent, {counts.failed} failed, {counts.pending} still pending after retries"
-        queue.set_status(slug, "failed", now=clock(), note=note, expect=("sending",))
-        log.warning("queued issue %s: %s", slug, note)
-        return QueueEvent(slug, "partial", note)
-    if counts is not None:
-        note = f"{counts.sent} sent, {counts.failed} failed of {counts.planned}"
-    else:
-        note = {"already-sent": "was already sent", "nothing-to-send": "no subscriber to send to"}.get(
-            outcome.action, outcome.action
-        )
-    queue.set_status(slug, "sent", now=clock(), note=note, expect=("sending",))
-    log.info("queued issue %s: %s", slug, note)
-    return QueueEvent(slug, "sent", note)
+    settled = settlement(outcome)
+    queue.set_status(slug, settled.status, now=clock(), note=settled.note, expect=("sending",))
+    return QueueEvent(slug, settled.action, settled.note)
 
 
-def _span(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, rest = divmod(minutes, 60)
-    return f"{hours} h {rest:02d} min" if rest else f"{hours} h"
+def span(delta: timedelta) -> str:
+    """A duration as people read it: '2 days 3 h', '1 h 5 min', '40 min' (never '60778 h 32 min')."""
+    minutes = max(0, int(delta.total_seconds() // 60))
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{days} day{'' if days == 1 else 's'}" if days else "", f"{hours} h" if hours else ""]
+    parts.append(f"{minutes} min" if minutes or not (days or hours) else "")
+    return " ".join(p for p in parts if p)

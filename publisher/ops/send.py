@@ -37,7 +37,7 @@ from publisher.ops.drain import (
     take_lease,
 )
 from publisher.ops.feedback import hasher_for
-from publisher.store import Store
+from publisher.store import Queue, Store
 
 __all__ = [
     "CHUNK",
@@ -48,14 +48,20 @@ __all__ = [
     "Personalisable",
     "Progress",
     "SendOutcome",
+    "Settlement",
     "default_owner",
     "drain",
     "envelope_sender",
     "issue_key",
     "send_issue",
     "send_test_copy",
+    "settlement",
     "take_lease",
 ]
+
+# A send by hand settles a queue row left waiting, missed or failed; a row in
+# ``sending`` belongs to the scheduler, which settles it itself.
+SETTLES = ("queued", "missed", "failed")
 
 
 # -- issue sends ---------------------------------------------------------------------------------------
@@ -96,8 +102,27 @@ def send_issue(
     Safe to re-run: an issue already sent is left alone, and after a crash only
     rows not yet accepted are sent. On PostgreSQL with ``publisher worker``
     processes running, the plan and one job per batch are written instead and
-    the workers send (unless ``local``: drain in this process).
+    the workers send (unless ``local``: drain in this process). The issue's
+    queue row (if any) is settled as the scheduler's send would settle it, so
+    `publisher status` does not go on showing a sent issue as queued.
     """
+    outcome = _send_issue(settings, store, slug, clock, dry_run, progress, retry, local)
+    if not dry_run:
+        settled = settlement(outcome)
+        Queue(store).set_status(slug, settled.status, now=clock(), note=settled.note, expect=SETTLES)
+    return outcome
+
+
+def _send_issue(
+    settings: Settings,
+    store: Store,
+    slug: str,
+    clock: Clock,
+    dry_run: bool,
+    progress: Progress | None,
+    retry: RetryPolicy | None,
+    local: bool,
+) -> SendOutcome:
     from publisher.content import load_issue
     from publisher.render.email import prepare_issue_email
 
@@ -146,6 +171,31 @@ def send_issue(
         settings, store, plan.send.id, lambda _row: prepared, clock=clock, progress=progress, retry=retry
     )
     return outcome
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What a finished send makes of the issue's queue row, whoever started it."""
+
+    status: str  # the row's new status: sent | failed
+    action: str  # for the scheduler's report: sent | failed | partial
+    note: str  # shown by `publisher status` beside a row that needs the editor
+
+
+def settlement(outcome: SendOutcome) -> Settlement:
+    """Sent when nothing is left to send; failed (with what is left) when the drain stopped short."""
+    report = outcome.drain
+    counts = report.counts if report is not None else None
+    if report is not None and report.fatal is not None:
+        left = counts.pending if counts else "?"
+        return Settlement("failed", "failed", f"stopped: {report.fatal.message}; {left} not sent yet")
+    if counts is not None and counts.pending:
+        note = f"{counts.sent} sent, {counts.failed} failed, {counts.pending} still pending after retries"
+        return Settlement("failed", "partial", note)
+    if counts is not None:
+        return Settlement("sent", "sent", f"{counts.sent} sent, {counts.failed} failed of {counts.planned}")
+    words = {"already-sent": "was already sent", "nothing-to-send": "no subscriber to send to"}
+    return Settlement("sent", "sent", words.get(outcome.action, outcome.action))
 
 
 def send_test_copy(

@@ -174,9 +174,9 @@ class Runner:
         self._reconcile()
         for event in send_due(
             self.settings, self.store, clock=self.clock, up_since=self.up_since, stop=self.stop
-        ):
+        ):  # send_due only reports: each event (its lateness included) is logged here, once
             (log.warning if event.action in ("missed", "failed", "partial") else log.info)(
-                "queued issue %s: %s: %s", event.slug, event.action, event.message
+                "%s %s: %s", event.action, event.slug, event.message
             )
         if (
             self.options.digests
