@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
 import re
 import threading
 from collections import Counter
@@ -12,10 +13,12 @@ from email.message import EmailMessage
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from publisher.config import DigestsConfig
 from publisher.deliver import RetryPolicy
-from publisher.ops.digest import boundary, current_period, run_digest
+from publisher.ops.digest import FREQUENCIES, boundary, current_period, run_digest
 from publisher.ops.queue import Stopped
 from publisher.store import DigestState
 from tests.fixtures_schedule import FakeClock
@@ -33,6 +36,12 @@ def articles_in(msg: EmailMessage) -> list[str]:
     """Slugs of the digest's own articles (headings), in order, from the text part."""
     text = msg.get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
     return re.findall(r"^Read it: https://news\.example\.org/([a-z0-9-]+)/$", text, flags=re.M)
+
+
+def lede_of(msg: EmailMessage) -> str:
+    """The text part's opening line (after the greeting), unwrapped."""
+    text = msg.get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+    return " ".join(text.split("\n\n")[1].split())
 
 
 @pytest.fixture
@@ -125,9 +134,15 @@ def test_each_zone_gets_its_digest_at_its_own_0700(smtp_scene) -> None:
     ]
     got = [(r.rcpt, parse(r.data)) for r in server.received()]
     assert [rcpt for rcpt, _ in got] == ["tokyo@example.org", "ny@example.org", "tokyo@example.org"]
+    # Tokyo's first digest: nothing arrived since they subscribed, so the latest, said so (issue 13.6)
     assert articles_in(got[0][1]) == ["first-story"]
-    assert articles_in(got[1][1]) == ["second-story", "first-story", "late-report"]  # newest first
+    assert "The latest story from The Example Gazette, to start your daily digest." in lede_of(got[0][1])
+    # New York's first: only what arrived after they subscribed, newest first; first-story was seen
+    # before they joined (issue 13.6 changed this from ["second-story", "first-story", "late-report"])
+    assert articles_in(got[1][1]) == ["second-story", "late-report"]
+    assert "2 new stories from The Example Gazette since you subscribed." in lede_of(got[1][1])
     assert articles_in(got[2][1]) == ["second-story", "late-report"]  # the back-dated one is not lost
+    assert "since your last daily digest" in lede_of(got[2][1])
     assert got[0][1]["Date"].datetime == datetime(2026, 11, 30, 22, 0, tzinfo=UTC)
     hist = DigestState(store).history(tokyo.id)  # type: ignore[arg-type]
     assert [(f, p) for f, p, _k, _a in hist] == [
@@ -355,3 +370,205 @@ def test_a_suppressed_address_gets_no_digest(scene) -> None:
     assert (report.mailed, report.sent) == (1, 1)
     mail = [p.read_bytes() for p in scene.settings.paths.outbox.rglob("*.eml")]
     assert len(mail) == 1 and b"kept@example.org" in mail[0] and b"gone@example.org" not in mail[0]
+
+
+# -- issue 13.6: a first digest is since they subscribed ---------------------------------------------
+
+
+def test_first_digest_holds_only_what_arrived_since_they_subscribed(scene) -> None:
+    store, s = scene.store, scene.settings
+    old_day = datetime(2026, 8, 3, 7, 0, tzinfo=UTC)
+    scene.article("old-story", date="2026-08-01T10:00:00+00:00")
+    old = store.subscribers.add("old@example.org", now=old_day - timedelta(days=5), frequency="daily")
+    assert run_digest(s, store, "daily", clock=FakeClock(old_day)).sent == 1  # months ago
+    joined = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
+    new = store.subscribers.add("new@example.org", now=joined, frequency="daily", timezone="UTC")
+    scene.article("fresh", date="2026-12-01T06:30:00+00:00")
+    run_digest(s, store, "daily", clock=FakeClock(joined + timedelta(minutes=40)))  # fresh is seen
+    store.subscribers.add("later@example.org", now=joined + timedelta(hours=6), frequency="daily")
+    r = run_digest(s, store, "daily", clock=FakeClock(datetime(2026, 12, 2, 7, 0, tzinfo=UTC)))
+    assert (r.mailed, r.variants, r.rendered) == (3, 3, 3)
+    mail = {}
+    for path in s.paths.outbox.rglob("*.eml"):
+        msg = parse(path.read_bytes())
+        mail.setdefault(msg["To"].addresses[0].addr_spec, []).append((articles_in(msg), lede_of(msg)))
+    assert mail["new@example.org"] == [
+        (["fresh"], "1 new story from The Example Gazette since you subscribed.")
+    ]  # not the months-old story, and no "last digest" they never had
+    assert mail["later@example.org"] == [  # nothing new since they joined: the latest, once
+        (["fresh", "old-story"], "The latest 2 stories from The Example Gazette, to start your daily digest.")
+    ]
+    assert sorted(mail["old@example.org"])[0] == (
+        ["fresh"],
+        "1 new story from The Example Gazette since your last daily digest.",
+    )
+    scene.article("next", date="2026-12-02T10:00:00+00:00")
+    r = run_digest(s, store, "daily", clock=FakeClock(datetime(2026, 12, 3, 7, 0, tzinfo=UTC)))
+    assert (r.mailed, r.variants, r.rendered) == (3, 1, 1)  # from now on, everyone is "since your last"
+    for sub in (old, new):
+        assert DigestState(store).history(sub.id)[-1][3] == ("next",)  # type: ignore[arg-type]
+
+
+# -- issue 13.7: a period that has started never un-starts ------------------------------------------
+
+DST_ZONES = (
+    "Europe/Paris",
+    "America/New_York",
+    "Australia/Sydney",
+    "Asia/Kolkata",
+    "America/Santiago",
+    "Pacific/Chatham",
+)
+DAILY = DigestsConfig.model_validate({})
+
+
+@functools.cache
+def transitions(tz: ZoneInfo, year: int = 2026) -> list[datetime]:
+    """The instants (UTC) in ``year`` at which ``tz`` changes its offset (found to the minute)."""
+    out = []
+    t = datetime(year, 1, 1, tzinfo=UTC)
+    while t.year == year:
+        nxt = t + timedelta(hours=1)
+        if t.astimezone(tz).utcoffset() != nxt.astimezone(tz).utcoffset():
+            lo = t
+            while nxt - lo > timedelta(minutes=1):
+                mid = lo + (nxt - lo) / 2
+                if mid.astimezone(tz).utcoffset() == t.astimezone(tz).utcoffset():
+                    lo = mid
+                else:
+                    nxt = mid
+            out.append(nxt)
+        t += timedelta(hours=1)
+    return out
+
+
+def at_times(tz: ZoneInfo, change: datetime) -> list[str]:
+    """Digest times around a change: inside its repeated or skipped hour, at its edges, and usual ones."""
+    before, after = change - timedelta(minutes=1), change
+    edges = sorted(
+        [before.astimezone(tz) + timedelta(minutes=1), after.astimezone(tz)], key=lambda d: d.time()
+    )
+    lo, hi = (datetime.combine(date.min, e.time()) for e in edges)
+    inside = lo + (hi - lo) / 2
+    return sorted({f"{t:%H:%M}" for t in (lo, inside, hi)} | {"00:00", "07:00", "23:30"})
+
+
+def periods_every(tz: ZoneInfo, cfg: DigestsConfig, start: datetime, end: datetime, step: timedelta):
+    out = []
+    t = start
+    while t <= end:
+        out.append((t, current_period(t, tz, "daily", cfg)))
+        t += step
+    return out
+
+
+def dst_cases() -> list[tuple[str, datetime]]:
+    cases = [(name, change) for name in DST_ZONES for change in transitions(ZoneInfo(name))]
+    cases.append(("Asia/Kolkata", datetime(2026, 10, 25, 1, 0, tzinfo=UTC)))  # no DST: an ordinary day
+    return cases
+
+
+@pytest.mark.parametrize(("zone_name", "change"), dst_cases(), ids=lambda v: str(v)[:16])
+def test_periods_are_monotonic_across_both_dst_changes(zone_name: str, change: datetime) -> None:
+    """Sparse rounds (7, 59, 61 minutes) around each change: one start per day, labels never back."""
+    tz = ZoneInfo(zone_name)
+    for at in at_times(tz, change):
+        cfg = DigestsConfig.model_validate({"daily": {"at": at}})
+        for minutes in (7, 59, 61):
+            seen = periods_every(
+                tz, cfg, change - timedelta(days=3), change + timedelta(days=3), timedelta(minutes=minutes)
+            )
+            labels = [p.label for _t, p in seen]
+            assert labels == sorted(labels), (at, minutes)  # never back to a previous day
+            starts = {}
+            for t, p in seen:
+                assert p.starts <= t
+                assert starts.setdefault(p.label, p.starts) == p.starts  # one start per period
+            days = [date.fromisoformat(label) for label in starts]
+            assert days == [days[0] + timedelta(days=n) for n in range(len(days))], (
+                at,
+                minutes,
+            )  # none skipped
+            assert all(
+                b - a < timedelta(hours=26)
+                for a, b in zip(list(starts.values()), list(starts.values())[1:], strict=False)
+            )
+
+
+def test_autumn_repeated_hour_stays_in_the_period_that_started() -> None:
+    """Paris, 25 October 2026, at 02:30: the first 02:30 (00:30Z) starts the day; the second 02:00-02:30
+    (01:00Z-01:30Z) reads earlier on the wall but is still that day's period."""
+    paris = ZoneInfo("Europe/Paris")
+    cfg = DigestsConfig.model_validate({"daily": {"at": "02:30"}})
+    first = datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
+    for minutes in (0, 29, 30, 31, 45, 59, 60, 75, 89, 90, 120):
+        p = current_period(first + timedelta(minutes=minutes), paris, "daily", cfg)
+        assert (p.label, p.starts) == ("2026-10-25", first), minutes
+    assert current_period(first - timedelta(seconds=1), paris, "daily", cfg).label == "2026-10-24"
+    # weekly on that Sunday at 02:30, the same
+    weekly = DigestsConfig.model_validate({"weekly": {"day": "sunday", "at": "02:30"}})
+    assert current_period(first + timedelta(minutes=45), paris, "weekly", weekly).label == "2026-10-25"
+
+
+def change_in(zone_name: str, season: str) -> datetime:
+    """A zone's 2026 change of ``season`` (autumn: clocks go back); an ordinary day where there is none."""
+    tz = ZoneInfo(zone_name)
+    for change in transitions(tz):
+        back = change.astimezone(tz).utcoffset() < (change - timedelta(minutes=1)).astimezone(tz).utcoffset()
+        if back == (season == "autumn"):
+            return change
+    return datetime(2026, 10, 25, 1, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("zone_name", "season", "minutes"),
+    [(z, season, 59 if n % 2 else 61) for n, z in enumerate(DST_ZONES) for season in ("autumn", "spring")],
+)
+def test_rounds_send_each_day_once_across_dst(scene, zone_name: str, season: str, minutes: int) -> None:
+    """Rounds every 59 or 61 minutes over three days around a change, with the digest time inside
+    its repeated or skipped hour: each day's digest is sent exactly once, in order."""
+    change = change_in(zone_name, season)
+    at = at_times(ZoneInfo(zone_name), change)[1]  # the middle of the repeated or skipped hour
+    s = scene.reconfigure(digests={"daily": {"at": at}})
+    store = scene.store
+    start = change - timedelta(days=1, hours=12)
+    sub = store.subscribers.add(
+        "a@example.org", now=start - timedelta(days=1), frequency="daily", timezone=zone_name
+    )
+    clock = FakeClock(start)
+    sends: Counter[str] = Counter()
+    while clock.now <= change + timedelta(days=1, hours=12):
+        scene.article(f"news-{clock.now:%m%d%H%M}", date=f"{clock.now:%Y-%m-%dT%H:%M:00+00:00}")
+        sends.update(run_digest(s, store, "daily", clock=clock, up_since=start).sends)
+        clock.advance(minutes=minutes)
+    days = [p for _f, p, _k, _a in DigestState(store).history(sub.id)]  # type: ignore[arg-type]
+    first = date.fromisoformat(days[0])
+    assert days == [(first + timedelta(days=n)).isoformat() for n in range(len(days))], at
+    assert len(days) == 3 and set(sends.values()) == {1}
+    assert sorted(k.split(":")[2] for k in sends) == days
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    zone_name=st.sampled_from((*DST_ZONES, "Australia/Lord_Howe", "America/Havana", "Pacific/Apia")),
+    at=st.times().map(lambda t: f"{t:%H:%M}"),
+    near=st.integers(0, 7),  # which 2026 change to start close to (modulo how many the zone has)
+    now=st.datetimes(datetime(2011, 1, 1), datetime(2027, 1, 1), timezones=st.just(UTC)),
+    offset=st.timedeltas(timedelta(hours=-3), timedelta(hours=3)),
+    later=st.one_of(
+        st.timedeltas(timedelta(0), timedelta(hours=3)), st.timedeltas(timedelta(0), timedelta(days=9))
+    ),
+    frequency=st.sampled_from(FREQUENCIES),
+)
+def test_current_period_never_goes_back(
+    zone_name: str, at: str, near: int, now: datetime, offset: timedelta, later: timedelta, frequency: str
+) -> None:
+    """Monotonic in ``now`` for any zone and time of day; half the instants are within 3 h of a DST change."""
+    tz = ZoneInfo(zone_name)
+    changes = transitions(tz)
+    if changes and near % 2:
+        now = changes[near % len(changes)] + offset
+    cfg = DigestsConfig.model_validate({"daily": {"at": at}, "weekly": {"day": "sunday", "at": at}})
+    p, q = (current_period(t, tz, frequency, cfg) for t in (now, now + later))
+    assert p.starts <= now and q.starts <= now + later
+    assert (p.label, p.starts) <= (q.label, q.starts)

@@ -4,7 +4,10 @@ A digest holds "what arrived since your last one". Arrival is a sequence
 number given to an article slug the first time the system sees it, so an
 article back-dated into a period already sent still arrives *now* and is in
 the next digest, and none is counted twice. Each subscriber's mark is the
-highest arrival already digested for them.
+highest arrival already digested for them; a subscriber without one (their
+first digest) starts from the highest arrival first seen by the time they
+subscribed (:meth:`DigestState.seen_by`), so an archive older than them is
+not "new" to them (issue 13.6).
 
 ``digest_recipients`` has one row per (subscriber, frequency, period), unique:
 whatever fires twice (a DST repeat, a restart, a manual run) finds the row
@@ -14,33 +17,30 @@ deliveries, marks) is one transaction, so a crash leaves all of it or none.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    ForeignKey,
-    Index,
-    String,
-    Table,
-    Text,
-    UniqueConstraint,
-    case,
-    exists,
-    func,
-    literal,
-    select,
-    update,
-)
+from sqlalchemy import case, exists, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from publisher.store.digest_tables import (
+    Candidate,
+    Contents,
+    DigestSend,
+    Lede,
+    Recorded,
+    VariantPlan,
+    article_arrivals,
+    digest_marks,
+    digest_recipients,
+    digest_variants,
+    dump_contents,
+    fingerprint,
+    load_contents,
+)
 from publisher.store.records import NOT_SUPPRESSED
-from publisher.store.schema import Id, UtcDateTime, metadata
 from publisher.store.schema import deliveries as d
 from publisher.store.schema import sends as s
 from publisher.store.schema import subscribers as sub
@@ -48,101 +48,22 @@ from publisher.store.schema import subscribers as sub
 if TYPE_CHECKING:
     from publisher.store.engine import Store
 
-article_arrivals = Table(
-    "article_arrivals",
-    metadata,
-    Column("seq", Id, primary_key=True, autoincrement=True),
-    Column("slug", String(200), nullable=False),
-    Column("article_id", String(500), nullable=False, server_default=""),
-    Column("first_seen_at", UtcDateTime, nullable=False),
-    UniqueConstraint("slug"),
-)
-
-digest_marks = Table(
-    "digest_marks",
-    metadata,
-    Column(
-        "subscriber_id",
-        Id,
-        ForeignKey("subscribers.id", ondelete="CASCADE"),
-        primary_key=True,
-        nullable=False,
-    ),
-    Column("last_seq", BigInteger, nullable=False, server_default="0"),
-    Column("updated_at", UtcDateTime, nullable=False),
-)
-
-digest_variants = Table(
-    "digest_variants",
-    metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
-    Column("send_id", Id, ForeignKey("sends.id", ondelete="CASCADE"), nullable=False),
-    Column("fingerprint", String(64), nullable=False),
-    Column("articles", Text, nullable=False),  # JSON list of slugs, in the order shown
-    Column("created_at", UtcDateTime, nullable=False),
-    UniqueConstraint("send_id", "fingerprint"),
-)
-
-digest_recipients = Table(
-    "digest_recipients",
-    metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
-    Column("subscriber_id", Id, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
-    Column("frequency", String(16), nullable=False),
-    Column("period", String(16), nullable=False),  # the period's first local date, e.g. 2026-12-01
-    Column("send_id", Id, ForeignKey("sends.id", ondelete="CASCADE")),  # NULL: nothing new, no mail
-    Column("variant_id", Id, ForeignKey("digest_variants.id", ondelete="CASCADE")),
-    Column("created_at", UtcDateTime, nullable=False),
-    UniqueConstraint("subscriber_id", "frequency", "period"),
-    Index(None, "send_id"),
-    Index(None, "frequency", "period"),
-)
-
 arr, mk, var, rcp = article_arrivals, digest_marks, digest_variants, digest_recipients
 
-
-@dataclass(frozen=True)
-class Candidate:
-    """A subscriber who may be due, with what planning needs."""
-
-    id: int
-    email: str
-    name: str
-    topics: tuple[str, ...]
-    timezone: str
-    created_at: datetime
-    last_seq: int | None  # None: never had a digest
-
-
-@dataclass(frozen=True)
-class VariantPlan:
-    """One article list (in order) and the subscribers who get it."""
-
-    articles: tuple[str, ...]
-    subscriber_ids: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class Recorded:
-    key: str
-    send_id: int | None
-    mailed: int  # deliveries written by this round
-    quiet: int  # period recorded without mail (nothing new for them)
-    variants: int
-
-
-@dataclass(frozen=True)
-class DigestSend:
-    id: int
-    key: str
-    created_at: datetime
-    meta: str
-
-
-def fingerprint(articles: Sequence[str], to_seq: int) -> str:
-    """A variant's identity: its article list and the arrival it was planned up to."""
-    raw = json.dumps([list(articles), to_seq], separators=(",", ":"))
-    return hashlib.sha256(raw.encode()).hexdigest()
+__all__ = [
+    "Candidate",
+    "Contents",
+    "DigestSend",
+    "DigestState",
+    "Lede",
+    "Recorded",
+    "VariantPlan",
+    "article_arrivals",
+    "digest_marks",
+    "digest_recipients",
+    "digest_variants",
+    "fingerprint",
+]
 
 
 class DigestState:
@@ -175,6 +96,16 @@ class DigestState:
             conn.execute(self._insert()(arr).on_conflict_do_nothing(index_elements=["slug"]), rows)
         return self.arrivals()
 
+    def seen_by(self) -> list[tuple[datetime, int]]:
+        """(first seen at, highest arrival first seen by then), in time order: a subscriber's start mark."""
+        query = select(arr.c.first_seen_at, func.max(arr.c.seq)).group_by(arr.c.first_seen_at)
+        with self._store.read() as conn:
+            rows = sorted(conn.execute(query).tuples())
+        out: list[tuple[datetime, int]] = []
+        for when, seq in rows:  # running max: a clock that stepped back never lowers a mark
+            out.append((when, max(seq, out[-1][1]) if out else seq))
+        return out
+
     # -- who may be due -----------------------------------------------------------------------------
     def zones(self, frequency: str) -> list[str]:
         """The time zones of confirmed subscribers of ``frequency``."""
@@ -197,6 +128,7 @@ class DigestState:
                 done = exists().where(
                     rcp.c.subscriber_id == sub.c.id, rcp.c.frequency == frequency, rcp.c.period == period
                 )
+                mailed = exists().where(rcp.c.subscriber_id == sub.c.id, rcp.c.send_id.is_not(None))
                 query = (
                     select(
                         sub.c.id,
@@ -206,6 +138,7 @@ class DigestState:
                         sub.c.timezone,
                         sub.c.created_at,
                         mk.c.last_seq,
+                        mailed.label("mailed"),
                     )
                     .select_from(sub.outerjoin(mk, mk.c.subscriber_id == sub.c.id))
                     .where(
@@ -219,7 +152,18 @@ class DigestState:
                 )
                 for r in conn.execute(query):
                     topics = tuple(t for t in r.topics.split(";") if t)
-                    out.append(Candidate(r.id, r.email, r.name, topics, r.timezone, r.created_at, r.last_seq))
+                    out.append(
+                        Candidate(
+                            r.id,
+                            r.email,
+                            r.name,
+                            topics,
+                            r.timezone,
+                            r.created_at,
+                            r.last_seq,
+                            bool(r.mailed),
+                        )
+                    )
         return out
 
     # -- recording a round ----------------------------------------------------------------------------
@@ -265,11 +209,11 @@ class DigestState:
             for v in variants:
                 if not v.subscriber_ids or send_id is None:
                     continue
-                fp = fingerprint(v.articles, to_seq)
+                fp = fingerprint(v.contents, to_seq)
                 conn.execute(
                     insert(var)
                     .values(
-                        send_id=send_id, fingerprint=fp, articles=json.dumps(list(v.articles)), created_at=now
+                        send_id=send_id, fingerprint=fp, articles=dump_contents(v.contents), created_at=now
                     )
                     .on_conflict_do_nothing(index_elements=["send_id", "fingerprint"])
                 )
@@ -374,11 +318,11 @@ class DigestState:
         with self._store.read() as conn:
             return {sid: vid for sid, vid in conn.execute(query)}
 
-    def variants(self, send_id: int) -> dict[int, tuple[str, ...]]:
-        """variant id -> its article slugs, in order."""
+    def variants(self, send_id: int) -> dict[int, Contents]:
+        """variant id -> its contents (article slugs in order, and the lede)."""
         query = select(var.c.id, var.c.articles).where(var.c.send_id == send_id)
         with self._store.read() as conn:
-            return {vid: tuple(json.loads(text)) for vid, text in conn.execute(query)}
+            return {vid: load_contents(text) for vid, text in conn.execute(query)}
 
     # -- reporting ------------------------------------------------------------------------------------
     def history(self, subscriber_id: int) -> list[tuple[str, str, str | None, tuple[str, ...]]]:
@@ -392,4 +336,4 @@ class DigestState:
             .order_by(rcp.c.id)
         )
         with self._store.read() as conn:
-            return [(f, p, k, tuple(json.loads(a)) if a else ()) for f, p, k, a in conn.execute(query)]
+            return [(f, p, k, load_contents(a).articles if a else ()) for f, p, k, a in conn.execute(query)]

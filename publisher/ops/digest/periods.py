@@ -1,11 +1,15 @@
 """Digest periods in a subscriber's own time zone, by wall-clock comparison.
 
-A daily period starts when the local wall clock reaches ``digests.daily.at``;
+A daily period starts when the local wall clock first reaches ``digests.daily.at``;
 a weekly one when it does on ``digests.weekly.day``. The period is named by
-its first local date (``2026-12-01``). Comparing wall-clock times (not adding
-hours to instants) is what makes DST harmless: on the autumn change a 01:30
-that happens twice still belongs to one period, and on the spring change a
-02:30 that never happens starts the period at 03:00. Pure: no clock, no I/O.
+its first local date (``2026-12-01``). Each period's start is an instant
+(:func:`boundary`), and the current period is the latest one whose start has
+passed, so it is monotonic in ``now`` whatever the clocks do: on the autumn
+change a 02:30 that happens twice starts the period at the first one, and
+the repeated 02:00-02:30 after it stays in that period (reading the wall
+clock alone would put it back in the previous day's, issue 13.7); on the
+spring change a 02:30 that never happens starts the period at 03:00. Pure: no
+clock, no I/O.
 """
 
 from __future__ import annotations
@@ -63,21 +67,33 @@ def boundary(day: date, at: time, tz: ZoneInfo) -> datetime:
     return hi.replace(microsecond=0)
 
 
-def current_period(now: datetime, tz: ZoneInfo, frequency: str, cfg: DigestsConfig) -> Period:
-    """The daily or weekly period that ``now`` falls in, for a subscriber in ``tz``."""
-    local = wall(now, tz)
+def _days_back(local: date, frequency: str, cfg: DigestsConfig) -> tuple[time, list[date]]:
+    """The digest time and the period first dates that may hold a local date, latest first.
+
+    The day after ``local`` is included: after a clock goes back over midnight
+    the wall clock can read a date whose next period has already started.
+    """
     if frequency == "daily":
-        at = _hhmm(cfg.daily.at)
-        day = local.date() if local.time() >= at else local.date() - timedelta(days=1)
-    elif frequency == "weekly":
-        at = _hhmm(cfg.weekly.at)
-        back = (local.weekday() - WEEKDAYS.index(cfg.weekly.day)) % 7
-        day = local.date() - timedelta(days=back)
-        if back == 0 and local.time() < at:
-            day -= timedelta(days=7)
-    else:
-        raise ValueError(f"no digest period for frequency {frequency!r}")
-    return Period(frequency, day.isoformat(), boundary(day, at, tz))
+        return _hhmm(cfg.daily.at), [local + timedelta(days=1), local, local - timedelta(days=1)]
+    if frequency == "weekly":
+        last = local - timedelta(days=(local.weekday() - WEEKDAYS.index(cfg.weekly.day)) % 7)
+        days = [last + timedelta(days=7)] if last + timedelta(days=6) == local else []
+        return _hhmm(cfg.weekly.at), [*days, last, last - timedelta(days=7)]
+    raise ValueError(f"no digest period for frequency {frequency!r}")
+
+
+def current_period(now: datetime, tz: ZoneInfo, frequency: str, cfg: DigestsConfig) -> Period:
+    """The daily or weekly period that ``now`` falls in, for a subscriber in ``tz``.
+
+    The latest period whose :func:`boundary` is not after ``now``: a period that
+    has started never un-starts, even while a repeated hour reads earlier.
+    """
+    at, days = _days_back(wall(now, tz).date(), frequency, cfg)
+    for day in days:
+        starts = boundary(day, at, tz)
+        if starts <= now:
+            return Period(frequency, day.isoformat(), starts)
+    raise AssertionError(f"no {frequency} period started by {now.isoformat()} in {tz.key}")  # unreachable
 
 
 def digest_key(frequency: str, period: str, zone_name: str) -> str:

@@ -7,11 +7,14 @@ minute they join), and it did not begin longer than ``max_lateness`` before
 the scheduler came up (a digest does not go out hours late after downtime; its
 articles simply roll into the next one). What they get: the articles that
 *arrived* after their mark, matching their topics, newest first, at most
-``max_latest``. Subscribers of one zone with the same list share a variant.
+``max_latest``. A first digest (issue 13.6) holds what arrived after they
+subscribed, said so in its lede; if nothing did, the latest ``max_latest``,
+once, as a start. Subscribers of one zone with the same contents share a variant.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,16 +23,16 @@ from publisher.config import DigestsConfig
 from publisher.content import slugify
 from publisher.models import Article
 from publisher.ops.digest.periods import Period, current_period, zone
-from publisher.store.digests import Candidate
+from publisher.store.digests import Candidate, Contents, Lede
 
 
 @dataclass
 class ZonePlan:
-    """One zone's round: the variants (article list -> subscriber ids) and who gets no mail."""
+    """One zone's round: the variants (contents -> subscriber ids) and who gets no mail."""
 
     zone: str
     period: Period
-    variants: dict[tuple[str, ...], list[int]] = field(default_factory=dict)
+    variants: dict[Contents, list[int]] = field(default_factory=dict)
     quiet: list[int] = field(default_factory=list)  # due, but nothing new for them: no mail
 
     @property
@@ -62,8 +65,9 @@ class RoundPlan:
     def variant_count(self) -> int:
         return sum(len(z.variants) for z in self.zones)
 
-    def article_lists(self) -> set[tuple[str, ...]]:
-        return {slugs for z in self.zones for slugs in z.variants}
+    def article_lists(self) -> set[Contents]:
+        """Every distinct contents of the round: each is rendered once."""
+        return {contents for z in self.zones for contents in z.variants}
 
 
 def zone_periods(
@@ -98,8 +102,17 @@ class _Picker:
         self.max_latest = max_latest
         self.cache: dict[tuple[int, tuple[str, ...]], tuple[str, ...]] = {}
 
-    def pick(self, last_seq: int | None, topics: tuple[str, ...]) -> tuple[str, ...]:
-        key = (last_seq or 0, topics)
+    def contents(self, c: Candidate, joined_seq: int) -> Contents:
+        """What ``c`` gets: since their mark, or, in a first digest, since they joined (else the latest)."""
+        if c.mailed:
+            return Contents(self.pick(c.last_seq or 0, c.topics), Lede.LAST)
+        since = self.pick(max(c.last_seq or 0, joined_seq), c.topics)
+        if since:
+            return Contents(since, Lede.SUBSCRIBED)
+        return Contents(self.pick(0, c.topics), Lede.LATEST)
+
+    def pick(self, last_seq: int, topics: tuple[str, ...]) -> tuple[str, ...]:
+        key = (last_seq, topics)
         got = self.cache.get(key)
         if got is None:
             wanted = frozenset(slugify(t) for t in topics)
@@ -122,9 +135,14 @@ def plan_round(
     articles: Sequence[Article],
     max_latest: int,
     too_late: dict[str, Period] | None = None,
+    seen_by: Sequence[tuple[datetime, int]] = (),
 ) -> RoundPlan:
-    """Group due candidates into per-zone variants; candidates outside ``periods`` are ignored."""
+    """Group due candidates into per-zone variants; candidates outside ``periods`` are ignored.
+
+    ``seen_by`` is ``DigestState.seen_by()``: where a first digest starts.
+    """
     picker = _Picker(arrivals, articles, max_latest)
+    times = [when for when, _ in seen_by]
     plans: dict[str, ZonePlan] = {}
     not_yet = 0
     for c in candidates:
@@ -137,9 +155,10 @@ def plan_round(
         plan = plans.get(c.timezone)
         if plan is None:
             plan = plans[c.timezone] = ZonePlan(c.timezone, period)
-        slugs = picker.pick(c.last_seq, c.topics)
-        if slugs:
-            plan.variants.setdefault(slugs, []).append(c.id)
+        joined = bisect_right(times, c.created_at)  # arrivals first seen by the time they subscribed
+        contents = picker.contents(c, seen_by[joined - 1][1] if joined else 0)
+        if contents.articles:
+            plan.variants.setdefault(contents, []).append(c.id)
         else:
             plan.quiet.append(c.id)
     to_seq = max(arrivals.values(), default=0)

@@ -24,6 +24,7 @@ from publisher.render.email_mime import MARKER_PREFIX, PreparedMessage, prepare_
 from publisher.render.inline import inline_css
 from publisher.render.templates import environment, text_environment
 from publisher.render.text import underline, wrap
+from publisher.store.digests import Contents, Lede
 
 HTML_TEMPLATE = "digest.html"
 TEXT_TEMPLATE = "digest.txt"
@@ -65,11 +66,23 @@ def subject_for(settings: Settings, frequency: str, articles: Sequence[Article])
     return f"{settings.site.title} {_WORD.get(frequency, frequency)}: {lead}{tail}"
 
 
+def lede_for(settings: Settings, frequency: str, n: int, lede: Lede) -> str:
+    """The opening line: what these articles are to this reader (a first digest has no "last" one)."""
+    stories = f"{n} new {'story' if n == 1 else 'stories'} from {settings.site.title}"
+    if lede is Lede.SUBSCRIBED:
+        return f"{stories} since you subscribed."
+    if lede is Lede.LATEST:
+        latest = "story" if n == 1 else f"{n} stories"
+        return f"The latest {latest} from {settings.site.title}, to start your {frequency} digest."
+    return f"{stories} since your last {frequency} digest."
+
+
 def render_digest(
     settings: Settings,
     frequency: str,
     articles: Sequence[Article],
     related: dict[str, tuple[Article, ...]],
+    lede: Lede = Lede.LAST,
 ) -> RenderedDigest:
     """Render both digest templates for one article list and inline the CSS."""
     if not articles:
@@ -101,8 +114,7 @@ def render_digest(
             }
         )
     subject = subject_for(settings, frequency, articles)
-    n = len(articles)
-    lede = f"{n} new {'story' if n == 1 else 'stories'} from {site.title} since your last {frequency} digest."
+    opening = lede_for(settings, frequency, len(articles), lede)
     why = (
         f"you chose a {frequency} digest of {site.title} at {site.domain}. "
         "One click on the unsubscribe link below stops these emails."
@@ -115,8 +127,8 @@ def render_digest(
             view_url=f"{site.url}/",
             why=why,
         ),
-        "lede": lede,
-        "lede_text": "\n".join(wrap(lede)),
+        "lede": opening,
+        "lede_text": "\n".join(wrap(opening)),
         "articles": items,
     }
     html = _render(settings, environment(settings.paths.templates), HTML_TEMPLATE, context)
@@ -168,11 +180,12 @@ class DigestRenderer:
     ) -> None:
         self.settings, self.frequency, self.articles = settings, frequency, articles
         self.related, self.k = related, related_count
-        self.cache: dict[tuple[str, ...], RenderedDigest] = {}
+        self.cache: dict[Contents, RenderedDigest] = {}
 
-    def rendered(self, slugs: tuple[str, ...]) -> RenderedDigest:
-        got = self.cache.get(slugs)
+    def rendered(self, contents: Contents) -> RenderedDigest:
+        got = self.cache.get(contents)
         if got is None:
+            slugs = contents.articles
             chosen = [self.articles[s] for s in slugs if s in self.articles]
             if not chosen:
                 raise RenderError(
@@ -184,5 +197,7 @@ class DigestRenderer:
                 picks = [self.articles[r] for r in self.related.get(a.slug, ()) if r in self.articles]
                 # already in this digest: not "related", it is right there
                 rel[a.slug] = tuple(r for r in picks if r.slug not in inside)[: self.k]
-            got = self.cache[slugs] = render_digest(self.settings, self.frequency, chosen, rel)
+            got = self.cache[contents] = render_digest(
+                self.settings, self.frequency, chosen, rel, contents.lede
+            )
         return got

@@ -30,7 +30,7 @@ from publisher.ops.send import Clock, DrainReport, Progress, drain
 from publisher.related import related_articles
 from publisher.render.email_mime import PreparedMessage
 from publisher.store import DigestState, PendingDelivery, Store
-from publisher.store.digests import DigestSend, VariantPlan
+from publisher.store.digests import Contents, DigestSend, VariantPlan
 
 log = logging.getLogger("publisher.digest")
 FREQUENCIES = ("daily", "weekly")
@@ -87,8 +87,8 @@ class Renderers:
         self.related: dict[str, tuple[str, ...]] = {}
         self.made: dict[str, DigestRenderer] = {}
 
-    def warm(self, lists: set[tuple[str, ...]]) -> None:
-        missing = {s for slugs in lists for s in slugs if s not in self.related and s in self.by_slug}
+    def warm(self, lists: set[Contents]) -> None:
+        missing = {s for c in lists for s in c.articles if s not in self.related and s in self.by_slug}
         if missing:
             self.related.update(related_for(self.settings, self.articles, missing))
 
@@ -141,7 +141,15 @@ def plan_digest(
         missed = {c.timezone for c in waiting if c.created_at <= late[c.timezone].starts}
         late = {z: p for z, p in late.items() if z in missed}
     return plan_round(
-        frequency, now, candidates, periods, arrivals, articles, settings.digests.max_latest, late
+        frequency,
+        now,
+        candidates,
+        periods,
+        arrivals,
+        articles,
+        settings.digests.max_latest,
+        late,
+        seen_by=state.seen_by(),
     )
 
 
@@ -188,8 +196,8 @@ def run_digest(
     lists = plan.article_lists()
     renderers.warm(lists)
     renderer = renderers.get(frequency)
-    for slugs in sorted(lists):  # render before recording: a template error must not strand a plan
-        report.warnings.extend(renderer.rendered(slugs).notes)
+    for contents in sorted(lists):  # render before recording: a template error must not strand a plan
+        report.warnings.extend(renderer.rendered(contents).notes)
     report.rendered = len(lists)
     report.seconds["render"] = time.perf_counter() - started
     if dry_run:
@@ -204,7 +212,7 @@ def run_digest(
             key,
             now=now,
             to_seq=plan.to_seq,
-            variants=[VariantPlan(slugs, tuple(ids)) for slugs, ids in z.variants.items()],
+            variants=[VariantPlan(contents, tuple(ids)) for contents, ids in z.variants.items()],
             quiet=z.quiet,
             meta={"frequency": frequency, "period": z.period.label, "zone": z.zone},
         )
@@ -292,7 +300,11 @@ def prepared_messages(
     renderer = renderers.get(frequency)
     return {
         vid: prepare_digest(
-            settings, renderer.rendered(slugs), send_key=send.key, date=send.created_at, frequency=frequency
+            settings,
+            renderer.rendered(contents),
+            send_key=send.key,
+            date=send.created_at,
+            frequency=frequency,
         )
-        for vid, slugs in variants.items()
+        for vid, contents in variants.items()
     }
