@@ -26,6 +26,8 @@ RESERVED_SLUGS = frozenset(
         "confirm",
         "emails",
         "feed",
+        "feeds",
+        "hooks",
         "media",
         "page",
         "preferences",

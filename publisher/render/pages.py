@@ -202,6 +202,7 @@ def tag_page(
         if pager
         else "",
         entries=[entry(a, settings) for a in articles],
+        tag_feeds=[{**f, "label": label} for f, (_, _, label) in zip(feeds, FEED_TYPES, strict=False)],
     )
     return _render(settings, "tag.html", ctx)
 

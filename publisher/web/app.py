@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from publisher import __version__
 from publisher.config import Settings
 from publisher.store import Store
-from publisher.web import api, archive, handlers, hooks, manage, subscribe
+from publisher.web import api, archive, feedlist, handlers, hooks, manage, subscribe
 from publisher.web.api_models import error_responses
 from publisher.web.context import Clock, Limits, make_context
 from publisher.web.hooks_sns import Fetcher
@@ -73,6 +73,7 @@ def create_app(
     app.include_router(api.router, responses=error_responses(413, 422))
     app.include_router(subscribe.router)
     app.include_router(manage.router)
+    app.include_router(feedlist.router)
     hooks.install(app, settings, environ=environ, fetch=fetch)
     app.include_router(archive.router)  # the catch-all: last
     return app

@@ -4,13 +4,17 @@ Feed readers poll, so conditional requests are the common case: every file
 gets a strong ``ETag`` (a hash of its bytes) and ``Last-Modified`` (its mtime),
 and ``If-None-Match`` / ``If-Modified-Since`` answer 304. Hashes, and the bytes
 of small files, are cached in memory keyed by (path, mtime, size): a poll of
-``/feed.xml`` costs one ``stat`` and no read. Paths are checked twice against
+``/feed.xml`` costs one ``stat`` and no read. Text files of 1 KB and more are
+also kept gzip-compressed (once per change) and served so to clients that
+accept it, under an ETag of their own and ``Vary: Accept-Encoding``: a feed
+is 4-6x smaller on the wire. Paths are checked twice against
 traversal: no ``..``, hidden or backslash segments, and the real path (symlinks
 resolved) must lie inside the output folder.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import mimetypes
 import os
@@ -34,6 +38,16 @@ router = APIRouter(include_in_schema=False)
 MAX_CACHED_FILE = 2 * 1024 * 1024  # bytes kept in memory per file...
 MAX_CACHED_TOTAL = 64 * 1024 * 1024  # ...and in all
 CACHE_CONTROL = "no-cache"  # may be stored, must be revalidated (cheap: a 304)
+MIN_COMPRESS = 1024  # bytes below which gzip's header costs more than it saves
+_COMPRESSIBLE = (
+    "text/",
+    "application/rss+xml",
+    "application/atom+xml",
+    "application/feed+json",
+    "application/json",
+    "application/xml",
+    "image/svg+xml",
+)
 _TYPES = {
     **{name: f"{kind}; charset=utf-8" for name, kind in MEDIA_TYPES.items()},
     ".html": "text/html; charset=utf-8",
@@ -56,6 +70,12 @@ class Entry:
     mtime: int  # whole seconds, for If-Modified-Since
     media_type: str
     body: bytes | None  # None: too large to keep, streamed from disk
+    gzipped: bytes | None = None  # the body gzip-compressed, for clients that accept it
+
+    @property
+    def gzip_etag(self) -> str:
+        """Another representation, another strong ETag (RFC 9110 8.8.3)."""
+        return self.etag[:-1] + '-gz"'
 
 
 def media_type(name: str) -> str:
@@ -138,45 +158,77 @@ class Archive:
         body = b"".join(chunks) if keep else None
         if body is not None and len(body) != st.st_size:  # changed while we read: do not cache it
             st = os.stat(real)
+        kind = media_type(os.path.basename(real))
         entry = Entry(
             real=real,
             key=(st.st_mtime_ns, st.st_size),
             etag=f'"{digest.hexdigest()[:40]}"',
             last_modified=formatdate(st.st_mtime, usegmt=True),
             mtime=int(st.st_mtime),
-            media_type=media_type(os.path.basename(real)),
+            media_type=kind,
             body=body,
+            gzipped=_compressed(body, kind),
         )
         with self._lock:
             old = self._entries.pop(url_path, None)
             if old is not None and old.body is not None:
-                self._total -= len(old.body)
+                self._total -= len(old.body) + len(old.gzipped or b"")
             if body is not None and self._total + len(body) > MAX_CACHED_TOTAL:
-                entry = Entry(**{**entry.__dict__, "body": None})
+                entry = Entry(**{**entry.__dict__, "body": None, "gzipped": None})
             if entry.body is not None:
-                self._total += len(entry.body)
+                self._total += len(entry.body) + len(entry.gzipped or b"")
             self._entries[url_path] = entry
         return entry
 
 
-def not_modified(request: Request, entry: Entry) -> bool:
+def _compressed(body: bytes | None, kind: str) -> bytes | None:
+    """gzip of a text body worth compressing (made once per change; mtime 0: the same bytes each time)."""
+    if body is None or len(body) < MIN_COMPRESS or not kind.startswith(_COMPRESSIBLE):
+        return None
+    packed = gzip.compress(body, compresslevel=6, mtime=0)
+    return packed if len(packed) < len(body) else None
+
+
+def accepts_gzip(header: str) -> bool:
+    """Does ``Accept-Encoding`` allow gzip (by name or ``*``, with a q above 0)?"""
+    for item in header.lower().split(","):
+        name, _, params = item.strip().partition(";")
+        if name.strip() in ("gzip", "x-gzip", "*"):
+            q = params.strip().removeprefix("q=") if params.strip().startswith("q=") else "1"
+            try:
+                if float(q) > 0:
+                    return True
+            except ValueError:
+                continue
+    return False
+
+
+def not_modified(request: Request, etag: str, mtime: int) -> bool:
     inm = request.headers.get("if-none-match")
     if inm is not None:
-        return etag_matches(inm, entry.etag)
+        return etag_matches(inm, etag)
     ims = request.headers.get("if-modified-since")
     if ims:
         try:
             since = parsedate_to_datetime(ims)
         except (TypeError, ValueError, IndexError):
             return False
-        return since.tzinfo is not None and entry.mtime <= since.timestamp()
+        return since.tzinfo is not None and mtime <= since.timestamp()
     return False
 
 
 def respond(request: Request, entry: Entry) -> Response:
-    headers = {"ETag": entry.etag, "Last-Modified": entry.last_modified, "Cache-Control": CACHE_CONTROL}
-    if not_modified(request, entry):
+    """The file, gzip-compressed when the client takes it, each encoding with its own ETag."""
+    packed = entry.gzipped is not None and accepts_gzip(request.headers.get("accept-encoding", ""))
+    etag = entry.gzip_etag if packed else entry.etag
+    headers = {"ETag": etag, "Last-Modified": entry.last_modified, "Cache-Control": CACHE_CONTROL}
+    if entry.gzipped is not None:
+        headers["Vary"] = "Accept-Encoding"
+    if not_modified(request, etag, entry.mtime):
         return Response(status_code=304, headers=headers)
+    if packed:
+        headers["Content-Encoding"] = "gzip"
+        return Response(entry.gzipped, media_type=entry.media_type, headers=headers)
     if entry.body is not None:
         return Response(entry.body, media_type=entry.media_type, headers=headers)
     return FileResponse(entry.real, media_type=entry.media_type, headers=headers)
