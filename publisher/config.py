@@ -51,6 +51,14 @@ class SiteConfig(_Section):
     language: str = "en"
     timezone: str = "UTC"
     author: AuthorConfig = AuthorConfig()
+    postal_address: str = Field("", max_length=300)  # in every mail's footer (CAN-SPAM, commercial mail)
+
+    @field_validator("postal_address")
+    @classmethod
+    def _postal(cls, v: str) -> str:
+        if any(not c.isprintable() for c in v):
+            raise ValueError("write the postal address on one line (commas between its parts)")
+        return v.strip()
 
     @field_validator("url")
     @classmethod
@@ -119,6 +127,7 @@ class EmailConfig(_Section):
     size_warn_kb: int = Field(90, ge=1)
     size_limit_kb: int = Field(102, ge=1)
     test_prefix: str = Field("[TEST] ", max_length=40)  # subject prefix of `send --to` copies
+    commercial: bool = False  # commercial mail: CAN-SPAM wants site.postal_address in every footer
     unsubscribe_mailbox: str | None = None  # the mailto: of List-Unsubscribe; only a mailbox that is read
 
     @field_validator("unsubscribe_mailbox")

@@ -51,7 +51,7 @@ def test_unknown_key_names_path_and_line(tmp_path: Path) -> None:
     assert len(lines) == 1
     assert lines[0].endswith(
         "config.yaml:3: site.colour: unknown key "
-        "(known here: title, url, description, language, timezone, author)"
+        "(known here: title, url, description, language, timezone, author, postal_address)"
     )
 
 

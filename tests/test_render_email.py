@@ -327,3 +327,28 @@ def test_the_unsubscribe_mailto_is_the_configured_mailbox_only() -> None:
         uris = re.findall(r"<([^>]+)>", str(msg["List-Unsubscribe"]))
         assert [u.split("?")[0] for u in uris[1:]] == expected
         assert "unsubscribe@news.example.org" not in str(msg["List-Unsubscribe"])
+
+
+def test_the_postal_address_is_in_every_footer_and_check_warns_without_it(tmp_path) -> None:
+    """Issue 13.4: CAN-SPAM wants a postal address in commercial mail; check warns when it is missing."""
+    from typer.testing import CliRunner
+
+    from publisher.cli import app
+    from publisher.config import load_settings
+    from tests.fixtures_email import ROOT, parse, part_text
+
+    env = {"PUBLISHER_SECRET_KEY": "test-secret-0123456789abcdef0123456789"}
+    address = "The Example Gazette, 1 Long Street, Springfield 12345"
+    settings = load_settings(ROOT / "config.yaml", environ={**env, "PUBLISHER_SITE__POSTAL_ADDRESS": address})
+    msg = parse(
+        prepare_issue_email(settings, make_issue(), send_key=SEND, date=ISSUE_DATE).personalise(
+            make_recipient(settings, SECRET, SEND, "ana@example.org", "Ana")
+        )
+    )
+    assert address in part_text(msg, "plain") and address in part_text(msg, "html")
+    runner = CliRunner()
+    config = ["--config", str(ROOT / "config.yaml")]
+    warned = runner.invoke(app, ["check", *config], env={**env, "PUBLISHER_EMAIL__COMMERCIAL": "true"})
+    assert warned.exit_code == 0 and "site.postal_address is empty" in warned.output
+    quiet = runner.invoke(app, ["check", *config], env={**env, "PUBLISHER_EMAIL__COMMERCIAL": "false"})
+    assert quiet.exit_code == 0 and "postal_address" not in quiet.output

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from publisher.cli.common import ConfigOption, console, reports_errors, settings
+from publisher.cli.common import ConfigOption, console, err_console, reports_errors, settings
 from publisher.config import Settings
 from publisher.content import load_content, past_send_at
 from publisher.errors import ContentError, Problem, relpath
@@ -40,6 +40,12 @@ def check(config: ConfigOption = None) -> None:
     late = _late_send_at(cfg, library)
     if late:
         raise ContentError(list(late.values()), hint=_late_hint(late))
+    if cfg.email.commercial and not cfg.site.postal_address:
+        err_console.print(
+            "[yellow]warning:[/] email.commercial is true but site.postal_address is empty: commercial "
+            "mail must carry a valid postal address (CAN-SPAM); set site.postal_address in config.yaml",
+            soft_wrap=True,
+        )
     issues = library.published_issues
     articles = sum(len(i.articles) for i in issues)
     drafts = result.draft_count

@@ -117,6 +117,7 @@ def frame_context(
         "preheader_pad": _PREHEADER_PAD,
         "view_url": view_url,
         "sender_line": f"{site.title} is written by {site.author.name} and sent from {sender_addr}.",
+        "postal_address": site.postal_address,
         "why": why,
         "why_text": "\n".join(wrap("Why you get this: " + why)),
         "slots": template_slots(),
