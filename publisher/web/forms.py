@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.resources import files
 
 from starlette.datastructures import FormData
 
@@ -63,9 +64,36 @@ class Choices:
 
 
 @lru_cache(maxsize=1)
-def timezones() -> tuple[str, ...]:
-    """IANA zone names for the select (sorted, the legacy upper-case aliases left out)."""
-    return tuple(sorted(z for z in canonical_zones() if "/" in z or z == "UTC"))
+def timezones() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The zones a person picks from, by region, for the select's optgroups.
+
+    tz's own zone.tab: one entry per country and region, so no legacy aliases
+    (US/Eastern, Etc/GMT+5, Asia/Calcutta) and still Europe/Oslo, which the tz
+    database now keeps only as a link. UTC comes first. The form still accepts
+    any zone this machine knows (a subscriber imported with an alias keeps it).
+    """
+    try:
+        text = files("tzdata").joinpath("zoneinfo/zone.tab").read_text(encoding="utf-8")
+        names = {line.split("\t")[2] for line in text.splitlines() if line and not line.startswith("#")}
+    except (ModuleNotFoundError, OSError, IndexError):  # no tzdata package: the system's zones
+        names = {z for z in canonical_zones() if "/" in z and not z.startswith(("Etc/", "US/", "SystemV/"))}
+    groups: dict[str, list[str]] = {}
+    for zone in sorted(names & canonical_zones()):
+        groups.setdefault(zone.split("/", 1)[0], []).append(zone)
+    return (("UTC", ("UTC",)), *((region, tuple(zones)) for region, zones in sorted(groups.items())))
+
+
+@lru_cache(maxsize=1)
+def zone_aliases() -> str:
+    """'alias=zone;...' for the legacy names browsers still report (Chromium's ICU says
+    Asia/Calcutta for Asia/Kolkata), so the page's guess lands on the listed zone."""
+    listed = {zone for _, zones in timezones() for zone in zones}
+    try:
+        text = files("tzdata").joinpath("zoneinfo/tzdata.zi").read_text(encoding="utf-8")
+    except (ModuleNotFoundError, OSError):
+        return ""
+    pairs = (line.split()[1:3] for line in text.splitlines() if line.startswith("L "))
+    return ";".join(f"{alias}={zone}" for zone, alias in pairs if zone in listed and alias not in listed)
 
 
 def _zone_set() -> frozenset[str]:

@@ -47,8 +47,11 @@ WEB_TEMPLATES = (
 TZ_SCRIPT = (
     "(function(){try{var z=Intl.DateTimeFormat().resolvedOptions().timeZone;"
     "var s=document.getElementById('timezone');"
-    "if(z&&s&&s.getAttribute('data-guess')==='1'){for(var i=0;i<s.options.length;i++)"
-    "{if(s.options[i].value===z){s.value=z;break;}}}}catch(e){}})();"
+    "if(!z||!s||s.getAttribute('data-guess')!=='1')return;"
+    "var a=(s.getAttribute('data-aliases')||'').split(';');"
+    "for(var j=0;j<a.length;j++){var p=a[j].split('=');if(p[0]===z){z=p[1];break;}}"
+    "for(var i=0;i<s.options.length;i++){if(s.options[i].value===z){s.value=z;break;}}"
+    "}catch(e){}})();"
 )
 TZ_SCRIPT_HASH = "sha256-" + base64.b64encode(hashlib.sha256(TZ_SCRIPT.encode()).digest()).decode()
 FEED_LABELS = {"feed.xml": "RSS", "atom.xml": "Atom", "feed.json": "JSON Feed"}

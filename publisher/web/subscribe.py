@@ -42,6 +42,7 @@ from publisher.web.forms import (
     echo,
     one,
     timezones,
+    zone_aliases,
 )
 from publisher.web.mail import send_confirmation
 from publisher.web.pages import error_page, page, site_root
@@ -160,6 +161,7 @@ def _subscribe_page(
         frequencies=[f.value for f in Frequency],
         topics=ctx.topics.topics,
         timezones=timezones(),
+        zone_aliases=zone_aliases(),
     )
 
 
