@@ -25,9 +25,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
@@ -99,8 +100,18 @@ class Wakeups:
         sched = self._sched()
         have = self.issue_jobs()
         changed = removed = 0
+        due = datetime.now(UTC) + timedelta(seconds=1)
         for slug in set(have) - set(wanted):
-            sched.remove_job(ISSUE_PREFIX + slug)
+            when = have[slug]
+            if when is not None and when <= due:
+                # APScheduler's own thread is about to run it and then remove it: removing it here
+                # too makes that thread raise JobLookupError and die. The job finds the queue
+                # row settled and does nothing.
+                continue
+            try:
+                sched.remove_job(ISSUE_PREFIX + slug)
+            except JobLookupError:  # it ran and went in the meantime
+                continue
             removed += 1
         for slug, at in wanted.items():
             at = at.astimezone(UTC)

@@ -100,7 +100,7 @@ class DigestState:
         """(first seen at, highest arrival first seen by then), in time order: a subscriber's start mark."""
         query = select(arr.c.first_seen_at, func.max(arr.c.seq)).group_by(arr.c.first_seen_at)
         with self._store.read() as conn:
-            rows = sorted(conn.execute(query).tuples())
+            rows = sorted((when, seq) for when, seq in conn.execute(query))
         out: list[tuple[datetime, int]] = []
         for when, seq in rows:  # running max: a clock that stepped back never lowers a mark
             out.append((when, max(seq, out[-1][1]) if out else seq))
