@@ -4,8 +4,9 @@ premailer's defaults are wrong for us (design §10): it strips ``!important``
 (then ``@media`` rules lose to the inline styles and nothing reflows on a
 phone), fetches remote CSS, and invents ``bgcolor``/``align``/``width``/
 ``height="auto"`` attributes from the CSS. Whatever it leaves in ``<style>``
-apart from ``@media`` rules (pseudo-classes such as ``a:hover``) most clients
-ignore, so it is dropped to keep the message small and predictable.
+apart from ``@media``, ``:root`` and Outlook.com's ``[data-ogsc]`` rules
+(pseudo-classes such as ``a:hover``) most clients ignore, so it is dropped to
+keep the message small and predictable.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from premailer import Premailer
 
 # Attributes premailer would otherwise derive from CSS (``_style_to_basic_html_attributes``).
 BASIC_ATTRIBUTES = ["align", "valign", "bgcolor", "width", "height"]
+# Rules kept in <style>: @media (phones, dark mode; !important beats the inline styles), the
+# document's colour schemes (Apple Mail) and Outlook.com's dark-mode hooks (it marks what it recoloured).
+KEPT_RULES = ("@media", ":root", "[data-ogsc]", "[data-ogsb]")
+_STYLE_SLOT = "\x00style\x00"  # where the one <style> goes (NUL never occurs in rendered HTML)
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 
 
@@ -45,20 +50,26 @@ def inline_css(html: str) -> tuple[str, list[str]]:
 
 
 def _keep_media_only(html: str) -> tuple[str, list[str]]:
-    """Drop non-@media rules premailer left in <style> (it keeps pseudo-class rules)."""
+    """Drop non-kept rules premailer left in <style> (it keeps pseudo-class rules).
+
+    What is kept from every ``<style>`` goes into the first of them, so the message has one.
+    """
     notes: list[str] = []
-    styles = re.findall(r"(<style[^>]*>)(.*?)(</style>)", html, flags=re.S | re.I)
-    for open_tag, css, close_tag in styles:
+    kept_all: list[str] = []
+    first = True
+    for open_tag, css, close_tag in re.findall(r"(<style[^>]*>)(.*?)(</style>)", html, flags=re.S | re.I):
         kept, dropped = _split_media(css)
         if dropped:
             notes.append("dropped CSS rules that cannot be inlined: " + "; ".join(dropped))
-        new = f"{open_tag}{kept}{close_tag}" if kept.strip() else ""
-        html = html.replace(f"{open_tag}{css}{close_tag}", new, 1)
-    return html, notes
+        if kept.strip():
+            kept_all.append(kept)
+        html = html.replace(f"{open_tag}{css}{close_tag}", _STYLE_SLOT if first else "", 1)
+        first = False
+    return html.replace(_STYLE_SLOT, f"<style>{chr(10).join(kept_all)}</style>" if kept_all else "", 1), notes
 
 
 def _split_media(css: str) -> tuple[str, list[str]]:
-    """Top-level CSS blocks: (the @media ones joined, selectors of the others)."""
+    """Top-level CSS blocks: (the kept ones joined, selectors of the others)."""
     kept: list[str] = []
     dropped: list[str] = []
     i, n = 0, len(css)
@@ -77,7 +88,7 @@ def _split_media(css: str) -> tuple[str, list[str]]:
             j += 1
         prelude = css[i:start].strip()
         block = css[i : j + 1].strip()
-        if prelude.lower().startswith("@media"):
+        if prelude.lower().startswith(KEPT_RULES):
             kept.append(block)
         elif prelude:
             dropped.append(prelude)
