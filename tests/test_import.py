@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
-from publisher.content import first_paragraph, load_library
+from publisher.cli import app
+from publisher.content import first_paragraph, load_content, load_library
 from publisher.errors import ContentError
 from publisher.importer import (
     convert,
@@ -281,3 +284,229 @@ def test_odd_html_inputs():
     assert (imported.title, imported.body) == ("X Title", "Para one.\n")
     latin = "Caf\xe9 Notes\n\nA paragraph.\n".encode("cp1252")
     assert convert("notes.txt", latin).title == "Café Notes"
+
+
+# -- Markdown: kept as it is, front matter completed ------------------------------------------------
+
+MARKDOWN_BODY = (
+    "# publisher\n\nAn *email* newsletter.\n\n## Usage\n\n\\## not a heading, 1. not a list\n\n"
+    "```sh\n# a shell comment, not a title\n```\n"
+)
+
+
+def front_and_rest(text: str) -> tuple[dict, str]:
+    """The front matter (parsed) and everything after its closing '---' line."""
+    assert text.startswith("---\n")
+    front, rest = text[4:].split("\n---\n", 1)
+    return yaml.safe_load(front), rest
+
+
+def test_markdown_without_front_matter_gets_one_and_keeps_its_body(make_settings):
+    settings = make_settings()
+    source = Path("docs/README.md")
+    (plan,) = plan_imports(settings, [(source, MARKDOWN_BODY.encode())], settings.paths.issues, now=NOW)
+    assert plan.path == settings.paths.issues / "readme.md"  # the slug comes from the file name
+    meta, rest = front_and_rest(plan.text)
+    assert meta == {"title": "publisher", "date": date(2026, 5, 4)}
+    assert rest == MARKDOWN_BODY  # byte for byte: no '\\##', no title line turned into text
+    plan.path.write_text(plan.text, encoding="utf-8")
+    (art,) = load_library(settings).articles
+    assert art.title == "publisher" and "## Usage" in art.body
+
+
+def test_markdown_front_matter_is_kept_as_written_and_completed(make_settings):
+    settings = make_settings()
+    head = "---\ntitle: 'Kept: it''s mine'\n# the author's comment\nauthor: Ann Lee\n"
+    rest = "---\n\n# Another heading\n\n" + MARKDOWN_BODY
+    source = [(Path("post.markdown"), (head + rest).encode())]
+    (plan,) = plan_imports(settings, source, settings.paths.issues, now=NOW, date="2026-02-03", tags=["Go"])
+    assert plan.text == head + "date: 2026-02-03\ntags:\n- go\n" + rest
+    assert plan.path.name == "post.md" and plan.title == "Kept: it's mine"
+
+    dated = "---\ndate: 2025-12-24\n---\n" + MARKDOWN_BODY  # its own date wins over --date
+    (plan,) = plan_imports(
+        settings, [(Path("x.md"), dated.encode())], settings.paths.issues, now=NOW, date="2026-02-03"
+    )
+    assert plan.text == "---\ndate: 2025-12-24\ntitle: publisher\n---\n" + MARKDOWN_BODY
+
+
+def test_markdown_with_crlf_and_flow_front_matter_stays_valid(make_settings):
+    settings = make_settings()
+    crlf = "---\r\ntitle: Windows\r\n---\r\nLine one.\r\n"
+    flow = "---\n{title: Flow, author: Bo}\n---\nBody.\n"
+    sources = [(Path("crlf.md"), crlf.encode()), (Path("flow.md"), flow.encode())]
+    plans = plan_imports(settings, sources, settings.paths.issues, now=NOW)
+    assert plans[0].text == "---\r\ntitle: Windows\r\ndate: 2026-05-04\r\n---\r\nLine one.\r\n"
+    assert front_and_rest(plans[1].text) == (
+        {"title": "Flow", "author": "Bo", "date": date(2026, 5, 4)},
+        "Body.\n",
+    )
+    for plan in plans:
+        plan.path.write_text(plan.text, encoding="utf-8", newline="")
+    assert sorted(a.title for a in load_library(settings).articles) == ["Flow", "Windows"]
+
+
+def test_markdown_is_recognised_by_its_content():
+    assert convert("notes.txt", b"# Notes\n\nSome text.\n").title == "Notes"
+    assert convert("notes", b"---\ntitle: T\n---\nx\n").title == "T"
+    assert convert("plain.txt", b"Plain Title\n\n# just one stray line\n\nText.\n").title == "Plain Title"
+
+
+def test_markdown_problems_are_reported_with_their_line(make_settings):
+    settings = make_settings()
+    sources = [
+        (Path("bad.md"), b"---\ntitle: a\ndate: [\n---\nx\n"),
+        (Path("none.md"), b"No heading here.\n"),
+    ]
+    with pytest.raises(ContentError) as info:
+        plan_imports(settings, sources, settings.paths.issues, now=NOW)
+    lines = info.value.lines()
+    assert lines[0].startswith("bad.md:") and "not valid YAML" in lines[0]
+    assert lines[1].startswith("none.md: no title")
+
+
+# -- HTML: hero image, author and date ----------------------------------------------------------------
+
+
+def page(head: str = "", article: str = "", title: str = "Plots for All") -> str:
+    return (
+        f"<html><head><title>{title} | Courier</title>{head}</head><body>"
+        f"<header><a rel='author' href='/jo'>By Link Author</a></header><article><h1>{title}</h1>"
+        f"{article}<p>Waiting lists for allotment plots have tripled in five years.</p>"
+        "</article></body></html>"
+    )
+
+
+def json_ld(data: object) -> str:
+    return f'<script type="application/ld+json">{json.dumps(data)}</script>'
+
+
+ALL_SOURCES = (
+    '<meta property="og:image" content="https://cdn.example.com/hero.jpg">'
+    '<meta property="og:image:alt" content="A plot in May">'
+    '<meta name="author" content="Meta Author">'
+    '<meta property="article:published_time" content="2026-04-02T08:00:00Z">'
+    + json_ld(
+        {
+            "@type": "NewsArticle",
+            "author": [{"@type": "Person", "name": "Ann Lee"}, {"name": "Bo Chan"}],
+            "datePublished": "2026-04-01T09:30:00+02:00",
+        }
+    )
+)
+
+
+def test_html_page_metadata_precedence():
+    """JSON-LD beats <meta> beats the byline link; og:image beats the first figure."""
+    figure = '<figure><img src="https://example.com/figure.png" alt="A chart"></figure>'
+    time = '<time datetime="2026-03-31">yesterday</time>'
+    imported = from_html(page(ALL_SOURCES, figure + time))
+    assert imported.author == "Ann Lee, Bo Chan"
+    assert imported.published == datetime(2026, 4, 1, 9, 30, tzinfo=timezone(timedelta(hours=2)))
+    assert (imported.image, imported.image_alt) == ("https://cdn.example.com/hero.jpg", "A plot in May")
+
+    no_json_ld = ALL_SOURCES.split("<script")[0]
+    imported = from_html(page(no_json_ld, figure + time))
+    assert imported.author == "Meta Author"
+    assert imported.published == datetime(2026, 4, 2, 8, 0, tzinfo=UTC)
+
+    imported = from_html(page("", figure + time))
+    assert imported.author == "Link Author"
+    assert imported.published == date(2026, 3, 31)
+    assert (imported.image, imported.image_alt) == ("https://example.com/figure.png", "A chart")
+
+
+def test_json_ld_graph_with_author_reference_and_broken_scripts_are_skipped():
+    graph = {
+        "@context": "https://schema.org",
+        "@graph": [
+            {"@type": "WebPage", "@id": "#page", "datePublished": "2020-01-01"},
+            {"@type": "BlogPosting", "author": {"@id": "#jo"}, "datePublished": "2026-04-05"},
+            {"@type": "Person", "@id": "#jo", "name": "Jo Marsh"},
+        ],
+    }
+    broken = (
+        '<script type="application/ld+json">{"author": {"name": "Broken",</script>'
+        '<script type="application/ld+json">' + "[" * 50_000 + "]" * 50_000 + "</script>"
+        '<script type="application/ld+json">{"@type": "Article", "author": "' + "x" * 300_000 + '"}</script>'
+    )
+    imported = from_html(page(broken + json_ld(graph)))
+    assert (imported.author, imported.published) == ("Jo Marsh", date(2026, 4, 5))
+
+
+def test_html_import_writes_metadata_and_keeps_the_zone(make_settings):
+    settings = make_settings()
+    source = [(Path("page.html"), page(ALL_SOURCES).encode())]
+    (plan,) = plan_imports(settings, source, settings.paths.issues, now=NOW)
+    meta, _ = front_and_rest(plan.text)
+    assert meta["author"] == "Ann Lee, Bo Chan"
+    assert (meta["image"], meta["image_alt"]) == ("https://cdn.example.com/hero.jpg", "A plot in May")
+    assert "\ndate: 2026-04-01 09:30:00+02:00\n" in plan.text  # the page's date, not today
+    assert plan.media == ()  # a remote image is kept as a URL, never downloaded
+    plan.path.write_text(plan.text, encoding="utf-8")
+    (art,) = load_library(settings).articles
+    assert art.date.utcoffset() == timedelta(hours=2) and art.image == "https://cdn.example.com/hero.jpg"
+
+    (plan,) = plan_imports(settings, source, settings.paths.issues, now=NOW, date="2026-06-01", force=True)
+    assert "\ndate: 2026-06-01\n" in plan.text  # --date corrects the page
+
+
+def test_local_figure_image_is_copied_next_to_the_issue(make_settings, project, tmp_path):
+    make_settings()  # sets the secret key the CLI needs
+    folder = tmp_path / "saved"
+    (folder / "page_files").mkdir(parents=True)
+    (folder / "page_files" / "plot photo.JPG").write_bytes(b"\xff\xd8\xff jpeg bytes")
+    (tmp_path / "secret.png").write_bytes(b"not yours")
+    outside = '<meta property="og:image" content="../secret.png">'  # outside the page's folder: ignored
+    html = page(outside, '<figure><img src="page_files/plot%20photo.JPG" alt="Plot, May"></figure>')
+    (folder / "page.html").write_text(html, encoding="utf-8")
+    config = str(project / "config.yaml")
+
+    result = CliRunner().invoke(app, ["import", str(folder / "page.html"), "-c", config])
+    assert result.exit_code == 0, result.output
+    issue = project / "issues" / "plots-for-all.md"
+    meta, _ = front_and_rest(issue.read_text(encoding="utf-8"))
+    assert (meta["image"], meta["image_alt"]) == ("media/plots-for-all.jpg", "Plot, May")
+    assert (project / "issues" / "media" / "plots-for-all.jpg").read_bytes() == b"\xff\xd8\xff jpeg bytes"
+    assert CliRunner().invoke(app, ["check", "-c", config]).exit_code == 0
+    again = CliRunner().invoke(app, ["import", str(folder / "page.html"), "-c", config])
+    assert "unchanged" in again.stdout
+
+
+# -- hostile values ---------------------------------------------------------------------------------
+
+
+def test_hostile_page_values_give_valid_front_matter_that_check_accepts(make_settings, project):
+    settings = make_settings()  # also sets the secret key the CLI needs
+    config = str(project / "config.yaml")
+    long_title = "Long " * 2048  # 10 KB
+    hostile = [
+        (
+            "crlf.html",
+            page('<meta name="author" content="Eve\r\nBcc: all@example.com">', title="CRLF author"),
+        ),
+        ("long.html", page(title=long_title)),
+        (
+            "quotes.html",
+            page(
+                json_ld({"@type": "Article", "author": "O'Brien: \u0000\u202eNUL"}),
+                title="It's: a 'test' [/b]",
+            ),
+        ),
+        ("nul.txt", "Title\u0000 with NUL: 'quoted'\n\nBody text.\n"),
+    ]
+    paths = []
+    for name, text in hostile:
+        (project / name).write_text(text, encoding="utf-8")
+        paths.append(str(project / name))
+    result = CliRunner().invoke(app, ["import", *paths, "-c", config])
+    assert result.exit_code == 0, result.output
+    checked = CliRunner().invoke(app, ["check", "-c", config])
+    assert checked.exit_code == 0, checked.output
+    arts = {a.source.name: a for a in load_content(settings).library.articles}
+    assert arts["crlf-author.md"].author == "Eve Bcc: all@example.com"
+    (long,) = [a for n, a in arts.items() if n.startswith("long-long")]
+    assert len(long.title) <= 200 and long.title.endswith("…")
+    assert arts["it-s-a-test-b.md"].title == "It's: a 'test' [/b]"
+    assert arts["it-s-a-test-b.md"].author == "O'Brien: NUL"
+    assert arts["title-with-nul-quoted.md"].title == "Title with NUL: 'quoted'"

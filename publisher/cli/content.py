@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from publisher.cli.common import ConfigOption, console, err_console, reports_errors, settings
 from publisher.config import Settings
@@ -40,6 +41,8 @@ def check(config: ConfigOption = None) -> None:
     late = _late_send_at(cfg, library)
     if late:
         raise ContentError(list(late.values()), hint=_late_hint(late))
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(str(warning))}", soft_wrap=True, highlight=False)
     if cfg.email.commercial and not cfg.site.postal_address:
         err_console.print(
             "[yellow]warning:[/] email.commercial is true but site.postal_address is empty: commercial "
@@ -74,7 +77,8 @@ def _late_hint(late: dict[str, Problem]) -> str:
 @reports_errors
 def import_(
     files: Annotated[
-        list[Path], typer.Argument(metavar="FILE", help="Plain-text (.txt) or HTML (.html) articles.")
+        list[Path],
+        typer.Argument(metavar="FILE", help="Plain-text (.txt), Markdown (.md) or HTML (.html) articles."),
     ],
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Folder to write into (default: paths.issues).")
@@ -86,7 +90,7 @@ def import_(
     force: Annotated[bool, typer.Option("--force", help="Replace an issue imported before.")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Turn plain-text or HTML articles into Markdown issues with front matter."""
+    """Turn plain-text, Markdown or HTML articles into Markdown issues with front matter."""
     cfg = settings(config)
     now = datetime.now(cfg.site.tz)
     target = out.resolve() if out is not None else cfg.paths.issues
@@ -106,10 +110,19 @@ def import_(
         if plan.unchanged:
             console.print(f"unchanged: {where} (already imported)", highlight=False, soft_wrap=True)
             continue
-        tmp = plan.path.with_name(f".{plan.path.name}.tmp")
-        tmp.write_text(plan.text, encoding="utf-8")
-        os.replace(tmp, plan.path)
-        console.print(f"wrote {where}: {plan.title}", highlight=False, soft_wrap=True)
+        for source, copy in plan.media:  # the hero image first, so the issue never names a missing file
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            _replace(copy, source.read_bytes())
+        _replace(plan.path, plan.text.encode("utf-8"))
+        # a page's title is not rich markup: "[/b]" in it would otherwise crash the print
+        console.print(f"wrote {where}: {plan.title}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _replace(path: Path, data: bytes) -> None:
+    """Write through a temporary file, so an interrupted import leaves no half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _count(n: int, noun: str) -> str:

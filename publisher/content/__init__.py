@@ -13,6 +13,7 @@ from datetime import datetime
 from publisher.config import Settings
 from publisher.content.fields import DATE_HINT, clean_line, is_slug, slugify, when_value
 from publisher.content.frontmatter import decode, parse_document
+from publisher.content.images import body_media
 from publisher.content.loader import ARTICLE_KEYS, INDEX_KEYS, ISSUE_KEYS, Loader, hint_for
 from publisher.content.scan import RESERVED_SLUGS, relative, scan, signature
 from publisher.content.summary import first_paragraph, summarize, truncate
@@ -26,6 +27,7 @@ __all__ = [
     "ISSUE_KEYS",
     "RESERVED_SLUGS",
     "LoadResult",
+    "body_media",
     "clean_line",
     "first_paragraph",
     "is_slug",
@@ -48,6 +50,7 @@ class LoadResult:
 
     library: Library
     draft_articles: tuple[Article, ...]  # draft articles left out of their (folder) issue
+    warnings: tuple[Problem, ...] = ()  # worth fixing, but nothing fails (e.g. a hero image without alt)
 
     @property
     def draft_count(self) -> int:
@@ -69,7 +72,8 @@ def load_content(settings: Settings) -> LoadResult:
     problems = [p.problem for p in found.problems] + loader.problems
     _raise_if(problems)
     issues.sort(key=lambda i: (-i.date.timestamp(), i.slug))  # newest first, stable
-    return LoadResult(Library(tuple(issues)), tuple(drafts))
+    warnings = sorted(loader.warnings, key=lambda p: (p.where, p.line or 0))
+    return LoadResult(Library(tuple(issues)), tuple(drafts), tuple(warnings))
 
 
 def load_library(settings: Settings) -> Library:

@@ -11,7 +11,6 @@ import difflib
 import hashlib
 import mimetypes
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +29,7 @@ from publisher.content.fields import (
     when_value,
 )
 from publisher.content.frontmatter import Document, decode, parse_document
+from publisher.content.images import body_images, file_problem, page_path
 from publisher.content.scan import Unit, relative
 from publisher.content.summary import summarize
 from publisher.errors import Problem
@@ -41,7 +41,6 @@ ARTICLE_KEYS = ("title", "date", "author", "tags", "summary", "image", "image_al
 ISSUE_KEYS = ("subject", "send_at", "preheader")
 INDEX_KEYS = ("title", "date", "draft", *ISSUE_KEYS)
 _ALL_KEYS = (*ARTICLE_KEYS, *ISSUE_KEYS)
-_SAFE_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @lru_cache(maxsize=1)
@@ -58,6 +57,7 @@ class Loader:
 
     settings: Settings
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)  # shown by `publisher check`, never fatal
     _media: dict[str, Path] = field(default_factory=dict)
     _rel: dict[Path, str] = field(default_factory=dict)
     _dirs: dict[str, str | None] = field(default_factory=dict)  # folder -> its path as the user sees it
@@ -82,6 +82,10 @@ class Loader:
                 found = name if base == "." else f"{base}/{name}"
             self._rel[path] = found
         return found
+
+    @property
+    def _root(self) -> Path:
+        return self.settings.paths.issues.resolve()
 
     def issue(self, unit: Unit) -> tuple[Issue | None, list[Article]]:
         """The unit as an Issue (None if it has problems) and the draft articles left out of it."""
@@ -194,6 +198,10 @@ class Loader:
         summary = self._field(doc, "summary", where, text_value, "") or summarize(doc.body)
         image, image_file, image_type, image_length = self._image(doc, path, issue_slug, where)
         image_alt = self._field(doc, "image_alt", where, text_value, "")
+        self._body_images(doc, path, where)
+        if image and not image_alt:
+            hint = "image_alt: missing; describe the image for readers who cannot see it"
+            self.warnings.append(Problem(where, hint, doc.line("image")))
         draft = self._field(doc, "draft", where, bool_value, False)
         order = self._field(doc, "order", where, int_value, 0)
         if len(self.problems) > before or title is None or when is None:
@@ -274,19 +282,9 @@ class Loader:
             )
             return none
         file = (path.parent / ref).resolve()
-        root = self.settings.paths.issues.resolve()
         mime = _mime().guess_type(file.name)[0] or ""
-        if not file.is_relative_to(root):
-            message = f"image: {ref!r} is outside {self.rel(root)}/; keep images inside it"
-        elif not file.is_file():
-            message = f"image: file not found: {ref!r} (looked for {self.rel(file)})"
-        elif not mime.startswith("image/"):
-            message = f"image: {ref!r} is not an image file (use .png, .jpg, .gif, .webp or .svg)"
-        elif not _SAFE_FILE_NAME.match(file.name):
-            message = (
-                f"image: rename {file.name!r} to letters, digits, '.', '-' and '_' only (it becomes a URL)"
-            )
-        else:
+        message = file_problem("image", ref, file, mime, (file.name,), self._root, self.rel)
+        if message is None:
             site_path = f"media/{issue_slug}/{file.name}"
             owner = self._media.setdefault(site_path, file)
             if owner == file:
@@ -294,6 +292,27 @@ class Loader:
             message = f"image: {site_path} would also be {self.rel(owner)}; rename one of the two files"
         self.problems.append(Problem(where, message, line))
         return none
+
+    def _body_images(self, doc: Document, path: Path, where: str) -> None:
+        """Each local image of the body must exist beside the article: it is copied to the article's page."""
+        for image in body_images(doc.body):
+            label = f"image in the body ({image.ref})"
+            line = doc.body_line + image.line
+            rel = page_path(image.ref)
+            if rel is None:
+                self.problems.append(
+                    Problem(
+                        where,
+                        f"{label}: keep body images in the article's folder or below (e.g. media/photo.png)",
+                        line,
+                    )
+                )
+                continue
+            file = (path.parent / rel).resolve()
+            mime = _mime().guess_type(file.name)[0] or ""
+            message = file_problem(label, image.ref, file, mime, tuple(rel.split("/")), self._root, self.rel)
+            if message is not None:
+                self.problems.append(Problem(where, message, line))
 
     # -- front matter helpers ---------------------------------------------------------------
 

@@ -22,7 +22,8 @@ _REFERENCE = re.compile(r"^ {0,3}\[[^\]\n]+\]:.*$", re.M)
 
 
 @lru_cache(maxsize=1)
-def _parser() -> MarkdownIt:
+def markdown_parser() -> MarkdownIt:
+    """The body's token tree (body images, summaries)."""
     # Same dialect as render.markdown (which this stage may not import).
     return MarkdownIt("commonmark", {"html": False}).enable("table").use(footnote_plugin)
 
@@ -78,7 +79,7 @@ def _plain_first_block(markdown: str) -> str | None:
 
 
 def _first(markdown: str) -> tuple[str, bool]:
-    tokens = _parser().parse(markdown)
+    tokens = markdown_parser().parse(markdown)
     fallback = ""
     for i, tok in enumerate(tokens):
         if tok.type != "paragraph_open" or i + 1 >= len(tokens):

@@ -395,7 +395,7 @@ def _run(
 
 
 def _media(p: Planner, issues: list[UnitEntry], written: list[str]) -> None:
-    """Copy each local image of a published article to <out>/<Article.image> (once per file)."""
+    """Copy each local image of a published article (hero and body) to its site path, once per path."""
     seen: set[str] = set()
     for u in issues:
         for image, source in u.media:

@@ -32,7 +32,7 @@ from publisher.models import Issue
 from publisher.packing import Packed, pack, unpack
 from publisher.related import RelatedIndex
 
-VERSION = 12  # bump when the cached shapes change
+VERSION = 13  # bump when the cached shapes change
 
 
 class Row(NamedTuple):

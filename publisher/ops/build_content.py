@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from publisher.config import Settings
+from publisher.content import body_media
 from publisher.content.loader import Loader, hint_for
 from publisher.content.scan import Unit, scan
 from publisher.errors import ContentError, Problem
@@ -123,7 +124,16 @@ def _stats(files: Iterable[str]) -> tuple[tuple[str, int, int], ...]:
 
 
 def _image_stats(articles: Iterable[Article]) -> tuple[tuple[str, int, int], ...]:
-    return tuple(sorted(set(_stats(str(a.image_file) for a in articles if a.image_file is not None))))
+    """The hero and body images read: a changed or deleted one re-reads (so re-checks) the issue."""
+    files = [str(a.image_file) for a in articles if a.image_file is not None]
+    files += [source for a in articles for _, source in body_media(a)]
+    return tuple(sorted(set(_stats(files))))
+
+
+def _media(articles: Iterable[Article]) -> tuple[tuple[str, str], ...]:
+    """(site path, source file) of every local image the published ``articles`` show."""
+    out = [(a.image, str(a.image_file)) for a in articles if a.image and a.image_file]
+    return tuple(out + [m for a in articles for m in body_media(a)])
 
 
 def _unit_files(unit: Unit) -> list[str]:
@@ -146,6 +156,7 @@ def _load_unit(item: tuple[Unit, str]) -> Loaded:
     stats = _stats(_unit_files(unit))  # before reading: a file changed meanwhile is read again next time
     loader: Loader = shared("loader")  # one per pass: it remembers the folders it resolved
     loader.problems = []
+    loader.warnings = []  # `publisher check` shows them; the build does not
     loader.read = {} if not fingerprint else None
     issue, drafts = loader.issue(unit)
     # a new unit is hashed from the very bytes just parsed (no second read of each file)
@@ -173,7 +184,7 @@ def _load_unit(item: tuple[Unit, str]) -> Loaded:
         stamp=issue.date.timestamp() if issue else 0.0,
         rows=tuple((a.slug, a.date.timestamp(), a.tags) for a in published),
         hashes=tuple(a.content_hash for a in arts),
-        media=tuple((a.image, str(a.image_file)) for a in published if a.image and a.image_file),
+        media=_media(published),
     )
     # the bodies travel back only when an email needs them (10,000 of them are ~20 MB of pickle)
     return str(unit.path), entry, [], issue if shared("emails") else kept, html, terms

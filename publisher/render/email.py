@@ -7,12 +7,16 @@ This module knows what an *issue* looks like (templates ``email.html`` and
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime
+from html import unescape
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import jinja2
 from markupsafe import Markup
+from PIL import Image
 
 from publisher.config import Settings
 from publisher.errors import RenderError, relpath
@@ -48,6 +52,10 @@ SAMPLE_EMAIL = "reader@example.org"
 # Invisible filler after the preheader so clients do not pull body text into the inbox preview.
 _PREHEADER_PAD = Markup("&#8204;&nbsp;" * 40)
 _RTL_LANGUAGES = {"ar", "fa", "he", "ur", "yi", "ps", "sd", "ug", "dv", "ckb"}
+EMAIL_IMAGE_WIDTH = 536  # the content column: 600 px less 2 x 32 px of padding
+# markdown-it writes every attribute double-quoted and escaped, src first: a regex is exact here.
+_IMG_SRC = re.compile(r'(<img src=")([^"]*)(")')
+_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")  # a URL, not a file beside the article
 
 
 @dataclass(frozen=True)
@@ -71,22 +79,58 @@ def _image_url(settings: Settings, image: str | None) -> str:
     return absolute_url(image, settings.site.url)
 
 
+def image_size(file: Path | None) -> tuple[int, int] | None:
+    """Width and height to give an <img>, at most the column's width; None when unreadable (e.g. SVG).
+
+    Without them Outlook shows an image at its natural size, and every client
+    reflows the text when the image arrives.
+    """
+    if file is None:
+        return None
+    try:
+        with Image.open(file) as im:
+            width, height = im.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None
+    if width <= 0 or height <= 0:
+        return None
+    if width > EMAIL_IMAGE_WIDTH:
+        width, height = EMAIL_IMAGE_WIDTH, max(1, round(height * EMAIL_IMAGE_WIDTH / width))
+    return width, height
+
+
+def _sized_images(fragment: str, folder: Path) -> str:
+    """Give each local image of a rendered body (relative to ``folder``) its width and height."""
+
+    def fix(m: re.Match[str]) -> str:
+        src = unescape(m.group(2)).strip()
+        local = src and not src.startswith(("#", "/", "\\")) and not _SCHEME.match(src)
+        size = image_size(folder / unquote(urlsplit(src).path)) if local else None
+        return m.group(0) + (f' width="{size[0]}" height="{size[1]}"' if size else "")
+
+    return _IMG_SRC.sub(fix, fragment)
+
+
 def _article_context(settings: Settings, issue: Issue, article: Article, n: int) -> dict[str, object]:
-    site = settings.site
-    body_html = absolutise(markdown_to_html(article.body), site.url, id_prefix=f"a{n}-")
+    url = f"{settings.site.url}/{article.slug}/"  # the body is written for its page: resolve against it
+    body = _sized_images(markdown_to_html(article.body), article.source.parent)
     author = article.author or ""
     meta = _date_text(settings, article.date) + (f" · {author}" if author else "")
+    hero = image_size(article.image_file)
     return {
         "title": article.title,
-        "url": f"{site.url}/{article.slug}/",
+        "url": url,
         "date_text": _date_text(settings, article.date),
         "author": author,
         "image_url": _image_url(settings, article.image),
-        "image_alt": article.image_alt or article.title,
-        "body_html": Markup(body_html),
+        "image_alt": article.image_alt or article.title,  # the text part's "[Image: …]" label
+        "hero_alt": article.image_alt,  # as on the page and in feeds: empty marks a decorative image
+        "image_width": hero[0] if hero else EMAIL_IMAGE_WIDTH,
+        "image_height": hero[1] if hero else None,
+        "body_html": Markup(absolutise(body, url, id_prefix=f"a{n}-")),
         "heading": underline("\n".join(wrap(article.title)), "-" if issue.is_folder else "="),
         "meta": meta,
-        "body_text": markdown_to_text(article.body, base_url=site.url, heading_offset=int(issue.is_folder)),
+        "body_text": markdown_to_text(article.body, base_url=url, heading_offset=int(issue.is_folder)),
     }
 
 
