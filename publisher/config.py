@@ -238,6 +238,15 @@ class WebConfig(_Section):
     keep_alive_timeout: int = Field(5, ge=1)  # seconds an idle connection stays open
     max_header_bytes: int = Field(16384, ge=1024, le=1048576)  # request line + headers
     trusted_proxies: tuple[IPvAnyNetwork, ...] = ()  # peers whose X-Forwarded-For/-Proto is believed
+    # Where people reach this app (its links, the same-origin check); None: site.url.
+    public_url: str | None = None
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+", v):
+            raise ValueError(f"expected an absolute http(s) URL, got {v!r}")
+        return v.rstrip("/") if v is not None else None
 
 
 class SesHookConfig(_Section):

@@ -27,12 +27,20 @@ def serve_command(
 ) -> None:
     """Serve the web app: subscribe, confirm, unsubscribe, preferences, the archive, feeds and /api."""
     from publisher.web import create_app, serve
+    from publisher.web.mail import confirmations_go_to
+    from publisher.web.pages import public_url
 
     cfg = settings(config)
     app = create_app(cfg)  # refuses to start without the web templates, before binding the port
     where = f"{host or cfg.web.host}:{cfg.web.port if port is None else port}"
     console.print(
         f"serving {cfg.site.title} on http://{where} (Ctrl-C stops)", highlight=False, soft_wrap=True
+    )
+    # where a trial's confirmation mail lands, and where its links lead: the first things one looks for
+    console.print(
+        f"confirmation mails: {confirmations_go_to(cfg)}; their links lead to {public_url(cfg)}/",
+        highlight=False,
+        soft_wrap=True,
     )
     if not (cfg.paths.output / "index.html").exists():
         console.print("note: the site is not built yet; run `publisher build` for the archive and feeds")

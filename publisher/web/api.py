@@ -1,152 +1,40 @@
 """The JSON admin API under ``/api``, behind a bearer token.
 
-The token comes from the environment variable ``web.api_token_env`` names.
-With none set the API answers 503 "admin API disabled" instead of being open:
-an admin API must never be reachable by accident. Tokens are compared in
-constant time, and wrong ones are counted per client (``api_failures``, in the
-database when several workers serve): past the burst a client gets 429, even
-with the right token, until its bucket refills, so guessing is hopeless while
-other clients go on working. Every answer, errors included, is a declared
-pydantic model.
-
-Every route is a ``GuardedRoute``: the token is checked before FastAPI reads
-or validates the body (a dependency would run only after the JSON is parsed,
-so a stranger could learn the body's schema from 422s), and then strings in a
-JSON body are held to the text rule (no NUL, C0 controls, lone surrogates).
+This module is the API's one router: the token check and the text rule are
+``api_guard``'s (every route is a ``GuardedRoute``), and it includes the parts
+kept in their own modules: subscribers (``api_subscribers``), starting a send
+(``api_send``) and the reference page at ``/api/docs`` (``api_docs``). Every
+answer, errors included, is a declared pydantic model (``api_models``).
 """
 
 from __future__ import annotations
 
-import hmac
-import json
-from collections.abc import Callable, Coroutine
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
-from fastapi.security import HTTPBearer
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
 
-from publisher.errors import NotFoundError, PublisherError
-from publisher.models import Subscriber
-from publisher.ops.feedback import erase_subscriber
+from publisher.errors import NotFoundError
 from publisher.ops.queue import QueueError, list_queue, queue_issue, unqueue_issue
 from publisher.store import SendCounts, SendInfo
 from publisher.store.queue import QueuedIssue
+from publisher.web import api_docs, api_send, api_subscribers
+from publisher.web.api_guard import ApiError, GuardedRoute, PathText, bearer, require_token
 from publisher.web.api_models import (
-    DeliveryOut,
     ErrorOut,
-    ExportOut,
     IssueOut,
     QueuedOut,
     QueueIn,
-    RemovedOut,
     SendOut,
-    SubscriberOut,
-    SubscriberRecordOut,
     UnqueuedOut,
     error_responses,
 )
-from publisher.web.context import WebContext
-from publisher.web.requests import text_problem, web_context
+from publisher.web.requests import web_context
+
+__all__ = ["ApiError", "require_token", "router"]  # ApiError, require_token: for handlers and archive
 
 MAX_QUEUE_DAYS = 3660  # ten years: anything further is a typo
-# The guard middleware refuses control characters in any path (422); this says so in the schema.
-PathText = Annotated[str, Path(pattern=r"^[^\x00-\x1f\x7f]*$")]
-
-
-class ApiError(PublisherError):
-    """An API refusal with its HTTP status (auth, disabled)."""
-
-    def __init__(
-        self, status: int, message: str, hint: str | None = None, retry_after: int | None = None
-    ) -> None:
-        super().__init__(message, hint)
-        self.status = status
-        self.retry_after = retry_after
-
-
-# Declared so the OpenAPI schema shows the scheme; the check itself is GuardedRoute's.
-bearer = HTTPBearer(auto_error=False, description="the token in the variable web.api_token_env names")
-
-
-def _throttled(wait: int) -> ApiError:
-    return ApiError(
-        429, "too many wrong tokens from this client", hint=f"wait {wait} seconds", retry_after=wait
-    )
-
-
-def require_token(request: Request) -> None:
-    """The bearer check, with the per-client throttle on wrong tokens (may query the database)."""
-    ctx = web_context(request)
-    if not ctx.api_token:
-        raise ApiError(
-            503,
-            "admin API disabled",
-            hint=f"set the environment variable {ctx.settings.web.api_token_env} to a long random token",
-        )
-    client = request.client.host if request.client else "unknown"
-    now = ctx.now().timestamp()
-    wait = ctx.api_failures.retry_after(client, now)
-    if wait:
-        raise _throttled(wait)
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), ctx.api_token.encode()):
-        return
-    if not ctx.api_failures.take(client, now):
-        raise _throttled(ctx.api_failures.retry_after(client, now))
-    raise ApiError(401, "a valid bearer token is required", hint="send Authorization: Bearer <token>")
-
-
-def _bad_string(value: Any, loc: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], str] | None:
-    """The first string (key or value) in parsed JSON that breaks the text rule, with where it is."""
-    if isinstance(value, str):
-        problem = text_problem(value)
-        return (loc, problem) if problem else None
-    items: list[tuple[str | int, Any]] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if problem := text_problem(key):
-                return (*loc, key), f"a key {problem}"
-            items.append((key, item))
-    elif isinstance(value, list):
-        items = list(enumerate(value))
-    for key, item in items:
-        if found := _bad_string(item, (*loc, key)):
-            return found
-    return None
-
-
-async def check_body_text(request: Request) -> None:
-    """422 for a JSON body holding text the store cannot keep (checked once here, not per model)."""
-    if "json" not in request.headers.get("content-type", ""):
-        return
-    body = await request.body()  # cached on the request: FastAPI reads the same bytes next
-    try:
-        data = json.loads(body) if body else None
-    except ValueError:
-        return  # not JSON: FastAPI's own validation says so
-    found = _bad_string(data, ("body",))
-    if found:
-        loc, problem = found
-        raise RequestValidationError([{"type": "string_text", "loc": loc, "msg": problem, "input": None}])
-
-
-class GuardedRoute(APIRoute):
-    """An /api route: token (and throttle) first, then the body's text, then FastAPI's own handling."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def guarded(request: Request) -> Response:
-            await run_in_threadpool(require_token, request)
-            await check_body_text(request)
-            return await handler(request)
-
-        return guarded
 
 
 router = APIRouter(
@@ -159,19 +47,6 @@ router = APIRouter(
     },
     route_class=GuardedRoute,
 )
-
-
-def subscriber_out(sub: Subscriber) -> SubscriberOut:
-    return SubscriberOut(
-        email=sub.email,
-        name=sub.name,
-        status=sub.status.value,
-        frequency=sub.frequency.value,
-        topics=list(sub.topics),
-        timezone=sub.timezone,
-        created_at=sub.created_at,
-        updated_at=sub.updated_at,
-    )
 
 
 @router.get("/issues", response_model=list[IssueOut], summary="Issues found under paths.issues")
@@ -229,61 +104,6 @@ def _send_out(
     return SendOut.model_validate(fields)
 
 
-def _no_such(email: str) -> NotFoundError:
-    return NotFoundError("no such subscriber", hint="look the address up with `publisher subscribers list`")
-
-
-async def _subscriber(ctx: WebContext, email: str) -> Subscriber:
-    """The subscriber with this address, or the API's 404."""
-    sub = await run_in_threadpool(ctx.store.subscribers.get, email)
-    if sub is None:
-        raise _no_such(email)
-    return sub
-
-
-@router.get(
-    "/subscribers/{email}",
-    response_model=SubscriberOut,
-    responses=error_responses(404),
-    summary="Look a subscriber up by address",
-)
-async def get_subscriber(request: Request, email: PathText) -> SubscriberOut:
-    return subscriber_out(await _subscriber(web_context(request), email))
-
-
-@router.delete(
-    "/subscribers/{email}",
-    response_model=RemovedOut,
-    responses=error_responses(404),
-    summary="Erase a subscriber (row and deliveries go; the address stays unmailable as a keyed hash)",
-)
-async def remove_subscriber(request: Request, email: PathText) -> RemovedOut:
-    ctx = web_context(request)
-    sub = await _subscriber(ctx, email)
-    now = ctx.now()
-    removed = await run_in_threadpool(lambda: erase_subscriber(ctx.store, ctx.settings, sub.email, now=now))
-    return RemovedOut(email=sub.email, removed=removed)
-
-
-@router.get(
-    "/subscribers/{email}/export",
-    response_model=ExportOut,
-    responses=error_responses(404),
-    summary="Everything stored about one subscriber (for a data-access request)",
-)
-async def export_subscriber(request: Request, email: PathText) -> ExportOut:
-    ctx = web_context(request)
-    found = await run_in_threadpool(ctx.store.subscribers.export, email)
-    if found is None:
-        raise _no_such(email)
-    record, deliveries = found
-    return ExportOut(
-        exported_at=ctx.now(),
-        subscriber=SubscriberRecordOut(**record),
-        deliveries=[DeliveryOut(**row) for row in deliveries],
-    )
-
-
 def queued_out(q: QueuedIssue) -> QueuedOut:
     return QueuedOut.model_validate(q, from_attributes=True)
 
@@ -326,3 +146,8 @@ async def delete_queue(request: Request, slug: PathText) -> UnqueuedOut:
     now = ctx.now()
     done = await run_in_threadpool(lambda: unqueue_issue(ctx.settings, ctx.store, slug, now=now))
     return UnqueuedOut(slug=slug, unqueued=done)
+
+
+router.include_router(api_subscribers.router)
+router.include_router(api_send.router)
+router.include_router(api_docs.router)

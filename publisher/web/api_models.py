@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+# What the API may set a status to: confirming or stopping by hand. Bounced and complained
+# come only from what the mail systems report; pending only from the sign-up form.
+SettableStatus = Literal["confirmed", "unsubscribed"]
+FrequencyName = Literal["instant", "daily", "weekly"]
+# Size and control characters only (a 10 KB name is refused before any work, and the schema says
+# what the API's text rule refuses); the store's rules (store.values) decide the rest.
+NO_CONTROLS = r"^[^\x00-\x1f\x7f]*$"
+Topics = list[Annotated[str, Field(max_length=64, pattern=NO_CONTROLS)]]
 
 
 class ErrorOut(BaseModel):
@@ -56,6 +65,49 @@ class SubscriberOut(BaseModel):
     timezone: str
     created_at: datetime | None
     updated_at: datetime | None
+
+
+class SubscriberPageOut(BaseModel):
+    """One page of subscribers; ``next`` is the ``after`` for the next page (None: this was the last)."""
+
+    items: list[SubscriberOut]
+    next: int | None
+
+
+class SubscriberIn(BaseModel):
+    """A subscriber added by an editor: checked by the same rules as every other entry point."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(max_length=254, pattern=NO_CONTROLS)
+    name: str = Field("", max_length=200, pattern=NO_CONTROLS)
+    status: SettableStatus = "confirmed"
+    frequency: FrequencyName = "instant"
+    topics: Topics = Field(default_factory=list, max_length=100)
+    timezone: str = Field(
+        "UTC", max_length=64, pattern=NO_CONTROLS, description="an IANA time zone, e.g. Europe/Paris"
+    )
+
+
+class SubscriberPatch(BaseModel):
+    """What an editor may change; a field left out stays as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, max_length=200, pattern=NO_CONTROLS)
+    status: SettableStatus | None = None
+    frequency: FrequencyName | None = None
+    topics: Topics | None = Field(None, max_length=100)
+    timezone: str | None = Field(
+        None, max_length=64, pattern=NO_CONTROLS, description="an IANA time zone, e.g. Europe/Paris"
+    )
+
+
+class SendStartedOut(BaseModel):
+    """A send started in the background: follow it in GET /api/sends by its key."""
+
+    key: str
+    slug: str
 
 
 class SubscriberRecordOut(BaseModel):

@@ -15,7 +15,15 @@ import threading
 from datetime import datetime
 
 from publisher.config import Settings
-from publisher.deliver import Envelope, RetryPolicy, Status, send_one, signer_for, transport_factory
+from publisher.deliver import (
+    Envelope,
+    RetryPolicy,
+    Status,
+    describe_transport,
+    send_one,
+    signer_for,
+    transport_factory,
+)
 from publisher.errors import PublisherError
 from publisher.models import Recipient
 from publisher.ops.send import envelope_sender
@@ -23,7 +31,7 @@ from publisher.render.email_headers import check_address, clean_name
 from publisher.render.email_mime import prepare_message
 from publisher.render.templates import text_environment
 from publisher.tokens import Purpose, make_token, message_id, recipient_links, site_link
-from publisher.web.pages import render_text
+from publisher.web.pages import public_url, render_text
 
 log = logging.getLogger("publisher.web")
 
@@ -39,8 +47,9 @@ def confirmation_message(
     address = check_address(address)
     # stamped by the app's clock, as the link is read by it (a stamp ahead of the reader's
     # clock is refused as from the future)
-    confirm_url = site_link(site.url, f"confirm/{make_token(secret, Purpose.CONFIRM, address, now=now)}")
-    unsubscribe_url, preferences_url = recipient_links(secret, site.url, address)
+    base = public_url(settings)  # the links lead to this app, wherever it is reached
+    confirm_url = site_link(base, f"confirm/{make_token(secret, Purpose.CONFIRM, address, now=now)}")
+    unsubscribe_url, preferences_url = recipient_links(secret, base, address)
     values = {
         "already": already,
         "name": clean_name(name),
@@ -77,6 +86,11 @@ def confirmation_message(
     mid = message_id(secret, send_key, address, site.domain)
     recipient = Recipient(address, values["name"], mid, unsubscribe_url, preferences_url)
     return prepared.personalise(recipient), mid
+
+
+def confirmations_go_to(settings: Settings) -> str:
+    """Where confirmation mails go, in words, for the log line ``publisher serve`` starts with."""
+    return describe_transport(settings, SEND_KEY)
 
 
 def send_confirmation(

@@ -57,9 +57,18 @@ TZ_SCRIPT_HASH = "sha256-" + base64.b64encode(hashlib.sha256(TZ_SCRIPT.encode())
 FEED_LABELS = {"feed.xml": "RSS", "atom.xml": "Atom", "feed.json": "JSON Feed"}
 
 
+def public_url(settings: Settings) -> str:
+    """Where people reach this app (``web.public_url``, else ``site.url``), without a trailing '/'.
+
+    Apart from ``site.url`` so a local trial (``http://127.0.0.1:8000``) can run
+    with the real site's URL in the archive and feeds and still get working links.
+    """
+    return (settings.web.public_url or settings.site.url).rstrip("/")
+
+
 def site_root(settings: Settings) -> str:
-    """The path the app is served under, from ``site.url`` ('/' or '/news/')."""
-    path = urlsplit(settings.site.url).path.rstrip("/")
+    """The path the app is served under, from ``public_url`` ('/' or '/news/')."""
+    path = urlsplit(public_url(settings)).path.rstrip("/")
     return path + "/"
 
 
@@ -76,7 +85,7 @@ def check_templates(settings: Settings) -> None:
 
 def base_context(settings: Settings, path: str) -> dict[str, Any]:
     """What ``base.html`` needs: site, root, canonical URL, subscribe link, feeds."""
-    site_url = settings.site.url.rstrip("/") + "/"
+    site_url = public_url(settings) + "/"
     return {
         "site": settings.site,
         "root": site_root(settings),

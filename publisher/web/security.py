@@ -7,7 +7,8 @@ Cross-site forgery on ``POST /preferences/{token}`` is stopped two ways:
    subscriber's page is useless on another's, and the form must have been
    fetched from us; and
 2. a browser's ``Sec-Fetch-Site: cross-site`` or an ``Origin`` that is not the
-   site's own (or the host the request came to) is refused before anything else.
+   site's own, the app's ``web.public_url`` or the host the request came to is
+   refused before anything else.
 
 ``POST /unsubscribe/{token}`` has neither on purpose: RFC 8058 one-click POSTs
 come from mail providers, with no cookie, no form and no Origin of ours.
@@ -26,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from publisher.tokens import Purpose, TokenError, read_token_info
-from publisher.web.pages import page, site_root
+from publisher.web.pages import page, public_url, site_root
 from publisher.web.requests import web_context
 
 CSRF_MAX_AGE = 24 * 3600
@@ -89,13 +90,21 @@ def _origin(url: str) -> str:
 
 
 def check_same_origin(request: Request, site_url: str) -> None:
-    """Refuse a browser request that says it comes from another site."""
+    """Refuse a browser request that says it comes from another site.
+
+    ``site_url``, ``web.public_url`` (the app may be reached apart from the site,
+    e.g. on 127.0.0.1 in a trial) and the host the request came to count as ours.
+    """
     fetch_site = request.headers.get("sec-fetch-site")
     if fetch_site == "cross-site":
         raise ForbiddenError("this form can only be sent from this site")
     origin = request.headers.get("origin")
     if origin is None or (origin == "null" and fetch_site in (None, "same-origin")):
         return
-    allowed = {_origin(site_url), f"{request.url.scheme}://{request.headers.get('host', '')}".lower()}
+    allowed = {
+        _origin(site_url),
+        _origin(public_url(web_context(request).settings)),
+        f"{request.url.scheme}://{request.headers.get('host', '')}".lower(),
+    }
     if origin.lower() not in allowed:
         raise ForbiddenError("this form can only be sent from this site")
