@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
 
 from publisher.cli.common import ConfigOption, console, reports_errors, settings
-from publisher.deliver.dns import DEFAULT_TIMEOUT, Resolver, parse_nameserver, printable
-from publisher.deliver.tls_probe import probe
-from publisher.ops.doctor import Finding, Level, diagnose
 
-_STYLE = {Level.OK: "green", Level.WARN: "yellow", Level.FAIL: "bold red"}
+if TYPE_CHECKING:
+    from publisher.ops.doctor import Finding
+
+_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}  # by Level value
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +21,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _nameserver(value: str | None) -> tuple[str, int] | None:
+    from publisher.deliver.dns import parse_nameserver
+
     if value is None:
         return None
     try:
@@ -41,9 +43,11 @@ def doctor(
         ),
     ] = None,
     timeout: Annotated[
-        float,
-        typer.Option("--timeout", min=0.1, help="Seconds to wait for each DNS answer and for the relay."),
-    ] = DEFAULT_TIMEOUT,
+        float | None,
+        typer.Option(
+            "--timeout", min=0.1, help="Seconds to wait for each DNS answer and for the relay (default 5)."
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Check that receivers will trust your mail: SPF, DKIM, DMARC, MX and the relay's TLS.
@@ -51,7 +55,13 @@ def doctor(
     Prints one line per check (ok, warn or fail) with what to change, e.g. the
     exact DNS record to publish. Exits 1 when any check fails, else 0.
     """
+    # imported here: dnspython and the TLS probe cost ~55 ms, which no other command should pay
+    from publisher.deliver.dns import DEFAULT_TIMEOUT, Resolver
+    from publisher.deliver.tls_probe import probe
+    from publisher.ops.doctor import Level, diagnose
+
     cfg = settings(config)
+    timeout = DEFAULT_TIMEOUT if timeout is None else timeout
     resolver = Resolver(_nameserver(nameserver), timeout)
     smtp = cfg.email.smtp
     tls = probe(smtp.host, smtp.port, smtp.security, timeout) if cfg.email.transport == "smtp" else None
@@ -64,7 +74,9 @@ def doctor(
 
 def _line(finding: Finding) -> Text:
     """``fail  dkim   message; fix: …`` as Text, so DNS data is never read as Rich markup."""
-    line = Text.assemble((f"{finding.level.value:<5}", _STYLE[finding.level]), f" {finding.check:<6}")
+    from publisher.deliver.dns import printable
+
+    line = Text.assemble((f"{finding.level.value:<5}", _STYLE[finding.level.value]), f" {finding.check:<6}")
     line.append(printable(finding.message, 2000))
     if finding.fix:
         line.append(" — fix: ", style="dim")
