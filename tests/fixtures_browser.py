@@ -7,10 +7,17 @@ where `.ci/run` installs them.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from publisher.config import Settings
+from publisher.store import Store, open_store
+from publisher.web import Limits, ServerHandle, create_app
+from tests.fixtures_content import article
+from tests.fixtures_web import bound_socket
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"  # screenshots (gitignored)
 CHROMIUM = "/usr/bin/chromium"
@@ -45,3 +52,28 @@ def browser() -> Iterator[object]:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture
+def site_with_smtp(
+    make_settings: Callable[..., Settings],
+    write_issue,
+    smtp_server,
+    built_site: Path,
+    live_server: Callable[..., ServerHandle],
+    tmp_path: Path,
+) -> Iterator[tuple[ServerHandle, Settings, Store]]:
+    write_issue("issues/a.md", article("On bread", extra="tags: [food, science]"))
+    sock = bound_socket()
+    host, port = sock.getsockname()
+    settings = make_settings(
+        site={"url": f"http://{host}:{port}", "timezone": "Europe/London"},
+        email={"transport": "smtp", "smtp": {"host": "127.0.0.1", "port": smtp_server.port}},
+        database={"url": f"sqlite:///{tmp_path / 'browser.db'}"},
+    )
+    shutil.copytree(built_site / "site", settings.paths.output)  # so pages have their stylesheet
+    store = open_store(settings.database.url)
+    app = create_app(settings, store=store, environ={}, limits=Limits())
+    handle = live_server(settings, app, sock=sock)
+    yield handle, settings, store
+    store.close()

@@ -12,36 +12,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from publisher.cli import app
 from publisher.store import open_store
-from tests.fixtures_content import article
+from tests.fixtures_send import SLUG
 from tests.fixtures_store import add_subscribers
 
 ROOT = Path(__file__).resolve().parent.parent
-SLUG = "spring-news"
-
-
-@pytest.fixture
-def cli(project: Path, write_issue, make_settings, db_url, smtp_server):
-    """Run `publisher ...` in-process against a project sending over SMTP to the test server."""
-    write_issue(
-        f"issues/{SLUG}.md", article(title="Spring News", date="2026-03-01", body="The trams are back.")
-    )
-    settings = make_settings(
-        database={"url": db_url},
-        email={"transport": "smtp", "smtp": {"host": "127.0.0.1", "port": smtp_server.port, "timeout": 10}},
-    )
-    runner = CliRunner()
-
-    def run(*args: str, stdin: str | None = None):
-        return runner.invoke(app, [*args, "--config", str(project / "config.yaml")], input=stdin)
-
-    run.settings = settings  # type: ignore[attr-defined]
-    run.server = smtp_server  # type: ignore[attr-defined]
-    run.db_url = db_url  # type: ignore[attr-defined]
-    return run
 
 
 def test_subscribers_add_list_export_import_remove(cli, tmp_path: Path) -> None:

@@ -6,10 +6,10 @@ import csv
 import io
 
 from publisher.store import open_store
-from tests.test_cli_delivery import SLUG, cli  # noqa: F401 (the fixture)
+from tests.fixtures_send import SLUG
 
 
-def test_suppress_add_list_export_remove_and_the_test_copy_refused(cli) -> None:  # noqa: F811
+def test_suppress_add_list_export_remove_and_the_test_copy_refused(cli) -> None:
     assert cli("subscribers", "add", "ann@example.org").exit_code == 0
     r = cli("suppress", "add", "Ann@Example.org", "--reason", "complained")
     assert r.exit_code == 0, r.output
@@ -31,7 +31,7 @@ def test_suppress_add_list_export_remove_and_the_test_copy_refused(cli) -> None:
     assert cli("send", SLUG, "--to", "ann@example.org").exit_code == 0
 
 
-def test_import_leaves_suppressed_addresses_out_unless_resubscribe(cli, tmp_path) -> None:  # noqa: F811
+def test_import_leaves_suppressed_addresses_out_unless_resubscribe(cli, tmp_path) -> None:
     data = tmp_path / "list.csv"
     data.write_text("email,name\nann@example.org,Ann\nbob@example.org,Bob\n")
     assert cli("subscribers", "import", str(data)).exit_code == 0
@@ -49,7 +49,7 @@ def test_import_leaves_suppressed_addresses_out_unless_resubscribe(cli, tmp_path
     assert "bob@example.org" not in cli("suppress", "list").output
 
 
-def test_erasing_keeps_only_a_hash_that_still_stops_a_reimport(cli, tmp_path) -> None:  # noqa: F811
+def test_erasing_keeps_only_a_hash_that_still_stops_a_reimport(cli, tmp_path) -> None:
     from publisher.models import Feedback, FeedbackKind
     from publisher.ops.feedback import apply_feedback
     from publisher.tokens import read_bounce_address
@@ -90,7 +90,7 @@ def store_now():
     return datetime.now(UTC)
 
 
-def test_status_shows_what_came_back_and_warns_on_rates(cli) -> None:  # noqa: F811
+def test_status_shows_what_came_back_and_warns_on_rates(cli) -> None:
     from publisher.models import Feedback, FeedbackKind
     from publisher.ops.feedback import apply_feedback
     from publisher.tokens import read_bounce_address

@@ -19,7 +19,6 @@ from publisher.config import Settings
 from tests.fixtures_browser import ARTIFACTS
 from tests.fixtures_email import parse, part_text
 from tests.test_email_client import issues, message, open_email
-from tests.test_web_browser import site_with_smtp  # noqa: F401 (the fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMES = ("light", "dark")
@@ -171,7 +170,7 @@ def test_site_reads_in_light_and_dark(project: Path, make_settings: Callable[...
 
 
 @pytest.mark.slow
-def test_form_reads_in_light_and_dark(browser, site_with_smtp) -> None:  # noqa: F811
+def test_form_reads_in_light_and_dark(browser, site_with_smtp) -> None:
     """The sign-up form, errors shown: labels, fields, button and error text readable in both schemes."""
     handle, _settings, _store = site_with_smtp
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -9,44 +9,9 @@ Screenshots go to tests/artifacts/ (gitignored).
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable, Iterator
-from pathlib import Path
-
-import pytest
-
-from publisher.config import Settings
 from publisher.models import Frequency, SubscriberStatus
-from publisher.store import Store, open_store
-from publisher.web import Limits, ServerHandle, create_app
 from tests.fixtures_browser import ARTIFACTS
-from tests.fixtures_content import article
-from tests.fixtures_web import bound_socket, link_from, wait_for
-
-
-@pytest.fixture
-def site_with_smtp(
-    make_settings: Callable[..., Settings],
-    write_issue,
-    smtp_server,
-    built_site: Path,
-    live_server: Callable[..., ServerHandle],
-    tmp_path: Path,
-) -> Iterator[tuple[ServerHandle, Settings, Store]]:
-    write_issue("issues/a.md", article("On bread", extra="tags: [food, science]"))
-    sock = bound_socket()
-    host, port = sock.getsockname()
-    settings = make_settings(
-        site={"url": f"http://{host}:{port}", "timezone": "Europe/London"},
-        email={"transport": "smtp", "smtp": {"host": "127.0.0.1", "port": smtp_server.port}},
-        database={"url": f"sqlite:///{tmp_path / 'browser.db'}"},
-    )
-    shutil.copytree(built_site / "site", settings.paths.output)  # so pages have their stylesheet
-    store = open_store(settings.database.url)
-    app = create_app(settings, store=store, environ={}, limits=Limits())
-    handle = live_server(settings, app, sock=sock)
-    yield handle, settings, store
-    store.close()
+from tests.fixtures_web import link_from, wait_for
 
 
 def test_subscribe_confirm_preferences_unsubscribe_in_chromium(browser, site_with_smtp, smtp_server) -> None:

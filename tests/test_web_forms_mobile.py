@@ -7,12 +7,11 @@ submission with mistakes; measured in the real page (computed styles, boxes, ARI
 from __future__ import annotations
 
 from tests.fixtures_browser import ARTIFACTS
-from tests.test_web_browser import site_with_smtp  # noqa: F401 (the fixture)
 
 CONTROLS = "input[type=email], input[type=text], select, button, label.choice"
 
 
-def test_the_form_on_a_phone(browser, site_with_smtp) -> None:  # noqa: F811
+def test_the_form_on_a_phone(browser, site_with_smtp) -> None:
     handle, _settings, _store = site_with_smtp
     ARTIFACTS.mkdir(exist_ok=True)
     context = browser.new_context(
