@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 
+import pytest
+
 from publisher.store import open_store
 from tests.fixtures_send import SLUG
 
@@ -29,6 +31,24 @@ def test_suppress_add_list_export_remove_and_the_test_copy_refused(cli) -> None:
     assert cli("suppress", "remove", "ann@example.org").exit_code == 0
     assert cli("suppress", "remove", "ann@example.org").exit_code == 1
     assert cli("send", SLUG, "--to", "ann@example.org").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["a\r\nBcc: x@example.org", "a\x00@example.org", "a\u202e@example.org", "a" * 10_000 + "@x.org"],
+    ids=["crlf", "nul", "bidi", "10k"],
+)
+def test_suppress_refuses_what_is_no_address(cli, address: str) -> None:
+    r = cli("suppress", "add", address)
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "the suppression list is empty" in cli("suppress", "list").output
+
+
+def test_an_encoded_word_address_is_kept_as_its_literal_text(cli) -> None:
+    """'=' and '?' are legal in a local part: such an address is listed as typed, never decoded."""
+    assert cli("suppress", "add", "=?utf-8?q?A=0D=0Ab?=@example.org").exit_code == 0
+    listed = cli("suppress", "list").output
+    assert "=?utf-8?q?a=0d=0ab?=@example.org\tmanual" in listed and "\r" not in listed
 
 
 def test_import_leaves_suppressed_addresses_out_unless_resubscribe(cli, tmp_path) -> None:

@@ -126,10 +126,34 @@ def test_a_bounce_quoting_nothing_is_attributed_by_its_address(inbound) -> None:
     ],
 )
 def test_only_our_addresses_are_accepted(inbound, rcpt: str) -> None:
+    """Everything else is refused at RCPT (no relay, no catch-all)."""
     _, store, _verp, server = inbound
     code, _ = deliver(server.port, rcpt, dsn(rcpt, "r4@example.org"))
     assert code == 550
     assert store.subscribers.get("r4@example.org").status is SubscriberStatus.CONFIRMED
+
+
+@pytest.mark.parametrize(
+    "rcpt",
+    [
+        "=?utf-8?q?bounces=0D=0A?=@example.org",
+        "bounces+" + "a" * 5000 + "@example.org",
+        "BOUNCES+\u202eabc@example.org",
+        "bounces@example.org\u2028x",
+    ],
+    ids=["encoded-word", "10k-token", "bidi", "line-separator"],
+)
+def test_hostile_recipients_are_refused_and_the_server_goes_on(inbound, rcpt: str) -> None:
+    _, store, verp, server = inbound
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+        client.ehlo()
+        client.mail("")
+        client.send(f"RCPT TO:<{rcpt}>\r\n".encode())  # as sent, non-ASCII included
+        code, _ = client.getreply()
+        assert code >= 500
+    good = verp["r4@example.org"]
+    assert deliver(server.port, good, dsn(good, "r4@example.org"))[0] == 250
+    assert store.subscribers.get("r4@example.org").status is SubscriberStatus.BOUNCED
 
 
 def test_hostile_mail_changes_nothing_and_the_server_keeps_answering(inbound) -> None:
