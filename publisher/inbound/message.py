@@ -21,6 +21,8 @@ from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import compat32
 
+from publisher import lines
+
 MAX_PARSE = 256 * 1024  # bytes of the message that are parsed at all
 MAX_TEXT = 64 * 1024  # characters of one body part that a text parser reads
 MAX_HEADERS = 32 * 1024  # bytes of a quoted original's header block
@@ -31,8 +33,6 @@ MAX_DETAIL = 500
 _PARSER = BytesParser(policy=compat32)
 _HEADER_PARSER = BytesHeaderParser(policy=compat32)
 # C0/C1 controls and the Unicode format characters that reorder or hide text in a log line.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]+")
-_SPACE = re.compile(r"\s+")
 _MESSAGE_ID = re.compile(r"<([!-;=?-~]{1,200}@[!-;=?-~]{1,200})>")
 _ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 _STATUS = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})$")
@@ -90,9 +90,8 @@ def decoded(value: str) -> str:
 
 
 def one_line(text: str, limit: int = MAX_DETAIL) -> str:
-    """A log-safe line: no control or bidi characters, whitespace collapsed, at most ``limit`` chars."""
-    text = _CONTROL.sub(" ", text[: limit * 4])
-    return _SPACE.sub(" ", text).strip()[:limit]
+    """A log-safe line of at most ``limit`` characters (the cleaner every edge shares)."""
+    return lines.one_line(text, limit)
 
 
 def walk(msg: Message) -> Iterator[Message]:

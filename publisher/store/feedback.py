@@ -15,7 +15,6 @@ token of ours names nobody: anyone can forge one, so it changes nothing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, u
 from sqlalchemy.dialects import postgresql, sqlite
 
 from publisher.errors import PublisherError
+from publisher.lines import one_line
 from publisher.models import Feedback, FeedbackKind, SubscriberStatus
 from publisher.store.schema import deliveries as d
 from publisher.store.schema import inbound_events as ev
@@ -40,7 +40,6 @@ Hasher = Callable[[str], str]  # normalised address -> keyed hash (the key is th
 _STRENGTH = {"manual": 0, "unsubscribed": 1, "bounced": 2, "erased": 3, "complained": 4}
 _LIVE = (SubscriberStatus.CONFIRMED.value, SubscriberStatus.PENDING.value)
 _ANY_BUT_COMPLAINED = tuple(s.value for s in SubscriberStatus if s is not SubscriberStatus.COMPLAINED)
-_UNSTORABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 AUTHENTICATED_SOURCES = frozenset({"ses", "postmark", "mailgun", "sendgrid"})
 
 
@@ -296,9 +295,8 @@ class Feedbacks:
 
 
 def _text(value: str, limit: int) -> str:
-    """What a report said, storable anywhere: no NUL or control characters, no lone surrogates."""
-    cleaned = _UNSTORABLE.sub(" ", value[: limit * 2]) if not value.isprintable() else value
-    return cleaned.encode("utf-8", "replace").decode("utf-8")[:limit]
+    """What a report said, storable anywhere (the edges cleaned it already; the store makes sure)."""
+    return one_line(value, limit)
 
 
 def _target(conn: Connection, sql: _Sql, item: Feedback) -> _Target | None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from publisher import lines
 from publisher.errors import PublisherError
 from publisher.models import Feedback, FeedbackKind
 from publisher.store.values import InvalidValueError, normalise_email
@@ -30,8 +31,6 @@ MAX_KEY = 200
 MAX_DETAIL = 500
 RECENT_CAP = 100_000  # replay tokens remembered per provider and process
 _STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
-_SPACES = re.compile(r"\s+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 class HookError(PublisherError):
@@ -151,7 +150,7 @@ def mapping(value: Any) -> dict[str, Any]:
 
 def one_line(value: Any, limit: int = MAX_DETAIL) -> str:
     """A diagnostic fit to store: one line, no control characters, at most ``limit`` characters."""
-    return _SPACES.sub(" ", _CONTROL.sub(" ", text(value)[: limit * 2])).strip()[:limit]
+    return lines.one_line(text(value), limit)
 
 
 def enhanced_status(*sources: Any) -> str:
