@@ -5,16 +5,22 @@ PUBLISHER_TEST_DATABASE_URL is set, each PostgreSQL test in a schema of its own
 
 from __future__ import annotations
 
+import io
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic.runtime.migration import MigrationContext
 
+from publisher.models import Subscriber, SubscriberStatus
 from publisher.store import Store, open_store
+from publisher.store.schema import subscribers as subscribers_table
+from publisher.store.values import parse_status
 
 PG_ENV = "PUBLISHER_TEST_DATABASE_URL"
 NOW = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
@@ -67,10 +73,34 @@ def store(db_url: str) -> Iterator[Store]:
 
 def add_subscribers(store: Store, n: int, *, domain: str = "example.org", **kw: str) -> list[str]:
     """Add ``n`` confirmed instant subscribers quickly (one CSV import); return their addresses."""
-    import io
-
     emails = [f"reader{i:06d}@{domain}" for i in range(n)]
     lines = ["email,name"] + [f"{e},Reader {i}" for i, e in enumerate(emails)]
     report = store.subscribers.import_csv(io.StringIO("\n".join(lines) + "\n"), now=NOW)
     assert report.added == n and not report.problems, report.problems[:3]
     return emails
+
+
+def current_revision(store: Store) -> str | None:
+    """The Alembic revision the database is at (the app only ever asks for the head)."""
+    with store.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def set_status_by_ids(store: Store, ids: list[int], status: SubscriberStatus | str, *, now: datetime) -> int:
+    """Set many subscribers' status at once, as a bounce would; returns how many rows changed."""
+    if not ids:
+        return 0
+    st = parse_status(status)
+    values: dict[str, Any] = {"status": st.value, "updated_at": now}
+    if st not in (SubscriberStatus.CONFIRMED, SubscriberStatus.PENDING):
+        values["unsubscribed_at"] = now
+    table = subscribers_table
+    with store.write() as conn:
+        return conn.execute(sa.update(table).where(table.c.id.in_(ids)).values(**values)).rowcount
+
+
+def subscriber(store: Store, email: str) -> Subscriber:
+    """The subscriber with ``email``, which the test expects to be there."""
+    found = store.subscribers.get(email)
+    assert found is not None, f"no subscriber {email}"
+    return found

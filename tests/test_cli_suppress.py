@@ -9,6 +9,7 @@ import pytest
 
 from publisher.store import open_store
 from tests.fixtures_send import SLUG
+from tests.fixtures_store import subscriber
 
 
 def test_suppress_add_list_export_remove_and_the_test_copy_refused(cli) -> None:
@@ -61,11 +62,11 @@ def test_import_leaves_suppressed_addresses_out_unless_resubscribe(cli, tmp_path
     again = cli("subscribers", "import", str(data))
     assert again.exit_code == 0 and "1 suppressed" in again.output
     with open_store(cli.db_url) as store:
-        assert store.subscribers.get("bob@example.org").status.value == "bounced"
+        assert subscriber(store, "bob@example.org").status.value == "bounced"
     forced = cli("subscribers", "import", str(data), "--resubscribe")
     assert forced.exit_code == 0 and "suppressed" not in forced.output
     with open_store(cli.db_url) as store:
-        assert store.subscribers.get("bob@example.org").status.value == "confirmed"
+        assert subscriber(store, "bob@example.org").status.value == "confirmed"
     assert "bob@example.org" not in cli("suppress", "list").output
 
 

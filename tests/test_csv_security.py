@@ -18,7 +18,7 @@ from publisher.store import Store, open_store
 from publisher.store.csvcells import FORMULA_START, escape_cell, unescape_cell
 from publisher.store.csvio import KEPT, import_csv
 from publisher.store.schema import subscribers as subscribers_table
-from tests.fixtures_store import NOW
+from tests.fixtures_store import NOW, subscriber
 
 HEADER = "email,name,status,frequency,topics,timezone\n"
 FORMULA_NAMES = [
@@ -83,8 +83,8 @@ def test_a_hand_written_quote_is_read_as_a_spreadsheet_reads_it(store: Store) ->
     _import(
         store, HEADER + _row(email="a@example.org", name="'=1+1") + _row(email="b@example.org", name="'Tis")
     )
-    assert store.subscribers.get("a@example.org").name == "=1+1"
-    assert store.subscribers.get("b@example.org").name == "'Tis"
+    assert subscriber(store, "a@example.org").name == "=1+1"
+    assert subscriber(store, "b@example.org").name == "'Tis"
 
 
 def test_export_quotes_cells_starting_with_tab_or_cr(store: Store) -> None:
@@ -154,7 +154,7 @@ def test_hostile_cell_refuses_the_row_naming_row_and_column(
     assert [p.line for p in report.problems] == [2, 3] and report.refused == 2
     assert str(report.problems[0]).startswith(f"list.csv:2: {column}: ")
     assert said in report.problems[0].message
-    victim = store.subscribers.get("victim@example.org")  # nothing of the bad row was written
+    victim = subscriber(store, "victim@example.org")  # nothing of the bad row was written
     assert (victim.name, victim.frequency, victim.timezone) == ("Vic", Frequency.INSTANT, "UTC")
     assert store.subscribers.get("new@example.org") is None
 
@@ -185,7 +185,7 @@ def test_duplicates_across_chunks_are_merged_once_with_their_first_row(store: St
         (5, "a@example.org already appeared on row 2: merged"),
         (6, "a@example.org already appeared on row 2: merged"),
     ]
-    a = store.subscribers.get("a@example.org")
+    a = subscriber(store, "a@example.org")
     assert (a.name, a.frequency) == ("A2", Frequency.WEEKLY)
 
 
@@ -243,4 +243,4 @@ def test_cli_export_then_import_keeps_formula_names(cli, tmp_path: Path) -> None
     r = cli("subscribers", "import", str(out))
     assert r.exit_code == 0 and "1 unchanged" in r.stdout, r.output
     with open_store(cli.db_url) as store:
-        assert store.subscribers.get("eve@example.org").name == FORMULA_NAMES[0]
+        assert subscriber(store, "eve@example.org").name == FORMULA_NAMES[0]

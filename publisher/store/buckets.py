@@ -22,15 +22,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Boolean, Column, Float, PrimaryKeyConstraint, String, Table, text
 
 from publisher.errors import StoreError
+from publisher.store.database import Database
 from publisher.store.schema import metadata
-
-if TYPE_CHECKING:
-    from publisher.store.engine import Store
 
 web_buckets = Table(
     "web_buckets",
@@ -82,14 +79,14 @@ class StoreBuckets:
     ``store`` is a callable so the web app can keep opening its store on first use.
     """
 
-    def __init__(self, name: str, burst: int, per_hour: float, store: Callable[[], Store]) -> None:
+    def __init__(self, name: str, burst: int, per_hour: float, store: Callable[[], Database]) -> None:
         self.name = name
         self.burst = float(burst)
         self.rate = per_hour / 3600.0
         self._store = store
         self._takes = 0
 
-    def _db(self) -> Store:
+    def _db(self) -> Database:
         store = self._store()
         if store.dialect != "postgresql":
             raise StoreError(

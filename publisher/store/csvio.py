@@ -23,25 +23,22 @@ from __future__ import annotations
 
 import csv
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 
 from publisher.errors import Problem
-from publisher.models import SubscriberStatus
+from publisher.models import Subscriber, SubscriberStatus
 from publisher.store.csvcells import COLUMNS, CsvHeaderError, Row, escape_cell, read_header, to_row
+from publisher.store.database import Database
 from publisher.store.schema import subscribers as t
 from publisher.store.schema import suppressions as sup
 from publisher.store.values import InvalidValueError
-
-if TYPE_CHECKING:
-    from publisher.store.engine import Store
-    from publisher.store.subscribers import Filter, Subscribers
 
 __all__ = ["COLUMNS", "CsvHeaderError", "ImportReport", "export_csv", "import_csv"]
 
@@ -111,7 +108,7 @@ class _Seen:
 
 
 def import_csv(
-    store: Store,
+    store: Database,
     source: TextIO,
     *,
     now: datetime,
@@ -152,7 +149,7 @@ def _merged(report: ImportReport, where: str, row: Row, first: int) -> None:
 
 
 def _flush(
-    store: Store,
+    store: Database,
     seen: _Seen,
     rows: list[Row],
     now: datetime,
@@ -200,7 +197,7 @@ def _parse(source: TextIO, where: str, report: ImportReport) -> Iterator[Row]:
 
 
 def _write(
-    store: Store,
+    store: Database,
     rows: list[Row],
     now: datetime,
     where: str,
@@ -307,7 +304,7 @@ def _insert(conn: Any, rows: list[dict[str, Any]]) -> None:
 
 def _update(conn: Any, rows: list[dict[str, Any]]) -> None:
     confirmed = func.coalesce(bindparam("confirmed_at", type_=t.c.confirmed_at.type), t.c.confirmed_at)
-    writable = {c: bindparam(c) for c in (*_WRITABLE, "updated_at")}
+    writable: dict[str, Any] = {c: bindparam(c) for c in (*_WRITABLE, "updated_at")}
     stmt = update(t).where(t.c.id == bindparam("b_id")).values({**writable, "confirmed_at": confirmed})
     conn.execute(stmt, rows)
 
@@ -337,7 +334,7 @@ def _new(row: Row, now: datetime) -> dict[str, Any]:
     }
 
 
-def export_csv(subs: Subscribers, out: TextIO, filter: Filter | None = None) -> int:
+def export_csv(subscribers: Iterable[Subscriber], out: TextIO) -> int:
     """Write subscribers in the import format, formula cells escaped (see ``csvcells``).
 
     csv's minimal quoting only quotes the line terminator's characters, so a lone CR (in a name
@@ -347,7 +344,7 @@ def export_csv(subs: Subscribers, out: TextIO, filter: Filter | None = None) -> 
     quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
     plain.writerow(COLUMNS)
     n = 0
-    for s in subs.iter(filter):
+    for s in subscribers:
         cells = [
             escape_cell(c)
             for c in (s.email, s.name, s.status.value, s.frequency.value, ";".join(s.topics), s.timezone)

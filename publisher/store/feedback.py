@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -26,14 +26,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from publisher.errors import PublisherError
 from publisher.lines import one_line
 from publisher.models import Feedback, FeedbackKind, SubscriberStatus
+from publisher.store.database import Database
 from publisher.store.schema import deliveries as d
 from publisher.store.schema import inbound_events as ev
 from publisher.store.schema import subscribers as sub
 from publisher.store.schema import suppressions as sup
 from publisher.store.values import normalise_email
-
-if TYPE_CHECKING:
-    from publisher.store.engine import Store
 
 Hasher = Callable[[str], str]  # normalised address -> keyed hash (the key is the site's, not the store's)
 # Which reason wins when an address is suppressed twice: a complaint is final.
@@ -74,6 +72,12 @@ class _Sql:
     """
 
     def __init__(self, dialect: Any) -> None:
+        self._events(dialect)
+        self._subscribers()
+        self._suppressions(dialect)
+
+    def _events(self, dialect: Any) -> None:
+        """Recording a fact under its key (once), then what it did."""
         p = bindparam
         self.insert_event = (
             dialect.insert(ev)
@@ -95,6 +99,21 @@ class _Sql:
             .where(ev.c.id == p("p_id"))
             .values(outcome=p("p_outcome"), subscriber_id=p("p_sub"), send_id=p("p_send"))
         )
+        last_delivered = (
+            select(func.max(ev.c.received_at))
+            .where(ev.c.subscriber_id == p("p_sub"), ev.c.kind == FeedbackKind.DELIVERED.value)
+            .scalar_subquery()
+        )
+        self.soft_count = select(func.count()).where(
+            ev.c.subscriber_id == p("p_sub"),
+            ev.c.kind == FeedbackKind.SOFT_BOUNCE.value,
+            ev.c.received_at >= p("p_since"),
+            ev.c.received_at > func.coalesce(last_delivered, p("p_epoch")),
+        )
+
+    def _subscribers(self) -> None:
+        """Finding whom a fact is about, and changing their status."""
+        p = bindparam
         cols = (sub.c.id, sub.c.email, sub.c.status)
         self.by_delivery = (
             select(*cols, d.c.send_id).join(d, d.c.subscriber_id == sub.c.id).where(d.c.id == p("p_delivery"))
@@ -111,6 +130,10 @@ class _Sql:
             .where(sub.c.id == p("p_sub"), sub.c.status.in_(p("p_from", expanding=True)))
             .values(status=p("p_to"), updated_at=p("p_now"), unsubscribed_at=p("p_now"))
         )
+
+    def _suppressions(self, dialect: Any) -> None:
+        """Adding an address to the suppression list, or strengthening its reason."""
+        p = bindparam
         self.insert_suppression = (
             dialect.insert(sup)
             .values(
@@ -127,17 +150,6 @@ class _Sql:
             .where(sup.c.address_hash == p("p_hash"), sup.c.reason.in_(p("p_weaker", expanding=True)))
             .values(reason=p("p_reason"), updated_at=p("p_now"))
         )
-        last_delivered = (
-            select(func.max(ev.c.received_at))
-            .where(ev.c.subscriber_id == p("p_sub"), ev.c.kind == FeedbackKind.DELIVERED.value)
-            .scalar_subquery()
-        )
-        self.soft_count = select(func.count()).where(
-            ev.c.subscriber_id == p("p_sub"),
-            ev.c.kind == FeedbackKind.SOFT_BOUNCE.value,
-            ev.c.received_at >= p("p_since"),
-            ev.c.received_at > func.coalesce(last_delivered, p("p_epoch")),
-        )
 
 
 _SQL = {"sqlite": _Sql(sqlite), "postgresql": _Sql(postgresql)}
@@ -147,7 +159,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class Feedbacks:
     """``store.feedback``: apply facts, read per-send outcomes, manage suppressions."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Database) -> None:
         self._store = store
 
     @property
@@ -310,12 +322,12 @@ def _target(conn: Connection, sql: _Sql, item: Feedback) -> _Target | None:
         address = normalise_email(item.address)
     except Exception:  # the report's own text: anything may be there
         return None
-    row = conn.execute(sql.by_address, {"p_email": address}).first()
+    found = conn.execute(sql.by_address, {"p_email": address}).first()
     trusted = item.source in AUTHENTICATED_SOURCES or item.kind is FeedbackKind.UNSUBSCRIBE
-    if row is None or not trusted:
+    if found is None or not trusted:
         return None  # a bounce or complaint by mail without our token: anyone can forge those
-    last = conn.execute(sql.last_sent, {"p_sub": row[0]}).scalar()
-    return _Target(row[0], row[1], row[2], last)
+    last = conn.execute(sql.last_sent, {"p_sub": found[0]}).scalar()
+    return _Target(found[0], found[1], found[2], last)
 
 
 def _effect(

@@ -17,15 +17,11 @@ both databases have the same schema.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from sqlalchemy import Column, PrimaryKeyConstraint, String, Table, text
 
 from publisher.errors import StoreError
+from publisher.store.database import Database
 from publisher.store.schema import UtcDateTime, metadata
-
-if TYPE_CHECKING:
-    from publisher.store.engine import Store
 
 rate_limits = Table(
     "rate_limits",
@@ -50,7 +46,7 @@ _RESERVE = text(
 )
 
 
-def reserve(store: Store, name: str, slots: int, interval: float) -> float:
+def reserve(store: Database, name: str, slots: int, interval: float) -> float:
     """Reserve ``slots`` sending slots ``interval`` seconds apart in budget ``name``.
 
     Returns how many seconds from now the first slot is (0 or more); the

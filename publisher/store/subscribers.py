@@ -7,16 +7,19 @@ normalised addresses and header-safe names. Timestamps come from the caller's
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from sqlalchemy import Connection, Row, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from publisher.errors import NotFoundError, PublisherError
 from publisher.models import Frequency, Subscriber, SubscriberStatus
+from publisher.store.csvio import ImportReport, Suppression, export_csv, import_csv
+from publisher.store.database import Database
 from publisher.store.schema import deliveries as d
 from publisher.store.schema import sends as s_
 from publisher.store.schema import subscribers as t
@@ -29,10 +32,6 @@ from publisher.store.values import (
     parse_status,
     topics_text,
 )
-
-if TYPE_CHECKING:
-    from publisher.store.csvio import ImportReport, Suppression
-    from publisher.store.engine import Store
 
 
 class SubscriberExistsError(PublisherError):
@@ -84,7 +83,7 @@ def to_subscriber(row: Row[Any] | Any) -> Subscriber:
 class Subscribers:
     """The operations on ``subscribers``; reached as ``store.subscribers``."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Database) -> None:
         self._store = store
 
     def add(
@@ -95,13 +94,13 @@ class Subscribers:
         name: str = "",
         status: SubscriberStatus | str = SubscriberStatus.CONFIRMED,
         frequency: Frequency | str = Frequency.INSTANT,
-        topics: str | tuple[str, ...] | list[str] = (),
+        topics: str | tuple[str, ...] | builtins.list[str] = (),
         timezone: str = "UTC",
     ) -> Subscriber:
         """Add one subscriber; SubscriberExistsError if the address is already there."""
         address = normalise_email(email)
         st = parse_status(status)
-        values = {
+        values: dict[str, Any] = {
             "email": address,
             "name": check_name(name),
             "status": st.value,
@@ -175,11 +174,6 @@ class Subscribers:
         record["topics"] = [x for x in record["topics"].split(";") if x]
         return record, deliveries
 
-    def get_by_id(self, subscriber_id: int) -> Subscriber | None:
-        with self._store.read() as conn:
-            row = conn.execute(select(t).where(t.c.id == subscriber_id)).first()
-        return to_subscriber(row) if row else None
-
     def list(
         self, filter: Filter | None = None, *, limit: int | None = None, offset: int = 0
     ) -> list[Subscriber]:
@@ -192,7 +186,7 @@ class Subscribers:
 
     def list_after(
         self, filter: Filter | None = None, *, after: int = 0, limit: int = 100
-    ) -> list[Subscriber]:
+    ) -> builtins.list[Subscriber]:
         """Up to ``limit`` matching subscribers with an id above ``after``, in id order.
 
         Keyset paging for the API: a page costs the same at row 200,000 as at row 0
@@ -247,17 +241,6 @@ class Subscribers:
             values["unsubscribed_at"] = now
         return self._update(email, values)
 
-    def set_status_by_ids(self, ids: list[int], status: SubscriberStatus | str, *, now: datetime) -> int:
-        """The same for many rows at once (hard bounces found during a send)."""
-        if not ids:
-            return 0
-        st = parse_status(status)
-        values: dict[str, Any] = {"status": st.value, "updated_at": now}
-        if st not in (SubscriberStatus.CONFIRMED, SubscriberStatus.PENDING):
-            values["unsubscribed_at"] = now
-        with self._store.write() as conn:
-            return conn.execute(update(t).where(t.c.id.in_(ids)).values(**values)).rowcount
-
     def unsubscribe_many(
         self, requests: Sequence[tuple[str, datetime]], *, conn: Connection | None = None
     ) -> int:
@@ -266,7 +249,7 @@ class Subscribers:
         The one-click link's write: a conditional UPDATE (no read first), so it
         is idempotent, does nothing for an address we no longer have or one that
         bounced, and a burst of clicks costs one commit instead of one each.
-        ``conn``: a connection the caller holds, written with ``Store.write_now``
+        ``conn``: a connection the caller holds, written with ``Database.write_now``
         (on SQLite, WriteBusyError at once instead of waiting for the lock).
         Returns how many rows changed.
         """
@@ -300,7 +283,7 @@ class Subscribers:
         now: datetime,
         name: str | None = None,
         frequency: Frequency | str | None = None,
-        topics: str | tuple[str, ...] | list[str] | None = None,
+        topics: str | tuple[str, ...] | builtins.list[str] | None = None,
         timezone: str | None = None,
     ) -> Subscriber:
         """Change what the subscriber chose; arguments left as None stay as they are."""
@@ -334,8 +317,6 @@ class Subscribers:
         suppression: Suppression | None = None,
     ) -> ImportReport:
         """Import (add or update) subscribers from CSV; see ``csvio.import_csv``."""
-        from publisher.store.csvio import import_csv
-
         return import_csv(
             self._store,
             source,
@@ -348,6 +329,4 @@ class Subscribers:
 
     def export_csv(self, out: TextIO, filter: Filter | None = None) -> int:
         """Write matching subscribers as CSV (the import format); returns the row count."""
-        from publisher.store.csvio import export_csv
-
-        return export_csv(self, out, filter)
+        return export_csv(self.iter(filter), out)

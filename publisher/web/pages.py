@@ -152,7 +152,3 @@ def error_page(
             status_code=status,
             headers={"Cache-Control": "no-store", **(headers or {})},
         )
-
-
-def publisher_error_page(settings: Settings, status: int, title: str, exc: PublisherError) -> HTMLResponse:
-    return error_page(settings, status, title, exc.message, hint=exc.hint)
