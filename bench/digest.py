@@ -42,7 +42,7 @@ from publisher.config import load_settings  # noqa: E402
 from publisher.content import slugify, summarize  # noqa: E402
 from publisher.models import Article, Issue, Library  # noqa: E402
 from publisher.ops.digest import run_digest  # noqa: E402
-from publisher.ops.digest.round import Renderers, prepared_messages  # noqa: E402
+from publisher.ops.digest.messages import Renderers, prepared_messages  # noqa: E402
 from publisher.render.email_mime import make_recipient  # noqa: E402
 from publisher.store import DigestState, open_store  # noqa: E402
 from publisher.store.digests import digest_marks  # noqa: E402

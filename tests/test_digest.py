@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from publisher.config import DigestsConfig
 from publisher.deliver import RetryPolicy
+from publisher.errors import RenderError
 from publisher.ops.digest import FREQUENCIES, boundary, current_period, run_digest
 from publisher.ops.queue import Stopped
 from publisher.store import DigestState
@@ -325,6 +326,20 @@ def test_dry_run_writes_nothing(scene) -> None:
     assert DigestState(store).arrivals() == {}
     assert store.ledger.sends() == []
     assert run_digest(scene.settings, store, "daily", clock=at).sent == 1
+
+
+def test_a_missing_digest_template_stops_the_round_before_it_is_recorded(scene) -> None:
+    """Rendering (render.digest) comes before recording: a template error must not strand a plan."""
+    store = scene.store
+    scene.article("story")
+    store.subscribers.add("a@example.org", now=START, frequency="daily", timezone="UTC")
+    (scene.project / "templates" / "digest.txt").unlink()
+    at = FakeClock(datetime(2026, 12, 1, 7, 5, tzinfo=UTC))
+    with pytest.raises(RenderError) as caught:
+        run_digest(scene.settings, store, "daily", clock=at)
+    assert caught.value.message.endswith("digest.txt: no such template")
+    assert caught.value.hint and "copy digest.html and digest.txt" in caught.value.hint
+    assert store.ledger.sends() == []
 
 
 def test_stopped_drain_is_finished_by_the_next_round_without_doubles(smtp_scene) -> None:

@@ -20,10 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from publisher.config import Settings
-from publisher.ops.digest.render import prepare_digest, render_digest
+from publisher.ops.confirm import confirmation_envelope
+from publisher.render.digest import prepare_digest, render_digest
 from publisher.render.email import PreparedMessage, make_recipient
 from publisher.render.email_headers import clean_name
-from publisher.web.mail import confirmation_message
+from publisher.web.pages import public_url
 from tests.fixtures_email import SECRET, make_article
 
 NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -121,9 +122,18 @@ def kinds(
         )
 
     def one_off(already: bool) -> Callable[[str], bytes]:
-        return lambda name: confirmation_message(
-            mail_settings, SECRET, ADDRESS, name, already=already, now=NOW
-        )[0]
+        """The bytes ``ops.confirm`` hands to the transport, as the web app has it send them."""
+        return lambda name: (
+            confirmation_envelope(
+                mail_settings,
+                SECRET,
+                ADDRESS,
+                name,
+                already=already,
+                now=NOW,
+                base_url=public_url(mail_settings),
+            ).data
+        )
 
     return {
         "issue": list_mail(mail_prepared, "issue:benches"),

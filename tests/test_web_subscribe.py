@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import pytest
@@ -12,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from publisher.config import Settings
 from publisher.models import Frequency, SubscriberStatus
+from publisher.ops.confirm import send_confirmation
 from publisher.store import Store
 from publisher.tokens import Purpose, make_token, read_token
 from publisher.web import Limits
@@ -277,3 +281,51 @@ def test_confirmation_mail_is_dkim_signed_like_every_other(
     [got] = smtp_server.received()
     assert got.message()["DKIM-Signature"]
     assert dkim.verify(got.data, dnsfunc=lambda name, timeout=5: record)  # the one fake: DNS
+
+
+# -- ops.confirm: the one way a sign-up's mail is sent ---------------------------------------------
+
+SIGNED_UP = datetime(2026, 12, 3, 10, 15, tzinfo=UTC)
+
+
+def test_send_confirmation_hands_over_a_mail_whose_links_lead_to_the_base_url(
+    web_settings: Callable[..., Settings],
+) -> None:
+    settings = web_settings()
+    secret = b"seam-secret-0123456789abcdef0123456789"
+    sent = send_confirmation(
+        settings,
+        secret,
+        "seam@example.org",
+        "Seam",
+        already=False,
+        now=SIGNED_UP,
+        base_url="https://app.example.net/news",
+        stop=threading.Event(),
+    )
+    assert sent
+    [msg] = outbox_messages(settings)
+    assert msg["Auto-Submitted"] == "auto-generated" and msg["List-Unsubscribe"] is None
+    link = link_from(msg, "confirm")
+    assert link.startswith("https://app.example.net/news/confirm/")
+    assert read_token(secret, Purpose.CONFIRM, link.rsplit("/", 1)[1], now=SIGNED_UP) == "seam@example.org"
+
+
+def test_send_confirmation_logs_and_returns_false_for_a_mail_it_cannot_build(
+    web_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = web_settings()
+    with caplog.at_level(logging.ERROR, logger="publisher.web"):
+        sent = send_confirmation(
+            settings,
+            b"seam-secret-0123456789abcdef0123456789",
+            "not an address",
+            "",
+            already=True,
+            now=SIGNED_UP,
+            base_url="https://app.example.net",
+            stop=threading.Event(),
+        )
+    assert not sent
+    assert "cannot prepare the confirmation mail for not an address" in caplog.text
+    assert outbox_messages(settings) == []

@@ -1,38 +1,42 @@
 """The issue email: render and inline once, then personalise per subscriber.
 
 This module knows what an *issue* looks like (templates ``email.html`` and
-``email.txt``); the MIME assembly and the per-recipient fill live in
-``email_mime`` so a digest can reuse them with its own templates.
+``email.txt``). The frame and the render-and-inline step are ``email_frame``'s
+and the MIME assembly and per-recipient fill ``email_mime``'s, shared with the
+digest (``digest``) so both kinds of mail are made the same way.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from html import unescape
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import jinja2
 from markupsafe import Markup
 from PIL import Image
 
 from publisher.config import Settings
 from publisher.errors import RenderError, relpath
 from publisher.models import Article, Issue, Recipient
-from publisher.render.email_headers import parse_mailbox
+from publisher.render.email_frame import (
+    RenderedEmail,
+    Templates,
+    date_text,
+    frame_context,
+    reject_marker,
+    render_email,
+)
 from publisher.render.email_mime import (
-    MARKER_PREFIX,
     PreparedMessage,
     make_recipient,
     prepare_message,
-    template_slots,
     unsubscribe_mailto,
 )
-from publisher.render.inline import absolutise, inline_css
+from publisher.render.inline import absolutise
 from publisher.render.markdown import markdown_to_html
-from publisher.render.templates import environment, text_environment
 from publisher.render.text import absolute_url, markdown_to_text, underline, wrap
 from publisher.tokens import message_id, site_link
 
@@ -49,28 +53,17 @@ __all__ = [
 
 SAMPLE_NAME = "Sample Reader"
 SAMPLE_EMAIL = "reader@example.org"
-# Invisible filler after the preheader so clients do not pull body text into the inbox preview.
-_PREHEADER_PAD = Markup("&#8204;&nbsp;" * 40)
-_RTL_LANGUAGES = {"ar", "fa", "he", "ur", "yi", "ps", "sd", "ug", "dv", "ckb"}
 EMAIL_IMAGE_WIDTH = 536  # the content column: 600 px less 2 x 32 px of padding
 # markdown-it writes every attribute double-quoted and escaped, src first: a regex is exact here.
 _IMG_SRC = re.compile(r'(<img src=")([^"]*)(")')
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")  # a URL, not a file beside the article
 
 
-@dataclass(frozen=True)
-class RenderedEmail:
-    """An issue's email before MIME assembly: inlined HTML and text, both with slot markers."""
-
-    subject: str
-    html: str
-    text: str
-    notes: tuple[str, ...] = ()
-
-
-def _date_text(settings: Settings, when: datetime) -> str:
-    local = when.astimezone(settings.site.tz)
-    return f"{local.day} {local:%B %Y}"
+_TEMPLATES = Templates(
+    html="email.html",
+    text="email.txt",
+    hint="fix the template, or restore it from the project's templates/ folder",
+)
 
 
 def _image_url(settings: Settings, image: str | None) -> str:
@@ -115,12 +108,12 @@ def _article_context(settings: Settings, issue: Issue, article: Article, n: int)
     url = f"{settings.site.url}/{article.slug}/"  # the body is written for its page: resolve against it
     body = _sized_images(markdown_to_html(article.body), article.source.parent)
     author = article.author or ""
-    meta = _date_text(settings, article.date) + (f" · {author}" if author else "")
+    meta = date_text(settings, article.date) + (f" · {author}" if author else "")
     hero = image_size(article.image_file)
     return {
         "title": article.title,
         "url": url,
-        "date_text": _date_text(settings, article.date),
+        "date_text": date_text(settings, article.date),
         "author": author,
         "image_url": _image_url(settings, article.image),
         "image_alt": article.image_alt or article.title,  # the text part's "[Image: …]" label
@@ -136,37 +129,11 @@ def _article_context(settings: Settings, issue: Issue, article: Article, n: int)
 
 def _check_no_markers(settings: Settings, issue: Issue, subject: str) -> None:
     """Content must not contain the slot marker, or personalisation would fill it in."""
-    sources = [(issue.source, [subject, issue.title, issue.intro, issue.preheader])]
+    reject_marker(settings, issue.source, [subject, issue.title, issue.intro, issue.preheader])
     for a in issue.articles:
-        sources.append((a.source, [a.title, a.body, a.summary, a.author or "", a.image or "", a.image_alt]))
-    for path, fields in sources:
-        if any(MARKER_PREFIX in f for f in fields):
-            raise RenderError(
-                f"{relpath(path, settings.base_dir)}: contains the reserved word {MARKER_PREFIX!r}",
-                hint="it marks per-subscriber fields in emails; reword that text",
-            )
-
-
-def frame_context(
-    settings: Settings, *, subject: str, preheader: str, view_url: str, why: str
-) -> dict[str, object]:
-    """What every email template's frame needs (header, preheader, footer, slots): issues and digests."""
-    site = settings.site
-    _, sender_addr = parse_mailbox(settings.email.from_)
-    return {
-        "site": site,
-        "text_dir": "rtl" if site.language.split("-")[0].lower() in _RTL_LANGUAGES else "ltr",
-        "subject": subject,
-        "preheader": preheader,
-        "preheader_pad": _PREHEADER_PAD,
-        "view_url": view_url,
-        "sender_line": f"{site.title} is written by {site.author.name} and sent from {sender_addr}.",
-        "postal_address": site.postal_address,
-        "why": why,
-        "why_text": "\n".join(wrap("Why you get this: " + why)),
-        "slots": template_slots(),
-        "test_copy": False,  # a `send --to` copy: banner above the text (issues only)
-    }
+        reject_marker(
+            settings, a.source, [a.title, a.body, a.summary, a.author or "", a.image or "", a.image_alt]
+        )
 
 
 def render_issue_email(settings: Settings, issue: Issue, *, test_copy: bool = False) -> RenderedEmail:
@@ -205,26 +172,10 @@ def render_issue_email(settings: Settings, issue: Issue, *, test_copy: bool = Fa
         "issue_heading": underline("\n".join(wrap(issue.title)), "="),
         "test_copy": test_copy,
     }
-    templates = settings.paths.templates
-    html = _render(settings, environment(templates), "email.html", context)
-    text = _render(settings, text_environment(templates), "email.txt", context)
-    inlined, notes = inline_css(html)
+    rendered = render_email(settings, _TEMPLATES, subject, context)
     if test_copy:
-        subject = settings.email.test_prefix + subject
-    return RenderedEmail(subject=subject, html=inlined, text=text, notes=tuple(notes))
-
-
-def _render(settings: Settings, env: jinja2.Environment, name: str, context: dict[str, object]) -> str:
-    """Render one template; a template mistake becomes a RenderError naming the file and line."""
-    try:
-        return env.get_template(name).render(context)
-    except jinja2.TemplateError as exc:
-        line = getattr(exc, "lineno", None)
-        path = relpath(Path(settings.paths.templates) / name, settings.base_dir)
-        raise RenderError(
-            f"{path}{':' + str(line) if line else ''}: {exc}",
-            hint="fix the template, or restore it from the project's templates/ folder",
-        ) from None
+        return replace(rendered, subject=settings.email.test_prefix + subject)
+    return rendered
 
 
 def prepare_issue_email(

@@ -85,10 +85,6 @@ class PreparedMessage:
     neutral_greeting: str = NEUTRAL_GREETING
     default_mailto: str = ""
 
-    @property
-    def slot_keys(self) -> tuple[str, ...]:
-        return tuple(self.slot_positions)
-
     @cached_property
     def slot_positions(self) -> dict[str, tuple[int, ...]]:
         """Where each slot sits in ``chunks`` (computed once; personalise only fills them)."""
@@ -218,19 +214,42 @@ def prepare_message(
     a person asked for (the sign-up confirmation): no List-* or Feedback-ID
     headers, and ``Auto-Submitted`` so autoresponders leave it alone.
     """
-    site = settings.site
+    where = source or subject
     if require_unsubscribe:
-        marker = slot("unsubscribe_url")
-        for part, content in (("HTML", html), ("text", text)):
-            if marker not in content:
-                raise RenderError(
-                    f"{source or subject}: the {part} part has no unsubscribe link",
-                    hint="put {{ slots.unsubscribe_url }} in the email templates",
-                )
+        _check_unsubscribe_link(html, text, where)
     html_size = len(_MARKER.sub(lambda m: "x" * 120, html).encode("utf-8"))
-    warnings = _check_size(settings, html_size, source or subject)
+    warnings = _check_size(settings, html_size, where)
+    headers = _header_chunks(settings, subject, date, feedback_id, list_mail)
+    return PreparedMessage(
+        subject=hdr.clean_text(subject),
+        html=html,
+        text=text,
+        html_size=html_size,
+        warnings=tuple(warnings),
+        chunks=_merge(headers + _body_chunks(send_key, subject, html, text)),
+        greeting=greeting,
+        neutral_greeting=neutral_greeting,
+        default_mailto=unsubscribe_mailto(settings),
+    )
+
+
+def _check_unsubscribe_link(html: str, text: str, where: str) -> None:
+    """A list mail without an unsubscribe link in both parts is a complaint waiting to happen."""
+    marker = slot("unsubscribe_url")
+    for part, content in (("HTML", html), ("text", text)):
+        if marker not in content:
+            raise RenderError(
+                f"{where}: the {part} part has no unsubscribe link",
+                hint="put {{ slots.unsubscribe_url }} in the email templates",
+            )
+
+
+def _header_chunks(
+    settings: Settings, subject: str, date: datetime, feedback_id: str, list_mail: bool
+) -> list[bytes | str]:
+    """The header block, with slots for To, Message-ID and (list mail) List-Unsubscribe."""
     from_name, from_addr = hdr.parse_mailbox(settings.email.from_)
-    headers = [
+    headers: list[bytes | str] = [
         hdr.header_line("From", hdr.format_mailbox(from_name, from_addr)),
         b"To: ",
         "h_to",
@@ -245,6 +264,7 @@ def prepare_message(
         rt_name, rt_addr = hdr.parse_mailbox(settings.email.reply_to)
         headers.append(hdr.header_line("Reply-To", hdr.format_mailbox(rt_name, rt_addr)))
     if list_mail:
+        site = settings.site
         headers += [
             hdr.header_line("List-Id", hdr.list_id(site.title, site.domain)),
             b"List-Unsubscribe: ",
@@ -256,13 +276,18 @@ def prepare_message(
     else:
         headers.append(hdr.header_line("Auto-Submitted", "auto-generated"))  # RFC 3834
     headers.append(hdr.header_line("MIME-Version", "1.0"))
+    return headers
+
+
+def _body_chunks(send_key: str, subject: str, html: str, text: str) -> list[bytes | str]:
+    """multipart/alternative of the text and HTML parts, QP-encoded, slots kept whole."""
     text_chunks = _part_chunks("text", text)
     html_chunks = _part_chunks("html", html)
     digest = hashlib.sha256(
         b"\0".join([send_key.encode(), subject.encode(), text.encode(), html.encode()])
     ).hexdigest()[:32]
     boundary = f"=_publisher_{digest}".encode("ascii")  # '=_' never occurs in QP-encoded bodies
-    body: list[bytes | str] = [
+    return [
         b'Content-Type: multipart/alternative;\r\n boundary="' + boundary + b'"\r\n\r\n',
         b"--" + boundary + CRLF,
         b'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n',
@@ -272,17 +297,6 @@ def prepare_message(
         *html_chunks,
         CRLF + b"--" + boundary + b"--" + CRLF,
     ]
-    return PreparedMessage(
-        subject=hdr.clean_text(subject),
-        html=html,
-        text=text,
-        html_size=html_size,
-        warnings=tuple(warnings),
-        chunks=_merge(headers + body),
-        greeting=greeting,
-        neutral_greeting=neutral_greeting,
-        default_mailto=unsubscribe_mailto(settings),
-    )
 
 
 def _part_chunks(part: str, content: str) -> list[bytes | str]:

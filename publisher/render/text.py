@@ -107,7 +107,7 @@ class _Renderer:
                 return underline("\n".join(wrap(text, width)), _UNDERLINE[level]).split("\n")
             return wrap(text, width, "#" * level + " ", " " * (level + 1))
         if kind in ("bullet_list", "ordered_list"):
-            return self.list(node, width)
+            return self.list_items(node, width)
         if kind == "blockquote":
             return ["> " + line if line else ">" for line in self.blocks(node.children, width - 2)]
         if kind in ("fence", "code_block"):
@@ -130,7 +130,7 @@ class _Renderer:
             return wrap(self.inline(node), width)
         return self.blocks(node.children, width)
 
-    def list(self, node: SyntaxTreeNode, width: int) -> list[str]:
+    def list_items(self, node: SyntaxTreeNode, width: int) -> list[str]:
         tight = all(p.hidden for item in node.children for p in item.children if p.type == "paragraph")
         start = int(node.attrs.get("start", 1)) if node.type == "ordered_list" else 1
         out: list[str] = []
@@ -186,7 +186,8 @@ class _Renderer:
     @staticmethod
     def records(rows: list[list[str]], width: int) -> list[str]:
         """A table too wide for the text column: one block of 'Header: value' per row."""
-        head, out = rows[0], []
+        head = rows[0]
+        out: list[str] = []
         for row in rows[1:]:
             if out:
                 out.append("")

@@ -185,41 +185,17 @@ class DigestState:
         recipient row per subscriber (unique per frequency and period), their
         deliveries, and moves their marks up to ``to_seq``.
         """
-        insert = self._insert()
         send_id: int | None = None
         claimed: list[int] = []
         mailed = 0
         quiet_claimed: list[int] = []
         with self._store.write() as conn:
             if any(v.subscriber_ids for v in variants):
-                send_id = conn.execute(
-                    insert(s)
-                    .values(
-                        kind="digest",
-                        key=key,
-                        status="scheduled",
-                        meta=json.dumps(meta or {}, sort_keys=True),
-                        created_at=now,
-                    )
-                    .on_conflict_do_nothing(index_elements=["key"])
-                    .returning(s.c.id)
-                ).scalar()
-                if send_id is None:
-                    send_id = conn.execute(select(s.c.id).where(s.c.key == key)).scalar_one()
+                send_id = self._send_row(conn, key, meta, now)
             for v in variants:
                 if not v.subscriber_ids or send_id is None:
                     continue
-                fp = fingerprint(v.contents, to_seq)
-                conn.execute(
-                    insert(var)
-                    .values(
-                        send_id=send_id, fingerprint=fp, articles=dump_contents(v.contents), created_at=now
-                    )
-                    .on_conflict_do_nothing(index_elements=["send_id", "fingerprint"])
-                )
-                vid = conn.execute(
-                    select(var.c.id).where(var.c.send_id == send_id, var.c.fingerprint == fp)
-                ).scalar_one()
+                vid = self._variant_row(conn, send_id, v.contents, to_seq, now)
                 got = self._claim(conn, frequency, period, now, v.subscriber_ids, send_id, vid)
                 claimed.extend(got)
                 if got:
@@ -228,15 +204,49 @@ class DigestState:
                 quiet_claimed = self._claim(conn, frequency, period, now, quiet, None, None)
             self._raise_marks(conn, claimed + quiet_claimed, to_seq, now)
             if send_id is not None and mailed:
-                planned = select(func.count()).where(d.c.send_id == send_id).scalar_subquery()
-                reopen = case((s.c.status == "done", "scheduled"), else_=s.c.status)
-                conn.execute(
-                    update(s)
-                    .where(s.c.id == send_id)
-                    .values(planned=planned, status=reopen, finished_at=None)
-                )
+                self._reopen(conn, send_id)
         return Recorded(
             key, send_id, mailed, len(quiet_claimed), sum(1 for v in variants if v.subscriber_ids)
+        )
+
+    def _send_row(self, conn: Any, key: str, meta: dict[str, str] | None, now: datetime) -> int:
+        """The id of the digest send ``key``, created unless an earlier zone or round made it."""
+        send_id = conn.execute(
+            self._insert()(s)
+            .values(
+                kind="digest",
+                key=key,
+                status="scheduled",
+                meta=json.dumps(meta or {}, sort_keys=True),
+                created_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(s.c.id)
+        ).scalar()
+        if send_id is None:
+            send_id = conn.execute(select(s.c.id).where(s.c.key == key)).scalar_one()
+        return int(send_id)
+
+    def _variant_row(self, conn: Any, send_id: int, contents: Contents, to_seq: int, now: datetime) -> int:
+        """The id of the send's variant for ``contents`` (one per fingerprint), created if new."""
+        fp = fingerprint(contents, to_seq)
+        conn.execute(
+            self._insert()(var)
+            .values(send_id=send_id, fingerprint=fp, articles=dump_contents(contents), created_at=now)
+            .on_conflict_do_nothing(index_elements=["send_id", "fingerprint"])
+        )
+        return int(
+            conn.execute(
+                select(var.c.id).where(var.c.send_id == send_id, var.c.fingerprint == fp)
+            ).scalar_one()
+        )
+
+    def _reopen(self, conn: Any, send_id: int) -> None:
+        """Count the send's deliveries again and reopen it if done: new rows were added to it."""
+        planned = select(func.count()).where(d.c.send_id == send_id).scalar_subquery()
+        reopen = case((s.c.status == "done", "scheduled"), else_=s.c.status)
+        conn.execute(
+            update(s).where(s.c.id == send_id).values(planned=planned, status=reopen, finished_at=None)
         )
 
     def _claim(

@@ -221,7 +221,7 @@ async def preferences_save(request: Request, token: str) -> HTMLResponse:
     # topics already stored stay choosable even if no current article carries them
     choices = check_choices(form, sorted(set(known) | set(sub.topics)), problems)
     if problems:
-        values = {
+        values: dict[str, object] = {
             "name": echo(one(form, "name")),
             "frequency": choices.frequency.value,
             "topics": list(choices.topics),

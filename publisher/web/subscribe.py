@@ -28,6 +28,7 @@ from starlette.responses import HTMLResponse
 
 from publisher.errors import PublisherError
 from publisher.models import Frequency, Subscriber, SubscriberStatus
+from publisher.ops.confirm import send_confirmation
 from publisher.ops.feedback import unsuppress
 from publisher.store import Store, SubscriberExistsError
 from publisher.store.values import mailbox_key
@@ -44,8 +45,7 @@ from publisher.web.forms import (
     timezones,
     zone_aliases,
 )
-from publisher.web.mail import send_confirmation
-from publisher.web.pages import error_page, page, site_root
+from publisher.web.pages import error_page, page, public_url, site_root
 from publisher.web.requests import read_form, web_context
 from publisher.web.security import button_page, check_same_origin, read_link_token
 
@@ -98,7 +98,14 @@ def register_and_mail(ctx: WebContext, address: str, choices: Choices, now: date
         return
     if reg.mail:
         send_confirmation(
-            ctx.settings, ctx.secret, reg.address, reg.name, already=reg.already, now=now, stop=ctx.stopping
+            ctx.settings,
+            ctx.secret,
+            reg.address,
+            reg.name,
+            already=reg.already,
+            now=now,
+            base_url=public_url(ctx.settings),  # the links lead to this app, wherever it is reached
+            stop=ctx.stopping,
         )
 
 

@@ -1,4 +1,4 @@
-"""One digest round: see new articles, plan who is due, record it, render, drain.
+"""One digest round: see new articles, plan who is due, render, record it, drain.
 
 Recording happens before any mail goes out and is one transaction per zone
 (send, variants, recipients, deliveries, marks), so the round is safe to
@@ -6,12 +6,11 @@ repeat at any moment: a second round for the same period finds every
 subscriber already recorded and sends nothing; a round interrupted while
 draining is finished by the next one (the ledger sends only rows not yet
 accepted). Draining reuses ``ops.send.drain``, with one prepared message per
-variant.
+variant (``messages``; the rendering itself is ``render.digest``'s).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -22,15 +21,14 @@ from datetime import datetime
 from publisher.config import Settings
 from publisher.deliver import RetryPolicy, Transport
 from publisher.models import Article, Library
+from publisher.ops.digest.messages import Renderers, prepared_messages
 from publisher.ops.digest.periods import digest_key
 from publisher.ops.digest.plan import RoundPlan, plan_round, zone_periods
-from publisher.ops.digest.render import DigestRenderer, prepare_digest
 from publisher.ops.queue import load_tolerant, stop_check
 from publisher.ops.send import Clock, DrainReport, Progress, drain
-from publisher.related import related_articles
 from publisher.render.email_mime import PreparedMessage
 from publisher.store import DigestState, PendingDelivery, Store
-from publisher.store.digests import Contents, DigestSend, VariantPlan
+from publisher.store.digests import VariantPlan
 
 log = logging.getLogger("publisher.digest")
 FREQUENCIES = ("daily", "weekly")
@@ -67,37 +65,6 @@ class DigestReport:
     @property
     def pending(self) -> int:
         return sum(r.counts.pending for r in self.drains)
-
-
-def related_for(settings: Settings, articles: list[Article], slugs: set[str]) -> dict[str, tuple[str, ...]]:
-    """Related slugs for ``slugs`` (a few spare, since picks already in the digest are dropped)."""
-    k = settings.digests.related
-    if not k or not slugs:
-        return {}
-    return related_articles(articles, k + settings.digests.max_latest, for_slugs=sorted(slugs))
-
-
-class Renderers:
-    """A renderer per frequency over one library; related news computed for what is asked, once."""
-
-    def __init__(self, settings: Settings, library: Library) -> None:
-        self.settings = settings
-        self.articles = list(library.articles)
-        self.by_slug = {a.slug: a for a in self.articles}
-        self.related: dict[str, tuple[str, ...]] = {}
-        self.made: dict[str, DigestRenderer] = {}
-
-    def warm(self, lists: set[Contents]) -> None:
-        missing = {s for c in lists for s in c.articles if s not in self.related and s in self.by_slug}
-        if missing:
-            self.related.update(related_for(self.settings, self.articles, missing))
-
-    def get(self, frequency: str) -> DigestRenderer:
-        if frequency not in self.made:
-            self.made[frequency] = DigestRenderer(
-                self.settings, frequency, self.by_slug, self.related, self.settings.digests.related
-            )
-        return self.made[frequency]
 
 
 def _virtual_arrivals(known: dict[str, int], articles: list[Article]) -> dict[str, int]:
@@ -185,48 +152,16 @@ def run_digest(
     plan = plan_digest(
         settings, store, frequency, library, now=now, up_since=up_since or now, dry_run=dry_run
     )
-    report = DigestReport(frequency, now, dry_run)
+    report = _planned(frequency, now, dry_run, plan)
     report.seconds["plan"] = time.perf_counter() - started
-    report.due, report.mailed, report.quiet, report.not_yet = plan.due, plan.mailed, plan.quiet, plan.not_yet
-    report.zones = sum(1 for z in plan.zones if z.variants)
-    report.variants = plan.variant_count
-    report.too_late = [f"{z} {p.label}" for z, p in sorted(plan.too_late.items())]
     started = time.perf_counter()
-    renderers = Renderers(settings, library)
-    lists = plan.article_lists()
-    renderers.warm(lists)
-    renderer = renderers.get(frequency)
-    for contents in sorted(lists):  # render before recording: a template error must not strand a plan
-        report.warnings.extend(renderer.rendered(contents).notes)
-    report.rendered = len(lists)
+    renderers = _render_round(settings, library, frequency, plan, report)
     report.seconds["render"] = time.perf_counter() - started
     if dry_run:
         return report
     started = time.perf_counter()
-    state = DigestState(store)
-    for z in plan.zones:
-        key = digest_key(frequency, z.period.label, z.zone)
-        rec = state.record(
-            frequency,
-            z.period.label,
-            key,
-            now=now,
-            to_seq=plan.to_seq,
-            variants=[VariantPlan(contents, tuple(ids)) for contents, ids in z.variants.items()],
-            quiet=z.quiet,
-            meta={"frequency": frequency, "period": z.period.label, "zone": z.zone},
-        )
-        if rec.mailed:
-            report.sends.append(key)
+    _record_round(store, frequency, plan, now, report)
     report.seconds["record"] = time.perf_counter() - started
-    (log.info if plan.due else log.debug)(
-        "%s digest round: %d due, %d to mail in %d variant(s), %d with nothing new",
-        frequency,
-        plan.due,
-        plan.mailed,
-        plan.variant_count,
-        plan.quiet,
-    )
     if not send:
         return report
     started = time.perf_counter()
@@ -243,6 +178,57 @@ def run_digest(
     )
     report.seconds["drain"] = time.perf_counter() - started
     return report
+
+
+def _planned(frequency: str, now: datetime, dry_run: bool, plan: RoundPlan) -> DigestReport:
+    """The report of a round as planned: who is due, and in how many zones and variants."""
+    report = DigestReport(frequency, now, dry_run)
+    report.due, report.mailed, report.quiet, report.not_yet = plan.due, plan.mailed, plan.quiet, plan.not_yet
+    report.zones = sum(1 for z in plan.zones if z.variants)
+    report.variants = plan.variant_count
+    report.too_late = [f"{z} {p.label}" for z, p in sorted(plan.too_late.items())]
+    return report
+
+
+def _render_round(
+    settings: Settings, library: Library, frequency: str, plan: RoundPlan, report: DigestReport
+) -> Renderers:
+    """Render every article list of the plan before recording: a template error must not strand a plan."""
+    renderers = Renderers(settings, library)
+    lists = plan.article_lists()
+    renderers.warm(lists)
+    renderer = renderers.get(frequency)
+    for contents in sorted(lists):
+        report.warnings.extend(renderer.rendered(contents).notes)
+    report.rendered = len(lists)
+    return renderers
+
+
+def _record_round(store: Store, frequency: str, plan: RoundPlan, now: datetime, report: DigestReport) -> None:
+    """Record each zone's share of the round (one transaction per zone), before any mail goes out."""
+    state = DigestState(store)
+    for z in plan.zones:
+        key = digest_key(frequency, z.period.label, z.zone)
+        rec = state.record(
+            frequency,
+            z.period.label,
+            key,
+            now=now,
+            to_seq=plan.to_seq,
+            variants=[VariantPlan(contents, tuple(ids)) for contents, ids in z.variants.items()],
+            quiet=z.quiet,
+            meta={"frequency": frequency, "period": z.period.label, "zone": z.zone},
+        )
+        if rec.mailed:
+            report.sends.append(key)
+    (log.info if plan.due else log.debug)(
+        "%s digest round: %d due, %d to mail in %d variant(s), %d with nothing new",
+        frequency,
+        plan.due,
+        plan.mailed,
+        plan.variant_count,
+        plan.quiet,
+    )
 
 
 def drain_digests(
@@ -288,23 +274,3 @@ def drain_digests(
         if result.fatal is not None:
             log.error("digest %s stopped: %s", send.key, result.fatal.message)
             return  # the server is unusable now; the next round resumes
-
-
-def prepared_messages(
-    settings: Settings, state: DigestState, renderers: Renderers, send: DigestSend
-) -> dict[int, PreparedMessage]:
-    """variant id -> the send's prepared message for it (render cached per article list)."""
-    frequency = json.loads(send.meta or "{}").get("frequency") or send.key.split(":")[1]
-    variants = state.variants(send.id)
-    renderers.warm(set(variants.values()))
-    renderer = renderers.get(frequency)
-    return {
-        vid: prepare_digest(
-            settings,
-            renderer.rendered(contents),
-            send_key=send.key,
-            date=send.created_at,
-            frequency=frequency,
-        )
-        for vid, contents in variants.items()
-    }
