@@ -16,7 +16,14 @@ a fresh one; folding plurals and weighting proper nouns 0.5 (not 0.4) won back
 most of it (0.593 without LSA, 0.584 before). The corpus has no tags, so the
 tag weight is untested here (it only acts when both articles have tags).
 
-Usage: .venv/bin/python bench/related.py [--tune] [--corpus PATH]
+Speed: the full fit (the figure with the goal), then with ``--repeat`` the best and
+median of several fits, an update after a one-article edit (what a rebuild after an
+edit pays), the index's pickle (what the build cache stores), and the reference
+``rank`` (its time, and whether the index gave exactly its answer). The extra lines
+read only the public API, so the same script measures an older tree for a before/after
+(``PYTHONPATH=<tree> python bench/related.py --repeat 5``).
+
+Usage: .venv/bin/python bench/related.py [--tune] [--repeat N] [--corpus PATH]
 """
 
 from __future__ import annotations
@@ -25,9 +32,12 @@ import argparse
 import itertools
 import json
 import os
+import pickle
 import random
+import statistics
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,8 +49,9 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
 
+import publisher.related  # noqa: E402
 from publisher.models import Article  # noqa: E402
-from publisher.related import DEFAULT, RelatedParams, related_articles  # noqa: E402
+from publisher.related import DEFAULT, RelatedIndex, RelatedParams, related_articles  # noqa: E402
 
 CORPUS = Path(os.environ.get("PUBLISHER_SAMPLES", "/work/shared/samples")) / "news-corpus" / "articles.jsonl"
 GOAL_P = 0.58
@@ -111,10 +122,46 @@ def tune(arts: list[Article], cats: dict[str, str]) -> None:
     print(f"best on even rows: {best[2:]} -> even {best[0]:.3f}, held-out odd {best[1]:.3f}")
 
 
+def speed(arts: list[Article], repeat: int) -> None:
+    """Fits, updates after one-article edits, the pickle, and the reference (when the tree has it)."""
+    fits = []
+    for _ in range(repeat):
+        w0 = time.perf_counter()
+        idx = RelatedIndex.fit(arts, 3, DEFAULT)
+        fits.append(time.perf_counter() - w0)
+    updates, rescored = [], []
+    rng = random.Random(3)
+    for _ in range(repeat * 4):
+        i = rng.randrange(len(arts))
+        arts = [*arts[:i], replace(arts[i], body=arts[i].body + " council vote"), *arts[i + 1 :]]
+        w0 = time.perf_counter()
+        assert idx.update(arts)
+        updates.append(time.perf_counter() - w0)
+        rescored.append(idx.rescored)
+    w0 = time.perf_counter()
+    blob = pickle.dumps(idx, protocol=pickle.HIGHEST_PROTOCOL)
+    dump = time.perf_counter() - w0
+    w0 = time.perf_counter()
+    pickle.loads(blob)
+    load = time.perf_counter() - w0
+    print(
+        f"fit best {min(fits):.3f} s, median {statistics.median(fits):.3f} s ({repeat} runs) | "
+        f"update after a one-article edit: median {statistics.median(updates) * 1000:.1f} ms "
+        f"({statistics.median(rescored):.0f} rows rescored) | "
+        f"pickled index {len(blob) / 1e6:.1f} MB, dump {dump * 1000:.0f} ms, load {load * 1000:.0f} ms"
+    )
+    reference = getattr(publisher.related, "rank", None)  # absent from trees before the reference
+    if reference is not None:
+        w0 = time.perf_counter()
+        same = reference(arts, DEFAULT, 3) == idx.top
+        print(f"reference rank(): {time.perf_counter() - w0:.2f} s, the index's answer exactly: {same}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--corpus", type=Path, default=CORPUS)
     ap.add_argument("--tune", action="store_true", help="grid-search on even rows, check on odd rows")
+    ap.add_argument("--repeat", type=int, default=0, help="also time N fits, 4N updates, pickle, reference")
     args = ap.parse_args()
     arts, cats = load(args.corpus)
     if args.tune:
@@ -136,6 +183,8 @@ def main() -> None:
         f"{wall:.1f} s wall, {cpu:.1f} s cpu for {len(arts):,} articles (goal < {GOAL_S:.0f} s) | "
         f"{empty} articles with fewer than 3 picks (threshold)"
     )
+    if args.repeat > 0:
+        speed(arts, args.repeat)
 
 
 if __name__ == "__main__":

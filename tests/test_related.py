@@ -14,7 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from publisher.models import Article
-from publisher.related import RelatedIndex, RelatedParams, related_articles
+from publisher.related import RelatedIndex, RelatedParams, doc_terms, related_articles
+from publisher.related.lists import rank_rows
+from publisher.related.terms import STOP_WORDS, TOKEN, _term
 
 TOPICS = {
     "bread": "Bakers knead dough; yeast ferments flour and sugar, gluten traps the gas, the loaf rises "
@@ -26,7 +28,9 @@ TOPICS = {
 }
 
 
-def art(slug: str, title: str, body: str, day: int, tags: tuple[str, ...] = (), **kw: object) -> Article:
+def art(
+    slug: str, title: str, body: str, day: int, tags: tuple[str, ...] = (), *, draft: bool = False
+) -> Article:
     return Article(
         slug=slug,
         title=title,
@@ -35,12 +39,12 @@ def art(slug: str, title: str, body: str, day: int, tags: tuple[str, ...] = (), 
         source=Path(f"issues/{slug}.md"),
         issue_slug=slug,
         tags=tags,
-        **kw,
+        draft=draft,
     )
 
 
 def small_site() -> list[Article]:
-    out = []
+    out: list[Article] = []
     words = {t: b.split() for t, b in TOPICS.items()}
     rng = random.Random(3)
     for t, ws in words.items():
@@ -220,13 +224,11 @@ def test_threads_give_the_same_answer() -> None:
     one = RelatedIndex.fit(arts, 3, RelatedParams(chunk=64))
     two = RelatedIndex.fit(arts, 3, RelatedParams(chunk=64), jobs=2)
     assert one.top == two.top
-    assert (one.cand_col == two.cand_col).all() and (one.cand_neg == two.cand_neg).all()
+    assert (one.cands.col == two.cands.col).all() and (one.cands.neg == two.cands.neg).all()
 
 
 def test_stop_words_are_scikit_learns() -> None:
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    from publisher.related.terms import STOP_WORDS
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS  # heavy: only this test needs it
 
     assert STOP_WORDS == ENGLISH_STOP_WORDS  # copied so the CLI need not import scikit-learn
 
@@ -244,8 +246,6 @@ def test_update_with_exact_ties_equals_a_full_fit() -> None:
 
 def _terms_by_regex(a: Article, params: RelatedParams) -> dict[str, tuple[int, int]]:
     """The definition: every TOKEN match in the whole text, counted where it stands."""
-    from publisher.related.terms import TOKEN, _term
-
     out: dict[str, tuple[int, int]] = {}
     for token in re.findall(TOKEN, ". ".join([a.title] * params.title_repeat + [a.body])):
         term = _term(token)
@@ -261,8 +261,6 @@ PIECES = [*"aAbZé1_'-.,;( )\t\n\x1c\xa0\u2003\u3000ß9", "Ms", "news", "ies", "
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(PIECES), max_size=60).map("".join), st.text(max_size=20))
 def test_counting_by_pieces_equals_the_token_pattern_over_the_whole_text(body: str, title: str) -> None:
-    from publisher.related import doc_terms
-
     a = art("x", title, body, 0)
     params = RelatedParams()
     for _ in range(2):  # the second time from the piece cache
@@ -285,26 +283,6 @@ def test_an_edit_that_ties_with_a_bound_equals_a_full_fit() -> None:
         assert idx.top == RelatedIndex.fit(arts, 2, params).top, step
 
 
-def test_the_index_survives_pickling_whatever_its_strings_hold() -> None:
-    """The build keeps the index between runs; its string lists travel packed when they can."""
-    import pickle
-
-    plain = tagged_archive(120)
-    odd = [replace(a, tags=("x\x00y", "tab\x01")) if i == 3 else a for i, a in enumerate(plain)]
-    for arts in (plain, odd):
-        idx = RelatedIndex.fit(arts, 3)
-        back = pickle.loads(pickle.dumps(idx))
-        for name in ("slugs", "keys", "terms", "term_ids", "bound_slug", "tags", "top"):
-            assert getattr(back, name) == getattr(idx, name), name
-        assert list(back.top) == list(idx.top)
-        for name in ("ids", "counts", "caps"):  # stored narrow, given back as they were
-            assert getattr(back, name).dtype == np.int32
-            assert np.array_equal(getattr(back, name), getattr(idx, name))
-        edited = [replace(a, body=a.body + " common3") if i == 7 else a for i, a in enumerate(arts)]
-        assert back.update(edited) is True
-        assert back.top == RelatedIndex.fit(edited, 3).top
-
-
 @pytest.mark.parametrize("chunk", [7, 64, 512])
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_scoring_each_pair_once_ranks_exactly_as_scoring_every_row(chunk: int, jobs: int) -> None:
@@ -319,13 +297,11 @@ def test_scoring_each_pair_once_ranks_exactly_as_scoring_every_row(chunk: int, j
         (dozens, RelatedParams(chunk=min(chunk, 16), slack=2)),  # ties at the edge of a block's best
     )
     for arts, params in cases:
-        once = RelatedIndex.fit(arts, 3, params, jobs=jobs)
-        every = RelatedIndex.fit(arts, 3, params, jobs=jobs)
-        every._reset_lists()  # ranked again the plain way: every row against every column
-        every._matrix()
-        every._rank_rows(np.arange(len(every.slugs)), jobs)
+        idx = RelatedIndex.fit(arts, 3, params, jobs=jobs)
+        once, every = idx.cands, idx._empty_lists()
+        rank_rows(idx._scorer(), every, np.arange(len(idx.slugs)), jobs)  # every row against every column
         assert once.top == every.top
-        assert np.array_equal(once.cand_col, every.cand_col)
-        assert np.array_equal(once.cand_neg, every.cand_neg)
+        assert np.array_equal(once.col, every.col)
+        assert np.array_equal(once.neg, every.neg)
         assert np.array_equal(once.bound_neg, every.bound_neg)
         assert once.bound_slug == every.bound_slug

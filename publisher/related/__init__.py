@@ -15,6 +15,11 @@ Score (tuned on the Wikinews corpus by bench/related.py, which says how):
 Matches under ``min_score`` are dropped (no related item beats a weak one);
 ties break by slug.
 
+``rank`` (publisher/related/rank.py) is the reference: the whole answer in one
+screen, every pair scored. ``RelatedIndex`` is the accelerator: the build keeps it
+between runs, and it gives ``rank``'s answer exactly, by fit or by update (a
+property test holds the two to each other on random archives and edits).
+
 The answer is a pure function of the articles: ``RelatedIndex.update`` after
 an edit gives exactly what ``RelatedIndex.fit`` on the edited archive gives,
 byte for byte. It can, because every score is computed by the same float32
@@ -34,6 +39,7 @@ from collections.abc import Iterable, Sequence
 
 from publisher.models import Article
 from publisher.related.index import RelatedIndex
+from publisher.related.rank import rank
 from publisher.related.terms import DEFAULT, TOKEN, DocTerms, RelatedParams, doc_key, doc_terms
 
 __all__ = [
@@ -44,6 +50,7 @@ __all__ = [
     "RelatedParams",
     "doc_key",
     "doc_terms",
+    "rank",
     "related_articles",
 ]
 

@@ -8,7 +8,7 @@ from two parts over disjoint columns: its own block's scores (columns from
 the block's start on), and the best m of every earlier block's scores read
 the other way round (columns before it). The best m by (score desc, column)
 of the union is the best m of the parts' best m, ties included, so the lists
-are exactly those ``RelatedIndex._rank_rows`` gives (a test holds the two
+are exactly those ``lists.rank_rows`` gives (a test holds the two
 to each other), at about half the scoring.
 """
 
@@ -16,45 +16,43 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from publisher.related.index import RelatedIndex
+from publisher.related.lists import Best, Candidates, rank_block
+from publisher.related.scores import Scorer
 
 Backward = tuple[int, np.ndarray, np.ndarray]  # (first row, -score, column) of the rows after a block
 
 
-def rank_all(idx: RelatedIndex, jobs: int) -> None:
-    """Set every row's best m candidates (as ``_rank_rows`` over every row would)."""
-    n, m = len(idx.slugs), idx.m
-    size = idx.params.chunk
+def rank_all(scorer: Scorer, cands: Candidates, jobs: int) -> None:
+    """Set every row's best m candidates (as ``rank_rows`` over every row would)."""
+    n, m = len(cands.slugs), cands.m
+    size = scorer.params.chunk
     starts = list(range(0, n, size))
     back_neg = np.full((n, m), np.inf, dtype=np.float32)  # best m among the columns before a row's block
     back_col = np.full((n, m), n, dtype=np.int64)  # n pads (it sorts after every column)
-    idx.rescored += n
 
-    def work(start: int) -> tuple[list[list[tuple[float, int]]], Backward]:
-        return _block(idx, start, min(start + size, n), m)
+    def work(start: int) -> tuple[list[Best], Backward]:
+        return _block(scorer, start, min(start + size, n), m)
 
     if jobs > 1 and len(starts) > 1:
         with ThreadPoolExecutor(jobs) as pool:
             results = pool.map(work, starts)
-            _merge_all(idx, starts, results, back_neg, back_col)
+            _merge_all(cands, starts, results, back_neg, back_col)
     else:
-        _merge_all(idx, starts, map(work, starts), back_neg, back_col)
+        _merge_all(cands, starts, map(work, starts), back_neg, back_col)
 
 
 def _merge_all(
-    idx: RelatedIndex,
+    cands: Candidates,
     starts: list[int],
-    results: Iterable[tuple[list[list[tuple[float, int]]], Backward]],
+    results: Iterable[tuple[list[Best], Backward]],
     back_neg: np.ndarray,
     back_col: np.ndarray,
 ) -> None:
     """In block order: a block's rows are final once every earlier block is merged."""
-    n, m = len(idx.slugs), idx.m
+    n, m = len(cands.slugs), cands.m
     for start, (forward, (first, neg, col)) in zip(starts, results, strict=True):
         for r, best in enumerate(forward):
             i = start + r
@@ -62,7 +60,7 @@ def _merge_all(
                 (x, c) for x, c in zip(back_neg[i].tolist(), back_col[i].tolist(), strict=True) if c < n
             ]
             merged = sorted(earlier + best)[:m]
-            idx._set_row(i, merged, full=len(merged) == m and n - 1 > m)
+            cands.set_row(i, merged, full=cands.is_full(merged))
         if first < n:
             _merge_into(back_neg, back_col, first, neg, col, m)
 
@@ -78,13 +76,13 @@ def _merge_into(
     back_col[first:] = np.take_along_axis(cols, order, axis=1)
 
 
-def _block(idx: RelatedIndex, start: int, end: int, m: int) -> tuple[list[list[tuple[float, int]]], Backward]:
+def _block(scorer: Scorer, start: int, end: int, m: int) -> tuple[list[Best], Backward]:
     """Rows start..end against columns start..n: the rows' own best, and the best m of these
     rows for every later row (its scores against them, read the other way round)."""
-    n = len(idx.slugs)
+    n = scorer.x.shape[0]
     rows = np.arange(start, end)
-    s = idx._scores(rows, np.arange(start, n))
-    forward = [[(x, c + start) for x, c in best] for best in idx._rank_block(rows, s)]
+    s = scorer.scores(rows, np.arange(start, n))
+    forward = [[(x, c + start) for x, c in best] for best in rank_block(s, m)]
     later = np.ascontiguousarray(s[:, end - start :].T)  # later rows x this block's rows
     del s
     if not len(later):
