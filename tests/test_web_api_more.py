@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 
 from publisher.config import Settings
 from publisher.models import Frequency, SubscriberStatus
+from publisher.ops.confirm import confirmations_go_to
 from publisher.store import Filter, Store
-from publisher.web.mail import confirmations_go_to
 from tests.fixtures_content import article
 from tests.fixtures_web import API_TOKEN, SECRET, Clock, form_fields, link_from, outbox_messages
 from tests.polling import wait_for

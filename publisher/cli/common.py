@@ -81,6 +81,11 @@ def reports_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# The ``ctx`` these overrides take is only handed back to typer: typed ``Any`` because typer's
+# own methods take its private vendored ``typer._click.Context`` (plain ``click.Context`` in older
+# typers), which ``typer.Context`` narrows and so cannot stand for in an override.
+
+
 class _ListArgument(TyperArgument):
     """An argument taking several values, shown as ``FILE...`` rather than ``FILE <list[Path]>``."""
 
@@ -88,10 +93,10 @@ class _ListArgument(TyperArgument):
     def display_name_raw(self) -> str:
         return f"{super().display_name_raw}..."
 
-    def display_type_rich(self, ctx: typer.Context) -> str | None:
+    def display_type_rich(self, ctx: Any) -> str | None:
         return None
 
-    def get_usage_pieces(self, ctx: typer.Context) -> list[str]:
+    def get_usage_pieces(self, ctx: Any) -> list[str]:
         return [self.display_name_raw if self.required else f"[{self.display_name_raw}]"]
 
 
@@ -124,10 +129,10 @@ def _help_width() -> Iterator[None]:
 class HelpCommand(TyperCommand):
     """Every command's class: tidy flags and lists, help at a readable width."""
 
-    def get_params(self, ctx: typer.Context) -> list[Any]:
+    def get_params(self, ctx: Any) -> list[Any]:
         return _tidy(super().get_params(ctx))
 
-    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+    def format_help(self, ctx: Any, formatter: Any) -> None:
         with _help_width():
             super().format_help(ctx, formatter)
 
@@ -135,10 +140,10 @@ class HelpCommand(TyperCommand):
 class HelpGroup(TyperGroup):
     """Every command group's class (``publisher``, ``publisher subscribers``...), as HelpCommand."""
 
-    def get_params(self, ctx: typer.Context) -> list[Any]:
+    def get_params(self, ctx: Any) -> list[Any]:
         return _tidy(super().get_params(ctx))
 
-    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+    def format_help(self, ctx: Any, formatter: Any) -> None:
         with _help_width():
             super().format_help(ctx, formatter)
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.text import Text
 
 from publisher.cli.common import ConfigOption, console, reports_errors, settings
-
-if TYPE_CHECKING:
-    from publisher.ops.doctor import Finding
+from publisher.deliver.dns import DEFAULT_TIMEOUT, Resolver, parse_nameserver, printable
+from publisher.deliver.tls_probe import probe
+from publisher.ops.doctor import Finding, Level, diagnose
 
 _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}  # by Level value
 
@@ -21,8 +21,6 @@ def register(app: typer.Typer) -> None:
 
 
 def _nameserver(value: str | None) -> tuple[str, int] | None:
-    from publisher.deliver.dns import parse_nameserver
-
     if value is None:
         return None
     try:
@@ -55,11 +53,6 @@ def doctor(
     Prints one line per check (ok, warn or fail) with what to change, e.g. the
     exact DNS record to publish. Exits 1 when any check fails, else 0.
     """
-    # imported here: dnspython and the TLS probe cost ~55 ms, which no other command should pay
-    from publisher.deliver.dns import DEFAULT_TIMEOUT, Resolver
-    from publisher.deliver.tls_probe import probe
-    from publisher.ops.doctor import Level, diagnose
-
     cfg = settings(config)
     timeout = DEFAULT_TIMEOUT if timeout is None else timeout
     resolver = Resolver(_nameserver(nameserver), timeout)
@@ -74,8 +67,6 @@ def doctor(
 
 def _line(finding: Finding) -> Text:
     """``fail  dkim   message; fix: …`` as Text, so DNS data is never read as Rich markup."""
-    from publisher.deliver.dns import printable
-
     line = Text.assemble((f"{finding.level.value:<5}", _STYLE[finding.level.value]), f" {finding.check:<6}")
     line.append(printable(finding.message, 2000))
     if finding.fix:

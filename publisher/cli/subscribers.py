@@ -13,6 +13,7 @@ from publisher.cli.common import ConfigOption, escape, reports_errors, settings
 from publisher.cli.delivery import PARTIAL, _err, _now, _out, _show, _store, _when
 from publisher.errors import NotFoundError, PublisherError
 from publisher.models import Frequency, SubscriberStatus
+from publisher.ops.feedback import erase_subscriber, hasher_for
 from publisher.store import Filter
 from publisher.store.csvio import KEPT, ImportReport, Suppression
 
@@ -75,8 +76,6 @@ def subscribers_import(
 
     Addresses on the suppression list are left out (and counted) unless --resubscribe is given.
     """
-    from publisher.ops.feedback import hasher_for
-
     cfg = settings(config)
     suppression = Suppression(hasher_for(cfg.secret_key()), resubscribe=resubscribe)
     name = "stdin" if str(file) == "-" else str(file)
@@ -195,8 +194,6 @@ def subscribers_remove(
 
     (To stop mail but keep the record, they unsubscribe instead.)
     """
-    from publisher.ops.feedback import erase_subscriber
-
     cfg = settings(config)
     with _store(cfg) as store:
         if not erase_subscriber(store, cfg, email, now=_now()):

@@ -12,6 +12,7 @@ import typer
 
 from publisher.cli.common import ConfigOption, escape, reports_errors, settings
 from publisher.errors import NotFoundError
+from publisher.ops.feedback import suppress, unsuppress
 from publisher.store import open_store
 
 REASONS = ("manual", "unsubscribed", "bounced", "complained")
@@ -37,8 +38,6 @@ def suppress_add(
     config: ConfigOption = None,
 ) -> None:
     """Put an address on the list (idempotent; a stronger reason replaces a weaker one)."""
-    from publisher.ops.feedback import suppress
-
     if reason not in REASONS:
         raise typer.BadParameter(f"choose one of: {', '.join(REASONS)}", param_hint="--reason")
     cfg = settings(config)
@@ -53,8 +52,6 @@ def suppress_remove(
     config: ConfigOption = None,
 ) -> None:
     """Take an address off the list (it is mailed again only once it subscribes and confirms)."""
-    from publisher.ops.feedback import unsuppress
-
     cfg = settings(config)
     with open_store(cfg.database.url) as store:
         if not unsuppress(store, cfg, address):

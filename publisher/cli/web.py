@@ -7,6 +7,9 @@ from typing import Annotated
 import typer
 
 from publisher.cli.common import ConfigOption, console, reports_errors, settings
+from publisher.ops.confirm import confirmations_go_to
+from publisher.web import create_app, serve
+from publisher.web.pages import public_url
 
 
 def register(app: typer.Typer) -> None:
@@ -26,10 +29,6 @@ def serve_command(
     config: ConfigOption = None,
 ) -> None:
     """Serve the web app: subscribe, confirm, unsubscribe, preferences, the archive, feeds and /api."""
-    from publisher.web import create_app, serve
-    from publisher.web.mail import confirmations_go_to
-    from publisher.web.pages import public_url
-
     cfg = settings(config)
     app = create_app(cfg)  # refuses to start without the web templates, before binding the port
     where = f"{host or cfg.web.host}:{cfg.web.port if port is None else port}"

@@ -1,17 +1,15 @@
-"""Serving the web app beside the scheduler, when ``publisher.web`` provides one.
+"""Serving the web app beside the scheduler (`publisher run`).
 
-``publisher.web`` is optional here: if it offers ``start_server(settings)`` we
-use it (and stop what it returns); if it offers ``create_app(settings)`` we
-run that under uvicorn on ``web.host``/``web.port`` in a thread; otherwise
-`publisher run` is a scheduler only and says so.
+``publisher.web`` is a sibling layer of ``publisher.schedule`` (the layer contract in
+pyproject.toml keeps siblings apart), so it is looked up by name at start rather than
+imported: if it cannot be imported, or its server cannot start, `publisher run` is a
+scheduler only and says so, since sending on time matters more than the web pages.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,53 +21,25 @@ log = logging.getLogger("publisher.run")
 
 @dataclass
 class WebServer:
+    """The running web app: where it listens, and the handle that stops it."""
+
     url: str
-    handle: Any
-    thread: threading.Thread | None = None
+    handle: Any  # publisher.web.ServerHandle
 
     def stop(self) -> None:
-        h = self.handle
-        if hasattr(h, "should_exit"):  # a uvicorn.Server we started
-            h.should_exit = True
-        else:
-            for name in ("stop", "shutdown", "close"):
-                if callable(getattr(h, name, None)):
-                    getattr(h, name)()
-                    break
-        if self.thread is not None:
-            self.thread.join(timeout=10)
+        self.handle.stop()
 
 
 def start_web(settings: Settings) -> WebServer | None:
+    """Start ``publisher.web.start_server`` in its thread, or None (logged) when it cannot run."""
     try:
         web = importlib.import_module("publisher.web")
     except ImportError as exc:
         log.info("no web app (%s): running the scheduler only", exc)
         return None
-    url = f"http://{settings.web.host}:{settings.web.port}"
-    if callable(getattr(web, "start_server", None)):
-        try:
-            handle = web.start_server(settings)
-        except PublisherError as exc:  # sending on time matters more than the web pages
-            log.error("%s (%s); running the scheduler only", exc.message, exc.hint or "use --no-web")
-            return None
-        return WebServer(getattr(handle, "url", url), handle)
-    if callable(getattr(web, "create_app", None)):
-        import uvicorn
-
-        config = uvicorn.Config(
-            web.create_app(settings), host=settings.web.host, port=settings.web.port, log_level="warning"
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, name="web", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started and thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not server.started:
-            log.error("the web app did not start on %s; running the scheduler only", url)
-            server.should_exit = True
-            return None
-        return WebServer(url, server, thread)
-    log.info("publisher.web has no start_server/create_app yet: running the scheduler only")
-    return None
+    try:
+        handle = web.start_server(settings)
+    except PublisherError as exc:  # sending on time matters more than the web pages
+        log.error("%s (%s); running the scheduler only", exc.message, exc.hint or "use --no-web")
+        return None
+    return WebServer(handle.url, handle)

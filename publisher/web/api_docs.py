@@ -13,6 +13,7 @@ It sits behind the same token check as the API (reach it with
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import Request
@@ -59,7 +60,7 @@ def notes(schema: Schema) -> str:
     return "; ".join(dict.fromkeys(x for x in found if x))
 
 
-def table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+def table(head: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
     """An HTML table of already escaped cells."""
     cells = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>\n" for row in rows)
     return "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + f"</tr>\n{cells}</table>\n"

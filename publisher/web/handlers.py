@@ -79,67 +79,74 @@ def json_error(
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
+async def publisher_error(request: Request, exc: PublisherError) -> Response:
+    """Our own errors: JSON under /api, else a page; every bad link gets the same page."""
+    status = status_for(exc)
+    if status >= 500:
+        log.error("%s %s: %s", request.method, request.url.path, exc.message)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, ApiError) and exc.retry_after is not None:
+        headers = {"Retry-After": str(exc.retry_after)}
+    if is_api(request.scope):
+        problems = exc.lines() if len(exc.lines()) > 1 else []
+        return json_error(status, exc.message, exc.hint, problems, headers)
+    settings = web_context(request).settings
+    if isinstance(exc, TokenError) and not isinstance(exc, ForbiddenError):
+        return error_page(settings, 400, "Link not valid", LINK_MESSAGE, hint=LINK_HINT)
+    if status == 500:
+        return error_page(settings, 500, TITLES[500], "The page could not be shown. Please try again later.")
+    problems = exc.lines() if isinstance(exc, FormError) else []
+    return error_page(
+        settings, status, TITLES.get(status, "Error"), exc.message, hint=exc.hint, problems=problems
+    )
+
+
+async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    headers = dict(exc.headers or {})
+    detail = str(exc.detail) if exc.detail else TITLES.get(exc.status_code, "Error")
+    if is_api(request.scope):
+        return json_error(exc.status_code, detail, headers=headers)
+    return error_page(
+        web_context(request).settings,
+        exc.status_code,
+        TITLES.get(exc.status_code, "Error"),
+        detail,
+        headers=headers,
+    )
+
+
+async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+    problems = [
+        f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', 'invalid')}" for err in exc.errors()
+    ]
+    if is_api(request.scope):
+        return json_error(422, "invalid request", problems=problems)
+    return error_page(
+        web_context(request).settings, 422, TITLES[422], "The request was not valid.", problems=problems
+    )
+
+
+async def unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    if is_api(request.scope):
+        return json_error(500, "internal error")
+    return error_page(
+        web_context(request).settings,
+        500,
+        TITLES[500],
+        "The page could not be shown. Please try again later.",
+    )
+
+
 def install(app: FastAPI) -> None:
-    @app.exception_handler(PublisherError)
-    async def publisher_error(request: Request, exc: PublisherError) -> Response:
-        status = status_for(exc)
-        if status >= 500:
-            log.error("%s %s: %s", request.method, request.url.path, exc.message)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        if isinstance(exc, ApiError) and exc.retry_after is not None:
-            headers = {"Retry-After": str(exc.retry_after)}
-        if is_api(request.scope):
-            problems = exc.lines() if len(exc.lines()) > 1 else []
-            return json_error(status, exc.message, exc.hint, problems, headers)
-        settings = web_context(request).settings
-        if isinstance(exc, TokenError) and not isinstance(exc, ForbiddenError):
-            return error_page(settings, 400, "Link not valid", LINK_MESSAGE, hint=LINK_HINT)
-        if status == 500:
-            return error_page(
-                settings, 500, TITLES[500], "The page could not be shown. Please try again later."
-            )
-        problems = exc.lines() if isinstance(exc, FormError) else []
-        return error_page(
-            settings, status, TITLES.get(status, "Error"), exc.message, hint=exc.hint, problems=problems
-        )
+    """Register the handlers above: every error the app raises becomes a page or ``ErrorOut``.
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        headers = dict(exc.headers or {})
-        detail = str(exc.detail) if exc.detail else TITLES.get(exc.status_code, "Error")
-        if is_api(request.scope):
-            return json_error(exc.status_code, detail, headers=headers)
-        return error_page(
-            web_context(request).settings,
-            exc.status_code,
-            TITLES.get(exc.status_code, "Error"),
-            detail,
-            headers=headers,
-        )
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
-        problems = [
-            f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', 'invalid')}"
-            for err in exc.errors()
-        ]
-        if is_api(request.scope):
-            return json_error(422, "invalid request", problems=problems)
-        return error_page(
-            web_context(request).settings, 422, TITLES[422], "The request was not valid.", problems=problems
-        )
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        if is_api(request.scope):
-            return json_error(500, "internal error")
-        return error_page(
-            web_context(request).settings,
-            500,
-            TITLES[500],
-            "The page could not be shown. Please try again later.",
-        )
+    Through the decorator, which types the handler as it is (``add_exception_handler`` wants one
+    taking any ``Exception``)."""
+    app.exception_handler(PublisherError)(publisher_error)
+    app.exception_handler(StarletteHTTPException)(http_error)
+    app.exception_handler(RequestValidationError)(invalid_request)
+    app.exception_handler(Exception)(unexpected)
 
 
 def guard_refusal(app: FastAPI) -> Refusal:

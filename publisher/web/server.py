@@ -33,6 +33,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from publisher.config import Settings
 from publisher.errors import PublisherError
+from publisher.web.app import create_app
 
 
 class HeaderDeadlineH11(H11Protocol):
@@ -104,8 +105,6 @@ def serve(
     settings: Settings, *, host: str | None = None, port: int | None = None, app: FastAPI | None = None
 ) -> None:
     """Serve until interrupted (Ctrl-C / SIGTERM stop it gracefully)."""
-    from publisher.web.app import create_app
-
     where = f"{host or settings.web.host}:{settings.web.port if port is None else port}"
     server = uvicorn.Server(_config(settings, app or create_app(settings), host, port, "info"))
     server.run()
@@ -153,8 +152,6 @@ def start_server(
     ``sock``: an already bound socket to serve on (lets a caller learn the port
     before building settings that name it, e.g. ``site.url`` in tests).
     """
-    from publisher.web.app import create_app
-
     app = app or create_app(settings)
     bind_host = sock.getsockname()[0] if sock else host or settings.web.host
     server = uvicorn.Server(_config(settings, app, bind_host, port, log_level))
