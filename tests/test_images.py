@@ -11,9 +11,9 @@ from lxml import html as lxml_html
 from PIL import Image
 from typer.testing import CliRunner
 
+from publisher.build import build
 from publisher.cli import app
 from publisher.config import Settings
-from publisher.ops.build import build
 
 SITE = "https://news.example.org"
 BODY = "Counted on foot.\n\n![Benches per street](media/chart.png)\n\nThe end."

@@ -96,7 +96,7 @@ WIDE = (
 def test_archive_and_article_fit_a_375px_phone(
     project: Path, make_settings: Callable[..., Settings], browser
 ) -> None:
-    from publisher.ops.build import build
+    from publisher.build import build
 
     issues = project / "issues"
     long_title = "Supercalifragilisticexpialidocious" * 3

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from publisher.build import BuildReport, build
+from publisher.build.watch import iter_changes
 from publisher.cli.common import (
     ConfigOption,
     console,
@@ -19,7 +21,6 @@ from publisher.cli.common import (
 )
 from publisher.config import Settings
 from publisher.errors import PublisherError, relpath
-from publisher.ops.build import BuildReport, build, iter_changes
 
 
 def register(app: typer.Typer) -> None:

@@ -5,74 +5,49 @@ is right for `publisher check` but too slow for a rebuild of a large archive
 after one edit. Here the folder listing is compared with the last build's
 (an unchanged listing means an unchanged scan), each issue's files are
 stat-ed (and hashed only when their size or mtime moved), and only changed
-issues are parsed. Parsing runs in a fork pool, and each worker also renders
+issues are parsed. Parsing runs in a process pool, and each worker also renders
 the articles' Markdown and counts their terms for related news, so the three
 costliest per-article steps share one pass over both cores.
 """
 
 from __future__ import annotations
 
-import gc
-import multiprocessing
 import os
 import pickle
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
 
+from publisher.build.cache import CacheState, Row, Scan, UnitEntry
+from publisher.build.keys import digest, files_digest, hkey
+from publisher.build.pool import parallel_map
 from publisher.config import Settings
 from publisher.content import body_media
 from publisher.content.loader import Loader, hint_for
 from publisher.content.scan import Unit, scan
 from publisher.errors import ContentError, Problem
 from publisher.models import Article, Issue
-from publisher.ops.build_cache import CacheState, Row, UnitEntry, digest, files_digest, hkey
 from publisher.related import DocTerms, RelatedParams, doc_terms
 from publisher.render.markdown import markdown_to_html
 
-T = TypeVar("T")
-R = TypeVar("R")
-PARALLEL_MIN = 64  # below this many items a pool costs more than it saves
 
-# Set in the parent just before the pool forks, read by the children (never at import).
-_SHARED: dict[str, Any] = {}
+@dataclass(frozen=True)
+class LoadContext:
+    """What each loading worker reads: the same for every issue of one build."""
 
-
-def jobs_default() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
-
-
-def parallel_map(
-    fn: Callable[[T], R], items: Sequence[T], jobs: int, shared: dict[str, Any], *, chunk: int = 0
-) -> Iterator[R]:
-    """Map in order over a fork pool (children inherit ``shared`` without pickling it).
-
-    A generator, so a progress bar can follow the results as they come.
-    """
-    _SHARED.update(shared)
-    try:
-        if jobs <= 1 or len(items) < PARALLEL_MIN:
-            yield from map(fn, items)
-            return
-        size = chunk or max(8, min(128, len(items) // (jobs * 8)))
-        # the children's collections then leave inherited objects (and their pages) alone; a
-        # build that froze its loaded state (load_state(freeze=True)) unfreezes it itself
-        already = gc.get_freeze_count() > 0
-        gc.freeze()
-        try:
-            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-                yield from pool.map(fn, items, chunksize=size)
-        finally:
-            if not already:
-                gc.unfreeze()
-    finally:
-        _SHARED.clear()
+    settings: Settings
+    related: RelatedParams | None  # count terms for related news (None: related lists are off)
+    emails: bool  # send the re-read issues back whole (an email needs the bodies)
+    loader: Loader  # one per worker: it remembers the folders it resolved
 
 
-def shared(name: str) -> Any:
-    return _SHARED[name]
+@dataclass
+class Loaded:
+    """What ``load_library`` re-read: issues by slug, their articles' HTML and term counts."""
+
+    reread: dict[str, Issue] = field(default_factory=dict)  # in full if emails, else without bodies
+    html: dict[str, str] = field(default_factory=dict)  # published articles' HTML by content hash
+    terms: dict[str, DocTerms] = field(default_factory=dict)  # published articles' terms by slug
 
 
 def article_key(a: Article) -> str:
@@ -142,7 +117,7 @@ def _unit_files(unit: Unit) -> list[str]:
 
 # -- loading in the workers -----------------------------------------------------------------
 
-Loaded = tuple[str, UnitEntry | None, list[Problem], Issue | None, dict[str, str], dict[str, DocTerms]]
+UnitLoaded = tuple[str, UnitEntry | None, list[Problem], Issue | None, dict[str, str], dict[str, DocTerms]]
 
 
 def _strip(a: Article) -> Article:
@@ -150,11 +125,11 @@ def _strip(a: Article) -> Article:
     return replace(a, body="")
 
 
-def _load_unit(item: tuple[Unit, str]) -> Loaded:
+def _load_unit(c: LoadContext, item: tuple[Unit, str]) -> UnitLoaded:
     """Parse one issue, render its articles' Markdown and count their terms (in a pool child)."""
     unit, fingerprint = item
     stats = _stats(_unit_files(unit))  # before reading: a file changed meanwhile is read again next time
-    loader: Loader = shared("loader")  # one per pass: it remembers the folders it resolved
+    loader = c.loader
     loader.problems = []
     loader.warnings = []  # `publisher check` shows them; the build does not
     loader.read = {} if not fingerprint else None
@@ -168,7 +143,7 @@ def _load_unit(item: tuple[Unit, str]) -> Loaded:
     arts = live + list(drafts)
     published = [a for a in live if not a.draft and issue is not None and not issue.draft]
     html = {a.content_hash: markdown_to_html(a.body) for a in published}  # drafts are never shown
-    params: RelatedParams | None = shared("related")
+    params = c.related
     terms = {a.slug: doc_terms(a, params) for a in published} if params is not None else {}
     kept = replace(issue, articles=tuple(_strip(a) for a in issue.articles)) if issue else None
     payload = pickle.dumps((kept, tuple(_strip(a) for a in drafts)), protocol=pickle.HIGHEST_PROTOCOL)
@@ -187,7 +162,7 @@ def _load_unit(item: tuple[Unit, str]) -> Loaded:
         media=_media(published),
     )
     # the bodies travel back only when an email needs them (10,000 of them are ~20 MB of pickle)
-    return str(unit.path), entry, [], issue if shared("emails") else kept, html, terms
+    return str(unit.path), entry, [], issue if c.emails else kept, html, terms
 
 
 def _folders_unchanged(stamps: dict[str, int]) -> bool:
@@ -200,8 +175,9 @@ def _folders_unchanged(stamps: dict[str, int]) -> bool:
 
 def _units(settings: Settings, state: CacheState) -> list[tuple[str, bool]]:
     """The scan's units as (path, is folder); the scan itself only when the folder listing changed."""
-    if state.listing is not None and _folders_unchanged(state.folder_stamps):
-        return state.scan_units
+    last = state.scan
+    if last.listing is not None and _folders_unchanged(last.folder_stamps):
+        return last.units
     root = settings.paths.issues
     stamps = {}
     if root.is_dir():
@@ -210,14 +186,17 @@ def _units(settings: Settings, state: CacheState) -> list[tuple[str, bool]]:
     for path, is_file in seen or ():
         if not is_file and os.path.isdir(path):
             stamps[path] = os.stat(path).st_mtime_ns
-    state.folder_stamps = stamps
-    if seen is None or seen != state.listing:
+    last.folder_stamps = stamps
+    if seen is None or seen != last.listing:
         found = scan(settings)  # raises when the folder is missing
-        state.listing = seen
-        state.scan_units = [(str(u.path), u.is_folder) for u in found.units]
-        state.folders = {str(u.path): u for u in found.units if u.is_folder}
-        state.scan_problems = tuple(p.problem for p in found.problems)
-    return state.scan_units
+        state.scan = Scan(
+            listing=seen,
+            units=[(str(u.path), u.is_folder) for u in found.units],
+            folders={str(u.path): u for u in found.units if u.is_folder},
+            problems=tuple(p.problem for p in found.problems),
+            folder_stamps=stamps,
+        )
+    return state.scan.units
 
 
 def _file_unit(path: str) -> Unit:
@@ -230,22 +209,43 @@ def load_library(
     state: CacheState,
     jobs: int,
     related: RelatedParams | None,
+    *,
     salt: str = "",
     emails: bool = True,
-) -> tuple[dict[str, Issue], dict[str, str], dict[str, DocTerms]]:
+    start_method: str | None = None,
+) -> Loaded:
     """Bring ``state.units`` in line with the files, re-reading only changed issues.
 
-    Returns (the re-read issues by slug, in full if ``emails`` else without bodies, the
-    HTML of their published articles by content hash,
-    term counts of their published articles by slug). Raises ContentError with every
-    problem, as
-    ``publisher.content.load_content`` does. ``salt`` (e.g. the Markdown renderer's
-    version) drops every cached issue when it changes.
+    Raises ContentError with every problem, as ``publisher.content.load_content`` does.
+    ``salt`` (e.g. the Markdown renderer's version) drops every cached issue when it changes.
     """
     key = digest(settings.site.timezone, settings.site.url, str(settings.paths.issues), related, salt)
     if state.loader_key != key:
         state.units.clear()
         state.loader_key = key
+    fresh, todo = _unchanged(settings, state)
+    problems = list(state.scan.problems)
+    loaded = Loaded()
+    context = LoadContext(settings, related, emails, Loader(settings))
+    for path, entry, errs, issue, unit_html, unit_terms in parallel_map(
+        _load_unit, todo, jobs, context, start_method=start_method
+    ):
+        problems.extend(errs)
+        if entry is not None:
+            fresh[path] = entry
+            loaded.html.update(unit_html)
+            loaded.terms.update(unit_terms)
+            if issue is not None:
+                loaded.reread[issue.slug] = issue
+    state.units = fresh
+    if problems:
+        ordered = sorted(problems, key=lambda p: (p.where, p.line or 0))
+        raise ContentError(ordered, hint=hint_for(ordered))
+    return loaded
+
+
+def _unchanged(settings: Settings, state: CacheState) -> tuple[dict[str, UnitEntry], list[tuple[Unit, str]]]:
+    """(cached units whose files are unchanged, (unit, fingerprint or "") of the rest to read)."""
     fresh: dict[str, UnitEntry] = {}
     todo: list[tuple[Unit, str]] = []
     for path, folder in _units(settings, state):
@@ -263,24 +263,7 @@ def load_library(
             fresh[path] = old._replace(stats=_stats(files))  # touched but not changed
         else:
             todo.append((unit, fp))
-    problems = list(state.scan_problems)
-    html: dict[str, str] = {}
-    terms: dict[str, DocTerms] = {}
-    reread: dict[str, Issue] = {}
-    shared = {"settings": settings, "related": related, "emails": emails, "loader": Loader(settings)}
-    for path, entry, errs, issue, unit_html, unit_terms in parallel_map(_load_unit, todo, jobs, shared):
-        problems.extend(errs)
-        if entry is not None:
-            fresh[path] = entry
-            html.update(unit_html)
-            terms.update(unit_terms)
-            if issue is not None:
-                reread[issue.slug] = issue
-    state.units = fresh
-    if problems:
-        ordered = sorted(problems, key=lambda p: (p.where, p.line or 0))
-        raise ContentError(ordered, hint=hint_for(ordered))
-    return reread, html, terms
+    return fresh, todo
 
 
 def published_rows(state: CacheState) -> list[Row]:
@@ -306,14 +289,10 @@ def _same(images: tuple[tuple[str, int, int], ...]) -> bool:
     return not images or _stats(f for f, _, _ in images) == images
 
 
-def reload_issue(settings: Settings, state: CacheState, source: Path) -> Issue:
+def reload_issue(settings: Settings, folders: dict[str, Unit], source: Path) -> Issue:
     """An issue in full (bodies included) from its unchanged files: for an email to remake."""
     folder = str(source.parent)
-    unit = (
-        state.folders[folder]
-        if source.name == "index.md" and folder in state.folders
-        else _file_unit(str(source))
-    )
+    unit = folders[folder] if source.name == "index.md" and folder in folders else _file_unit(str(source))
     issue, _ = Loader(settings).issue(unit)
     if issue is None:
         raise ContentError([Problem(str(source), "changed while the build was running; build again")])
@@ -322,10 +301,12 @@ def reload_issue(settings: Settings, state: CacheState, source: Path) -> Issue:
 
 def full_articles(settings: Settings, state: CacheState, units: list[str], slugs: set[str]) -> list[Article]:
     """Articles ``slugs`` of the cached ``units`` read again in full from their unchanged files."""
-    out = []
+    out: list[Article] = []
     for path in sorted(set(units)):
         entry = state.units[path]
         out.extend(
-            a for a in reload_issue(settings, state, Path(entry.issue_source)).articles if a.slug in slugs
+            a
+            for a in reload_issue(settings, state.folders, Path(entry.issue_source)).articles
+            if a.slug in slugs
         )
     return out
