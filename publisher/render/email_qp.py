@@ -16,22 +16,6 @@ QP_MAX = 76
 CRLF = b"\r\n"
 SOFT = b"=\r\n"
 
-_SAFE = frozenset(
-    b"!\"#$%&'()*+,-./0123456789:;<>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
-)
-
-
-def _qp_tokens(line: bytes) -> list[bytes]:
-    """One hard line as QP tokens: a literal byte or an ``=XX`` escape each."""
-    out = []
-    last = len(line) - 1
-    for i, b in enumerate(line):
-        if b in _SAFE or (b in (0x20, 0x09) and i != last):
-            out.append(bytes((b,)))
-        else:
-            out.append(b"=%02X" % b)
-    return out
-
 
 def qp_template(text: str, marker: re.Pattern[str]) -> list[bytes | str]:
     """QP-encode ``text`` with markers kept whole: bytes chunks and slot names, in order.
@@ -67,10 +51,12 @@ def qp_template(text: str, marker: re.Pattern[str]) -> list[bytes | str]:
             raw = value.encode("utf-8")
             # a trailing space is only "at the end of a line" if no marker follows
             ends_line = i == len(pieces) - 1
-            tokens = _qp_tokens(raw) if ends_line else _qp_tokens(raw + b"x")[:-1]
+            enc = _ESCAPE.sub(_escape, raw)
+            if ends_line and raw[-1:] in (b" ", b"\t"):
+                enc = enc[:-1] + b"=%02X" % raw[-1]  # whitespace ending a line is lost in transit
             if col == 0 and raw.startswith(b"From "):
-                tokens[0] = b"=46"  # mbox readers mangle a line starting "From "
-            col = _append(buf, col, tokens)
+                enc = b"=46" + enc[1:]  # mbox readers mangle a line starting "From "
+            col = _append_encoded(buf, col, enc)
     out.append(bytes(buf))
     return out
 
@@ -121,4 +107,38 @@ def _append(buf: bytearray, col: int, tokens: list[bytes]) -> int:
             tok = b"=2E"  # a line starting with '.' is special to SMTP
         buf += tok
         col += len(tok)
+    return col
+
+
+_ESCAPE = re.compile(rb"[^!-<>-~ \t]")  # bytes written as =XX (whitespace: unless last on a line)
+
+
+def _escape(m: re.Match[bytes]) -> bytes:
+    return b"=%02X" % m[0][0]
+
+
+def _append_encoded(buf: bytearray, col: int, enc: bytes) -> int:
+    """``_append`` for already encoded text: a slice per output line, never splitting an ``=XX``."""
+    i, n = 0, len(enc)
+    while i < n:
+        if col == 0 and enc[i] == 0x2E:
+            buf += b"=2E"  # a line starting with '.' is special to SMTP
+            col, i = 3, i + 1
+            continue
+        end = min(n, i + QP_MAX - 1 - col)
+        if end < n:  # a soft break follows: keep an escape whole
+            if enc[end - 1] == 0x3D:
+                end -= 1
+            elif enc[end - 2] == 0x3D:
+                end -= 2
+        if end <= i:
+            buf += SOFT
+            col = 0
+            continue
+        buf += enc[i:end]
+        col += end - i
+        i = end
+        if i < n:
+            buf += SOFT
+            col = 0
     return col
