@@ -21,10 +21,11 @@ from publisher.deliver.envelope import (
     is_hard_bounce,
 )
 from publisher.deliver.filebox import FileTransport, outbox_for, safe_name
-from publisher.deliver.pool import DeliveryPool, Transport, send_one
+from publisher.deliver.pool import DeliveryPool, Transport
 from publisher.deliver.ratelimit import RateLimiter
 from publisher.deliver.retry import RetryPolicy
 from publisher.deliver.signing import DkimSigner
+from publisher.deliver.single import send_one
 from publisher.deliver.smtp import SmtpParams, SmtpTransport
 
 __all__ = [

@@ -9,9 +9,10 @@ Why one thread: measured here with 4 connections to a local sink, smtplib in
 four threads spent ~250 us of CPU per message, nearly all of it in thread
 hand-offs and GIL contention around each blocking read; the same exchange
 multiplexed with ``selectors`` costs ~40 us. The message exchange itself is
-``smtp_session.exchange``, shared with the blocking ``SmtpTransport.send``.
-Connecting (TLS, AUTH) stays blocking and rare; a transport that cannot be
-multiplexed (``transport: file``) is simply called in turn.
+``smtp_session.exchange``, shared with the blocking ``SmtpTransport.send``;
+each connection's state and socket I/O is a ``Lane`` (``lane.py``), and this
+module moves lanes between their ``ConnState``s. Connecting (TLS, AUTH) stays
+blocking and rare; a transport that cannot be multiplexed (``transport: file``) is simply called in turn.
 
 Never more than one unrecorded acceptance per connection: after a 250 the
 caller ``ack``s the result once it is written to the ledger, and the
@@ -24,15 +25,14 @@ re-sends at most one message per connection.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import selectors
-import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from publisher.deliver.envelope import (
     Deferred,
@@ -42,12 +42,12 @@ from publisher.deliver.envelope import (
     Result,
     Status,
 )
+from publisher.deliver.lane import ConnState, Job, Lane
 from publisher.deliver.presign import SigningAhead
 from publisher.deliver.ratelimit import RateLimiter
 from publisher.deliver.retry import RetryPolicy
 from publisher.deliver.signing import DkimSigner
-from publisher.deliver.smtp import describe_error
-from publisher.deliver.smtp_session import CLOSE, GATE, READ, Exchange, ReplyReader
+from publisher.deliver.smtp_session import CLOSE, GATE, READ, ReplyReader
 from publisher.errors import PublisherError
 
 T = TypeVar("T")
@@ -59,55 +59,12 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
-class Multiplexable(Protocol):
-    """A transport whose message exchange the pool can drive itself (``SmtpTransport``)."""
-
-    where: str
-
-    def connect(self) -> Any: ...  # the open, non-blocking socket
-    def exchange(self, env: Envelope) -> Exchange: ...
-    def drop(self) -> None: ...
-    def close(self) -> None: ...
-
-
 @dataclass
 class PoolStats:
     retries: int = 0
 
     def retried(self) -> None:
         self.retries += 1
-
-
-@dataclass
-class _Job:
-    item: Any
-    env: Envelope | None = None
-    ready: Future[Envelope] | None = None  # built and being signed ahead (DKIM)
-    attempts: int = 0
-    first_try: float = 0.0
-
-
-@dataclass(eq=False)
-class _Lane:
-    """One connection and the message it is working on."""
-
-    transport: Any
-    multiplexed: bool
-    job: _Job | None = None
-    gen: Exchange | None = None
-    sock: Any = None
-    reader: ReplyReader = field(default_factory=ReplyReader)
-    out: memoryview | None = None  # bytes still to write
-    waiting: bool = False  # for the server (a reply, or room to write)
-    parked: bool = False  # at the gate, waiting for our ack
-    unacked: Result | None = None  # its last acceptance, not yet recorded by the caller
-    close_after: bool = False
-    deadline: float = 0.0
-    retry_at: float = 0.0  # backing off before retrying ``job``
-
-    @property
-    def busy(self) -> bool:
-        return self.job is not None
 
 
 class DeliveryPool(Generic[T]):
@@ -128,10 +85,10 @@ class DeliveryPool(Generic[T]):
         self._retry = retry or RetryPolicy()
         self._signer = signer
         self._ahead = SigningAhead(build, signer) if signer is not None else None
-        self._jobs: deque[_Job] = deque()
+        self._jobs: deque[Job] = deque()
         self._results: deque[Result] = deque()
         self._stop = threading.Event()
-        self._lanes: list[_Lane] = []
+        self._lanes: list[Lane] = []
         self._selector = selectors.DefaultSelector()
         self.fatal: PublisherError | None = None
         self.stats = PoolStats()
@@ -140,11 +97,11 @@ class DeliveryPool(Generic[T]):
     def start(self) -> DeliveryPool[T]:
         for _ in range(self.concurrency):
             transport = self._factory()
-            self._lanes.append(_Lane(transport, hasattr(transport, "exchange")))
+            self._lanes.append(Lane(transport, hasattr(transport, "exchange")))
         return self
 
     def submit(self, item: T) -> None:
-        self._jobs.append(_Job(item, ready=self._ahead.start(item) if self._ahead is not None else None))
+        self._jobs.append(Job(item, ready=self._ahead.start(item) if self._ahead is not None else None))
 
     def get(self, timeout: float | None = None) -> Result | None:
         """The next result, or None after ``timeout`` seconds without one (None: just look)."""
@@ -169,9 +126,11 @@ class DeliveryPool(Generic[T]):
         """Nothing moves until the caller acks: every working connection waits at its gate."""
         waiting = False
         for lane in self._lanes:
-            if lane.parked or (lane.unacked is not None and not lane.multiplexed and self._jobs):
+            if lane.state is ConnState.PARKED or (
+                lane.unacked is not None and not lane.multiplexed and self._jobs
+            ):
                 waiting = True
-            elif lane.waiting or lane.retry_at:
+            elif lane.state in (ConnState.WAITING, ConnState.BACKOFF):
                 return False
         return waiting
 
@@ -190,7 +149,7 @@ class DeliveryPool(Generic[T]):
         end = time.monotonic() + timeout
         while (self._jobs or any(lane.busy for lane in self._lanes)) and time.monotonic() < end:
             for lane in self._lanes:  # nobody will ack any more: a held message must not be accepted
-                if lane.parked:
+                if lane.state is ConnState.PARKED:
                     self._abandon(lane, "stopped before the server accepted it")
             self._round(0.05)
         for lane in self._lanes:
@@ -208,29 +167,40 @@ class DeliveryPool(Generic[T]):
         if self._stop.is_set():
             self._wind_down()
         for lane in self._lanes:
-            if lane.busy and not (lane.waiting or lane.parked or lane.retry_at):
-                # only an exception from outside (Ctrl-C) between two steps leaves a lane so:
-                # what it was doing is unknown, so it is not recorded as sent (it stays pending)
-                self._abandon(lane, "interrupted")
-            if lane.parked and lane.unacked is None:
-                lane.parked = False
-                self._advance(lane, None)
-            if lane.retry_at and lane.retry_at <= now:
-                lane.retry_at = 0.0
-                self._attempt(lane)
-            while not lane.busy and self._jobs and not self._stop.is_set():
-                if lane.unacked is not None and not lane.multiplexed:
-                    break  # it cannot stop before the final dot: it waits for the ack instead
-                job = self._jobs.popleft()
-                job.first_try = now
-                lane.job = job
-                self._attempt(lane)
+            self._move(lane, now)
         if self._results:
             timeout = 0.0
-        wake = [lane.deadline for lane in self._lanes if lane.waiting]
-        wake += [lane.retry_at for lane in self._lanes if lane.retry_at]
+        wake = [lane.deadline for lane in self._lanes if lane.state is ConnState.WAITING]
+        wake += [lane.retry_at for lane in self._lanes if lane.state is ConnState.BACKOFF]
         if wake:
             timeout = max(0.0, min(timeout, min(wake) - now))
+        self._poll(timeout)
+        now = time.monotonic()
+        for lane in self._lanes:
+            if lane.state is ConnState.WAITING and lane.deadline <= now:
+                self._failed(lane, lane.lost(TimeoutError()))
+
+    def _move(self, lane: Lane, now: float) -> None:
+        """What a lane can do without the server: leave its gate, retry, take the next job."""
+        if lane.state is ConnState.RUNNING:
+            # only an exception from outside (Ctrl-C) between two steps leaves a lane so:
+            # what it was doing is unknown, so it is not recorded as sent (it stays pending)
+            self._abandon(lane, "interrupted")
+        if lane.state is ConnState.PARKED and lane.unacked is None:
+            self._advance(lane, None)
+        if lane.state is ConnState.BACKOFF and lane.retry_at <= now:
+            lane.state, lane.retry_at = ConnState.RUNNING, 0.0
+            self._attempt(lane)
+        while not lane.busy and self._jobs and not self._stop.is_set():
+            if lane.unacked is not None and not lane.multiplexed:
+                break  # it cannot stop before the final dot: it waits for the ack instead
+            job = self._jobs.popleft()
+            job.first_try = now
+            lane.take(job)
+            self._attempt(lane)
+
+    def _poll(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for the sockets; write and read what they are ready for."""
         if self._selector.get_map():
             events = self._selector.select(timeout)
         else:
@@ -243,22 +213,17 @@ class DeliveryPool(Generic[T]):
                 self._write_more(lane)
             if lane.sock is not None and mask & selectors.EVENT_READ:
                 self._read(lane)
-        now = time.monotonic()
-        for lane in self._lanes:
-            if lane.waiting and lane.deadline <= now:
-                self._failed(lane, _lost(lane, TimeoutError()))
 
     def _wind_down(self) -> None:
         while self._jobs:
             self._results.append(Result(self._jobs.popleft().item, Status.ABANDONED, reason="not attempted"))
         for lane in self._lanes:
-            if lane.parked:
+            if lane.state is ConnState.PARKED:
                 self._abandon(lane, "stopped before the server accepted it")
-            elif lane.retry_at:
-                lane.retry_at = 0.0
+            elif lane.state is ConnState.BACKOFF:
                 self._abandon(lane, "stopped while waiting to retry")
 
-    def _attempt(self, lane: _Lane) -> None:
+    def _attempt(self, lane: Lane) -> None:
         """One try at the lane's job: build it (once), take a rate token, start the exchange."""
         job = lane.job
         assert job is not None
@@ -291,12 +256,12 @@ class DeliveryPool(Generic[T]):
             return self._failed(lane, exc)
         self._advance(lane, None)
 
-    def _advance(self, lane: _Lane, value: Any) -> None:
+    def _advance(self, lane: Lane, value: Any) -> None:
         """Run the lane's exchange until it waits for the server or the gate, or ends."""
         gen = lane.gen
         assert gen is not None
-        lane.waiting = False
-        if gen.gi_frame is None:  # ended by an exception from outside (Ctrl-C) while it ran
+        lane.state = ConnState.RUNNING
+        if inspect.getgeneratorstate(gen) == inspect.GEN_CLOSED:  # ended from outside (Ctrl-C) as it ran
             return self._abandon(lane, "interrupted")
         while True:
             try:
@@ -310,73 +275,50 @@ class DeliveryPool(Generic[T]):
                 if lane.reader.replies:
                     value = lane.reader.replies.pop(0)
                     continue
-                return self._wait(lane)
+                return lane.wait()
             if step is GATE:
                 if self._stop.is_set():
                     return self._abandon(lane, "stopped before the server accepted it")
                 if lane.unacked is not None:
-                    lane.parked = True
+                    lane.state = ConnState.PARKED
                     return None
                 continue
             if step is CLOSE:
                 lane.close_after = True
                 continue
-            data = b"".join(step) if isinstance(step, list) else step
             try:
-                sent = lane.sock.send(data)
-            except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-                sent = 0
+                written = lane.push(b"".join(step) if isinstance(step, list) else cast(bytes, step))
             except OSError as exc:
-                return self._failed(lane, _lost(lane, exc))
-            if sent < len(data):
-                lane.out = memoryview(data)[sent:]
+                return self._failed(lane, lane.lost(exc))
+            if not written:
                 self._selector.modify(lane.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, lane)
-                return self._wait(lane)
+                return lane.wait()
 
-    def _wait(self, lane: _Lane) -> None:
-        lane.waiting = True
-        lane.deadline = time.monotonic() + lane.transport.timeout
-
-    def _write_more(self, lane: _Lane) -> None:
-        assert lane.out is not None
+    def _write_more(self, lane: Lane) -> None:
         try:
-            sent = lane.sock.send(lane.out)
-        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-            return
+            done = lane.flush()
         except OSError as exc:
-            return self._failed(lane, _lost(lane, exc))
-        lane.out = lane.out[sent:] if sent < len(lane.out) else None
-        if lane.out is None:
+            return self._failed(lane, lane.lost(exc))
+        if done:
             self._selector.modify(lane.sock, selectors.EVENT_READ, lane)
             self._advance(lane, None)
-        else:
-            lane.deadline = time.monotonic() + lane.transport.timeout
 
-    def _read(self, lane: _Lane) -> None:
-        sock = lane.sock
+    def _read(self, lane: Lane) -> None:
         try:
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise ConnectionResetError("closed by the server")
-                lane.reader.feed(chunk)
-                if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
-                    break
-        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            pass
+            lane.receive()
         except (Deferred, OSError) as exc:
             if lane.gen is None:  # an idle connection went away: the next message reconnects
                 return self._disconnect(lane)
-            return self._failed(lane, exc if isinstance(exc, Deferred) else _lost(lane, exc))
+            return self._failed(lane, exc if isinstance(exc, Deferred) else lane.lost(exc))
         if lane.gen is None:  # nothing asked: a server speaking out of turn is not one to trust
             if lane.reader.replies:
                 self._disconnect(lane)
             return
-        if lane.waiting and lane.out is None and lane.reader.replies:
+        if lane.state is ConnState.WAITING and lane.out is None and lane.reader.replies:
             self._advance(lane, lane.reader.replies.pop(0))
 
     # -- how an attempt ends -------------------------------------------------------------------
-    def _accepted(self, lane: _Lane, reply: str) -> None:
+    def _accepted(self, lane: Lane, reply: str) -> None:
         job = lane.job
         assert job is not None and job.env is not None
         result = Result(job.item, Status.SENT, job.env.message_id)
@@ -384,7 +326,7 @@ class DeliveryPool(Generic[T]):
         lane.unacked = result
         self._finish(lane, result)
 
-    def _failed(self, lane: _Lane, exc: BaseException) -> None:
+    def _failed(self, lane: Lane, exc: BaseException) -> None:
         job = lane.job
         assert job is not None
         env = job.env
@@ -406,15 +348,13 @@ class DeliveryPool(Generic[T]):
         delay = self._retry.backoff(job.attempts)
         if job.attempts < self._retry.attempts and now + delay - job.first_try <= self._retry.give_up_after:
             self.stats.retried()
-            lane.gen = None
-            lane.waiting = lane.parked = False
-            lane.retry_at = now + delay
+            lane.back_off(now + delay)
             return None
         if exc.connection:
             self.abort(FatalDeliveryError(f"giving up after retries: {exc.reason}"))
         self._finish(lane, Result(job.item, Status.DEFERRED, mid, exc.reason))
 
-    def _abandon(self, lane: _Lane, reason: str) -> None:
+    def _abandon(self, lane: Lane, reason: str) -> None:
         job = lane.job
         assert job is not None
         if lane.gen is not None:
@@ -422,59 +362,18 @@ class DeliveryPool(Generic[T]):
         mid = job.env.message_id if job.env is not None else ""
         self._finish(lane, Result(job.item, Status.ABANDONED, mid, reason))
 
-    def _finish(self, lane: _Lane, result: Result) -> None:
+    def _finish(self, lane: Lane, result: Result) -> None:
         self._results.append(result)
-        lane.job = lane.gen = None
-        lane.waiting = lane.parked = False
-        lane.retry_at = 0.0
+        lane.clear()
         if lane.close_after:
             self._disconnect(lane)
 
-    def _disconnect(self, lane: _Lane, *, polite: bool = False) -> None:
-        lane.close_after = False
-        lane.out = None
+    def _disconnect(self, lane: Lane, *, polite: bool = False) -> None:
         if lane.sock is not None:
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(lane.sock)
-            lane.sock = None
-        if lane.gen is not None:
-            lane.gen.close()
-            lane.gen = None
-        lane.waiting = lane.parked = False
+        lane.detach()
         if polite or not lane.multiplexed:
             lane.transport.close()
         else:
             lane.transport.drop()
-
-
-def send_one(
-    transports: Callable[[], Transport],
-    env: Envelope,
-    *,
-    retry: RetryPolicy | None = None,
-    signer: DkimSigner | None = None,
-    stop: threading.Event | None = None,
-) -> tuple[Result, PublisherError | None]:
-    """One message outside any send (a test copy, a confirmation mail): (its result, the fatal error).
-
-    The same pool with one connection, so such mail is retried, signed and
-    reported exactly as a send's is. ``stop`` (a shutdown) abandons it.
-    """
-    pool: DeliveryPool[Envelope] = DeliveryPool(
-        transports, lambda e: e, concurrency=1, retry=retry, signer=signer
-    ).start()
-    pool.submit(env)
-    result = None
-    try:
-        while result is None:
-            if stop is not None and stop.is_set():
-                pool.abort()
-            result = pool.get(timeout=0.2)
-        pool.ack(result)
-    finally:
-        pool.close()
-    return result, pool.fatal
-
-
-def _lost(lane: _Lane, exc: OSError) -> Deferred:
-    return Deferred(f"connection to {lane.transport.where} lost: {describe_error(exc)}", connection=True)

@@ -99,7 +99,12 @@ class DkimSigner:
     @classmethod
     def from_config(cls, cfg: DkimConfig) -> DkimSigner:
         """Read, parse and check every key now; a bad one is a DeliveryError with a hint."""
-        rsa_key = load_private_key(cfg.private_key_file, rsa.RSAPrivateKey, "RSA", RSA_HINT)
+        rsa_key = load_private_key(
+            cfg.private_key_file,
+            rsa.RSAPrivateKey,  # type: ignore[type-abstract]  # only for isinstance (mypy#4717)
+            "RSA",
+            RSA_HINT,
+        )
         if rsa_key.key_size < MIN_RSA_BITS:
             raise DeliveryError(
                 f"the DKIM key {cfg.private_key_file} is a {rsa_key.key_size}-bit RSA key; "
@@ -115,7 +120,10 @@ class DkimSigner:
                     hint="each key is published under its own selector; pick another name",
                 )
             ed_key = load_private_key(
-                cfg.ed25519_key_file, ed25519.Ed25519PrivateKey, "Ed25519", ED25519_HINT
+                cfg.ed25519_key_file,
+                ed25519.Ed25519PrivateKey,  # type: ignore[type-abstract]  # only for isinstance (mypy#4717)
+                "Ed25519",
+                ED25519_HINT,
             )
             keys.append(Ed25519Key(selector.encode(), ed_key))
         signer = cls(cfg.domain, tuple(keys))
