@@ -6,24 +6,30 @@ and the DSNs are addressed to the VERP senders that server saw.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import os
 import signal
 import smtplib
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import make_msgid
 
 import pytest
+from aiosmtpd.handlers import Sink
+from aiosmtpd.smtp import SMTP
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from publisher.inbound.server import InboundServer
+from publisher.inbound.server import InboundServer, _PlainPaths
 from publisher.models import SubscriberStatus
 from publisher.ops.send import send_issue
 from tests.fixtures_send import FAST, SLUG, Clock
-from tests.polling import wait_for
 
 NOW = datetime(2026, 3, 3, 9, 0, tzinfo=UTC)
 
@@ -200,28 +206,10 @@ def test_lmtp_answers_each_recipient(sent) -> None:
 def test_kill_9_mid_batch_loses_and_doubles_nothing(sent, tmp_path) -> None:
     """The real command, killed while bounces stream in; the sender retries what got no 250."""
     settings, store, verp = sent
-    config = settings.base_dir / "config.yaml"
     port = free_port()
-    env = {
-        **os.environ,
-        settings.secret_env: settings.secret_key().decode(),
-        "PUBLISHER_DATABASE__URL": settings.database.url,
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "publisher.cli",
-        "inbound",
-        "--listen",
-        f"127.0.0.1:{port}",
-        "--config",
-        str(config),
-    ]
 
     def start() -> subprocess.Popen:
-        proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
-        wait_for(lambda: _listening(port), timeout=20)
-        return proc
+        return _command(settings, port)
 
     messages = {a: dsn(v, a, mid=f"<k{i}@mx.example.net>") for i, (a, v) in enumerate(sorted(verp.items()))}
     acknowledged: set[str] = set()
@@ -255,3 +243,87 @@ def _listening(port: int) -> bool:
     except OSError:
         time.sleep(0.1)
         return False
+
+
+def _command(settings, port: int, *options: str) -> subprocess.Popen:
+    """The real ``publisher inbound`` on ``port``, once it says it listens."""
+    env = {
+        **os.environ,
+        settings.secret_env: settings.secret_key().decode(),
+        "PUBLISHER_DATABASE__URL": settings.database.url,
+    }
+    command = [sys.executable, "-m", "publisher.cli", "inbound", "--listen", f"127.0.0.1:{port}", *options]
+    command += ["--config", str(settings.base_dir / "config.yaml")]
+    proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    assert proc.stderr is not None
+    said = []
+    for line in proc.stderr:  # "inbound: SMTP on ... (Ctrl-C stops)": once it listens
+        said.append(line)
+        if b"(Ctrl-C stops)" in line:
+            break
+    threading.Thread(target=proc.stderr.read, daemon=True).start()  # never let its log fill the pipe
+    assert _listening(port), b"".join(said).decode(errors="replace")
+    return proc
+
+
+def test_pipelined_commands_are_answered_in_order(inbound) -> None:
+    """PIPELINING is offered (Postfix then writes MAIL, RCPT and DATA at once); each gets its reply."""
+    _, store, verp, server = inbound
+    good = verp["r9@example.org"]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        replies = sock.makefile("rb")
+        replies.readline()
+        sock.sendall(b"EHLO test\r\n")
+        assert b"250-PIPELINING\r\n" in _reply(replies)
+        sock.sendall(
+            b"MAIL FROM:<>\r\nRCPT TO:<postmaster@example.org>\r\nRCPT TO:<%s>\r\nDATA\r\n" % good.encode()
+        )
+        assert [_reply(replies)[:3] for _ in range(4)] == [b"250", b"550", b"250", b"354"]
+        sock.sendall(dsn(good, "r9@example.org") + b".\r\n")
+        assert _reply(replies)[:3] == b"250"
+        # no recipient taken: DATA is refused, and what follows is read as commands, not as mail
+        sock.sendall(b"MAIL FROM:<>\r\nRCPT TO:<news@example.org>\r\nDATA\r\nNOOP\r\n")
+        assert [_reply(replies)[:3] for _ in range(4)] == [b"250", b"550", b"503", b"250"]
+    assert store.subscribers.get("r9@example.org").status is SubscriberStatus.BOUNCED
+
+
+def _reply(lines) -> bytes:
+    """One whole (possibly multi-line) reply."""
+    out = [lines.readline()]
+    while out[-1][3:4] == b"-":
+        out.append(lines.readline())
+    return b"".join(out)
+
+
+_ATOM = "abcXYZ019!#$%&'*+/=?^_`{|}~-"
+_PATHS = st.one_of(
+    st.text(max_size=40),
+    st.builds(
+        lambda local, domain, rest: f"<{local}@{domain}>{rest}",
+        st.text(alphabet=_ATOM + '.. "\\()<>[]@,;:\u00e9', max_size=20),
+        st.text(alphabet="abcXYZ019-..[]_ ", max_size=20),
+        st.sampled_from(
+            ["", " SIZE=100", "\t BODY=8BITMIME SMTPUTF8", "x", " ", ">", " (c) X=1", "(c)", " \u2028y"]
+        ),
+    ),
+)
+
+
+@functools.cache
+def _server() -> _PlainPaths:
+    return _PlainPaths(Sink(), loop=asyncio.new_event_loop())
+
+
+@settings(max_examples=400, deadline=None)
+@given(arg=_PATHS)
+def test_plain_paths_are_read_as_aiosmtpd_reads_them(arg: str) -> None:
+    """The shortcut for ``<local@domain>`` gives what aiosmtpd's own parser gives, for any argument."""
+    server = _server()
+    assert _outcome(server._getaddr, arg) == _outcome(functools.partial(SMTP._getaddr, server), arg)
+
+
+def _outcome(read, arg: str) -> tuple:
+    try:
+        return ("read", read(arg))
+    except Exception as exc:  # the same failure either way is the same behaviour
+        return ("raised", type(exc))
