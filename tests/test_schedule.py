@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import socket
 import threading
 import time
 from collections import Counter
@@ -16,6 +17,7 @@ from publisher.schedule import AlreadyRunningError, RunGuard, Runner, RunOptions
 from publisher.schedule.apscheduler_adapter import Wakeups
 from publisher.schedule.guard import LEASE
 from publisher.store import Leases, Queue, open_store
+from publisher.store.leases import LeaseHeldError
 from tests.polling import wait_for as shared_wait_for
 
 
@@ -104,8 +106,6 @@ def test_guard_takes_over_an_expired_or_dead_lease(scene) -> None:
     g.acquire()
     g.release()
     # a live-looking lease of a process on this machine that no longer exists
-    import socket
-
     leases.acquire(LEASE, f"{socket.gethostname()}:999999999:dead", now=t, ttl=timedelta(minutes=5))
     g = RunGuard(scene.settings, scene.store, now)
     g.acquire()
@@ -115,6 +115,25 @@ def test_guard_takes_over_an_expired_or_dead_lease(scene) -> None:
     leases.acquire(LEASE, "otherhost:123:abcd", now=t, ttl=timedelta(minutes=5))
     with pytest.raises(AlreadyRunningError):
         RunGuard(scene.settings, scene.store, now).acquire()
+
+
+def test_a_named_lease_keeps_its_start_for_its_owner_and_restarts_for_a_taker(scene) -> None:
+    leases = Leases(scene.store)
+    t = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    ttl = timedelta(seconds=30)
+    first = leases.acquire("x", "a:1:x", now=t, ttl=ttl, info="one")
+    again = leases.acquire("x", "a:1:x", now=t + timedelta(seconds=10), ttl=ttl, info="two")
+    assert (again.started_at, again.info, again.expires_at) == (
+        first.started_at,
+        "two",
+        t + timedelta(seconds=40),
+    )
+    with pytest.raises(LeaseHeldError):
+        leases.acquire("x", "b:2:y", now=t + timedelta(seconds=20), ttl=ttl)
+    taken = leases.acquire("x", "b:2:y", now=t + timedelta(seconds=41), ttl=ttl)
+    assert (taken.owner, taken.started_at) == ("b:2:y", t + timedelta(seconds=41))
+    assert not leases.renew("x", "a:1:x", now=t + timedelta(seconds=42), ttl=ttl)
+    assert leases.release("x", "b:2:y") and leases.get("x") is None
 
 
 # -- the runner loop, in a thread ----------------------------------------------------------------

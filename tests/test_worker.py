@@ -10,17 +10,23 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from publisher.content import load_issue
 from publisher.deliver import RetryPolicy
+from publisher.ops.drain import DrainReport
+from publisher.ops.scaleout import Enqueued
 from publisher.ops.send import issue_key
+from publisher.render.email import prepare_issue_email
 from publisher.store import open_store, upgrade
-from publisher.store.jobs import Enqueued
 from publisher.worker import (
+    BatchBusyError,
+    BatchClaim,
     BatchRunner,
     SharedRateLimiter,
     build_app,
     conninfo,
     plan_and_enqueue,
     queue_status,
+    run_batch,
     run_worker,
 )
 from tests.fixtures_store import add_subscribers
@@ -182,6 +188,38 @@ def test_an_in_process_worker_sends_every_batch_once(scale: Scale) -> None:
     messages = {m.rcpt: m.message()["Message-ID"] for m in scale.server.received()}
     stored = dict(scale.sql("SELECT email, message_id FROM deliveries"))
     assert messages == stored
+
+
+def test_a_batch_goes_through_the_embedded_drain_and_is_claimed_once(scale: Scale) -> None:
+    """``run_batch`` is ``ops.drain.drain`` holding a BatchClaim: a held batch or a leased send waits."""
+    add_subscribers(scale.store, 150)
+    send = fan_out(scale).send
+    ids = [r[0] for r in scale.sql("SELECT id FROM deliveries ORDER BY id")]
+    lo, hi = ids[0], ids[99]
+    settings = scale.settings
+    prepared = prepare_issue_email(settings, load_issue(settings, SLUG), send_key=KEY, date=send.created_at)
+
+    def batch() -> DrainReport:
+        return run_batch(settings, scale.store, send, lo, hi, prepared, clock=Clock(), retry=FAST)
+
+    held = BatchClaim(scale.store, send, lo, hi)
+    held.take(datetime.now(UTC))
+    with pytest.raises(BatchBusyError, match="another worker"):
+        batch()
+    held.release(datetime.now(UTC))
+    scale.store.ledger.acquire(send.id, "otherhost:1:live", now=datetime.now(UTC), ttl=timedelta(minutes=5))
+    with pytest.raises(BatchBusyError, match="in-process"):
+        batch()
+    scale.store.ledger.release(send.id, "otherhost:1:live", now=datetime.now(UTC))
+    report = batch()
+    assert (report.sent, report.counts.pending, report.failures) == (100, 0, [])
+    expected = [
+        r[0] for r in scale.sql("SELECT email FROM deliveries WHERE id BETWEEN :lo AND :hi", lo=lo, hi=hi)
+    ]
+    assert sorted(m.rcpt for m in scale.server.received()) == sorted(expected)
+    counts = scale.store.ledger.counts(send.id)
+    assert (counts.sent, counts.pending) == (100, 50)
+    assert scale.store.ledger.get_send(KEY).status == "running"  # other batches still to go
 
 
 def test_a_worker_with_another_secret_refuses_and_leaves_rows_pending(scale: Scale, monkeypatch) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -17,13 +17,16 @@ from publisher.cli.common import (
     reports_errors,
     settings,
 )
+from publisher.cli.schedule import queued_lines
 from publisher.config import Settings
 from publisher.errors import NotFoundError
 from publisher.models import SubscriberStatus
-from publisher.store import Store, open_store
-
-if TYPE_CHECKING:
-    from publisher.store.jobs import JobCounts
+from publisher.ops.drain import DrainReport
+from publisher.ops.feedback import send_warnings
+from publisher.ops.queue import list_queue
+from publisher.ops.send import SendOutcome, send_issue, send_test_copy
+from publisher.store import SendCounts, SendInfo, Store, open_store, upgrade
+from publisher.worker import JobCounts, JobQueue, QueueStatus, queue_status
 
 PARTIAL = 3  # exit code: some recipients (or rows) failed
 
@@ -66,8 +69,6 @@ def send(
     config: ConfigOption = None,
 ) -> None:
     """Send an issue to every confirmed subscriber (once: re-running sends only what is left)."""
-    from publisher.ops.send import send_issue, send_test_copy
-
     cfg = settings(config)
     if to is not None:
         with _store(cfg) as store:
@@ -75,30 +76,38 @@ def send(
         _out(f"sent a test copy of {escape(issue)} to {escape(to)} via {escape(where)}")
         return
     with _store(cfg) as store, ProgressBar(f"sending {issue}") as bar:
-        outcome = send_issue(cfg, store, issue, clock=_now, dry_run=dry_run, progress=bar, local=local)
+        outcome = send_issue(
+            cfg, store, issue, clock=_now, dry_run=dry_run, progress=bar, local=local, workers=JobQueue()
+        )
     for warning in outcome.warnings:
         _err(f"[yellow]warning:[/] {escape(warning)}")
-    if outcome.action == "already-sent":
-        _out(f"{escape(outcome.key)} was already sent ({outcome.planned} planned); nothing to do.")
+    if outcome.drain is None:
+        _out(_no_drain_line(issue, outcome))
         return
+    _report_drain(issue, outcome, outcome.drain)
+
+
+def _no_drain_line(issue: str, outcome: SendOutcome) -> str:
+    """What ``send`` says when this process sent nothing (done before, a dry run, queued, no one)."""
+    key = escape(outcome.key)
+    if outcome.action == "already-sent":
+        return f"{key} was already sent ({outcome.planned} planned); nothing to do."
     if outcome.action == "dry-run":
-        _out(
+        return (
             f"dry run: would send {escape(issue)} to {outcome.to_send} subscriber(s) via "
             f"{escape(outcome.transport)}; nothing was sent and the ledger is unchanged."
         )
-        return
     if outcome.action in ("queued", "already-queued"):
         done = "queued" if outcome.action == "queued" else "is already queued:"
-        _out(
-            f"{escape(outcome.key)} {done} {outcome.jobs} batch job(s) for {outcome.to_send} of "
+        return (
+            f"{key} {done} {outcome.jobs} batch job(s) for {outcome.to_send} of "
             f"{outcome.planned} recipient(s); the workers send it (`publisher status` shows progress)."
         )
-        return
-    if outcome.action == "nothing-to-send":
-        _out(f"{escape(outcome.key)}: no confirmed subscriber is waiting for it; nothing sent.")
-        return
-    report = outcome.drain
-    assert report is not None
+    return f"{key}: no confirmed subscriber is waiting for it; nothing sent."
+
+
+def _report_drain(issue: str, outcome: SendOutcome, report: DrainReport) -> None:
+    """The drain's figures and failures; exit 1 when it stopped, PARTIAL when rows failed or wait."""
     counts = report.counts
     _out(
         f"{escape(outcome.key)}: sent {report.sent} in {report.seconds:.1f}s ({report.rate:,.0f}/s) via "
@@ -132,11 +141,6 @@ def status(
     """Show each send with its planned, sent, failed and pending counts, and the subscriber totals."""
     if send_key is not None:
         return _send_by_domain(settings(config), send_key)
-    from publisher.cli.schedule import queued_lines
-    from publisher.ops.feedback import send_warnings
-    from publisher.ops.queue import list_queue
-    from publisher.store.jobs import JobCounts, queue_status
-
     cfg = settings(config)
     with _store(cfg) as store:
         sends = store.ledger.sends()
@@ -161,33 +165,29 @@ def status(
     if not sends:
         _out("no sends yet")
         return
-    columns = ("send", "status", "planned", "sent", "failed", "pending", "skipped")
-    columns += ("bounced", "complained", "unsubscribed", "started", "finished")
-    if jobs is not None:
-        columns += ("jobs todo", "jobs doing", "jobs failed")
-    _show(
-        columns,
-        [
-            (
-                info.key,
-                info.status,
-                str(c.planned),
-                str(c.sent),
-                str(c.failed),
-                str(c.pending),
-                str(c.skipped),
-                *_outcome_cells(outcomes.get(info.id, {})),
-                _when(info.started_at),
-                _when(info.finished_at),
-            )
-            + (() if jobs is None else _job_cells(jobs.by_send.get(info.id, JobCounts())))
-            for info, c in sends
-        ],
-    )
-
+    _sends_table(sends, outcomes, jobs)
     for info, c in sends:
         for warning in send_warnings(info.key, c.sent, outcomes.get(info.id, {})):
             _err(f"[yellow]warning:[/] {escape(warning)}")
+
+
+def _sends_table(
+    sends: list[tuple[SendInfo, SendCounts]], outcomes: dict[int, dict[str, int]], jobs: QueueStatus | None
+) -> None:
+    """One row per send: its counts, what came back after the 250, its times (and its batch jobs)."""
+    columns: tuple[str, ...] = ("send", "status", "planned", "sent", "failed", "pending", "skipped")
+    columns += ("bounced", "complained", "unsubscribed", "started", "finished")
+    if jobs is not None:
+        columns += ("jobs todo", "jobs doing", "jobs failed")
+    rows = []
+    for info, c in sends:
+        row: tuple[str, ...] = (info.key, info.status, str(c.planned), str(c.sent), str(c.failed))
+        row += (str(c.pending), str(c.skipped), *_outcome_cells(outcomes.get(info.id, {})))
+        row += (_when(info.started_at), _when(info.finished_at))
+        if jobs is not None:
+            row += _job_cells(jobs.by_send.get(info.id, JobCounts()))
+        rows.append(row)
+    _show(columns, rows)
 
 
 def _send_by_domain(cfg: Settings, key: str) -> None:
@@ -239,8 +239,6 @@ def _when(value: datetime | None) -> str:
 @reports_errors
 def db_upgrade(config: ConfigOption = None) -> None:
     """Create or migrate the database to the newest schema (every command also does this by itself)."""
-    from publisher.store import upgrade
-
     cfg = settings(config)
     revision = upgrade(cfg.database.url)
     _out(f"database is at revision {revision} (newest)")

@@ -14,7 +14,11 @@ from publisher.cli.common import ConfigOption, console, err_console, escape, rep
 from publisher.cli.inbound import listening, polling
 from publisher.config import Settings
 from publisher.errors import PublisherError
+from publisher.ops.digest import FREQUENCIES, run_digest
+from publisher.ops.queue import list_queue, parse_when, queue_issue, unqueue_issue
+from publisher.schedule import RunOptions, run_scheduler
 from publisher.store import QueuedIssue, Store, open_store
+from publisher.worker import JobQueue
 
 PARTIAL = 3
 
@@ -69,8 +73,6 @@ def queue(
     config: ConfigOption = None,
 ) -> None:
     """Queue an issue to be sent at a given time by `publisher run` (again: moves the time)."""
-    from publisher.ops.queue import list_queue, parse_when, queue_issue
-
     cfg = settings(config)
     with _store(cfg) as store:
         if issue is None:
@@ -97,8 +99,6 @@ def unqueue(
     config: ConfigOption = None,
 ) -> None:
     """Take an issue off the queue (it is not sent; queue it again any time)."""
-    from publisher.ops.queue import unqueue_issue
-
     cfg = settings(config)
     with _store(cfg) as store:
         done = unqueue_issue(cfg, store, issue, now=_now())
@@ -120,9 +120,6 @@ def digest(
     config: ConfigOption = None,
 ) -> None:
     """Run one digest round by hand: every subscriber whose delivery time has come gets their digest."""
-    from publisher.ops.digest import FREQUENCIES, run_digest
-    from publisher.ops.queue import parse_when
-
     if frequency not in FREQUENCIES:
         raise typer.BadParameter(f"expected daily or weekly, got {frequency!r}", param_hint="FREQUENCY")
     cfg = settings(config)
@@ -171,8 +168,6 @@ def run(
     config: ConfigOption = None,
 ) -> None:
     """Run the scheduler (queued issues, digests) and the web app, until SIGTERM or Ctrl-C."""
-    from publisher.schedule import RunOptions, run_scheduler
-
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -184,4 +179,5 @@ def run(
             inbound.enter_context(listening(cfg, store, cfg.inbound.listen))
         if cfg.inbound.mailbox is not None:
             inbound.enter_context(polling(cfg, store))
-        run_scheduler(cfg, store, options=RunOptions(poll=poll, digest_every=digest_every, web=web))
+        options = RunOptions(poll=poll, digest_every=digest_every, web=web, workers=JobQueue())
+        run_scheduler(cfg, store, options=options)

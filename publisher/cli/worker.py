@@ -11,6 +11,9 @@ from typing import Annotated
 import typer
 
 from publisher.cli.common import ConfigOption, err_console, escape, reports_errors, settings
+from publisher.deliver import describe_transport
+from publisher.store import open_store
+from publisher.worker import BatchRunner, build_app, conninfo, run_worker
 
 
 def register(app: typer.Typer) -> None:
@@ -41,10 +44,6 @@ def worker_command(
     config: ConfigOption = None,
 ) -> None:
     """Send queued batches: run on any number of machines against one PostgreSQL database (Ctrl-C stops)."""
-    from publisher.deliver import describe_transport
-    from publisher.store import open_store
-    from publisher.worker import BatchRunner, build_app, conninfo, run_worker
-
     cfg = settings(config)
     conninfo(cfg.database.url)  # refuses SQLite before anything opens
     logging.basicConfig(

@@ -3,17 +3,16 @@
 ``drain`` takes a send id and a ``prepared_for(row)`` callable, streams the
 send's pending rows in chunks (memory stays flat in the number of subscribers),
 and writes each result to the ledger as soon as the server has answered,
-batching the writes of all connections into one transaction. A lease on the
-sends row, renewed by a heartbeat, keeps a second process from draining the
-same send; a lease left by a crashed process on this machine is taken over at
-once.
+batching the writes of all connections into one transaction. What it holds
+while it sends is a ``Claim``: for an issue or a digest, the lease on the sends
+row (``SendLease``), renewed by a heartbeat, so a second process cannot drain
+the same send (a lease left by a crashed process on this machine is taken over
+at once); for a worker's batch, that batch only (``worker.batch.BatchClaim``),
+so many workers drain one send together through this same loop.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from publisher.deliver import (
     DeliveryPool,
     Envelope,
     FatalDeliveryError,
+    RateLimiter,
     Result,
     RetryPolicy,
     Status,
@@ -35,9 +35,12 @@ from publisher.deliver import (
     transport_factory,
 )
 from publisher.deliver import limiter_for as _limiter_for
+from publisher.deliver.signing import DkimSigner
 from publisher.errors import PublisherError
 from publisher.models import Recipient
+from publisher.render.email_mime import recipient_maker
 from publisher.store import Outcomes, PendingDelivery, SendBusyError, SendCounts, SendInfo, Store
+from publisher.store.leases import default_owner, owner_is_dead
 from publisher.store.ledger import LedgerWriter
 from publisher.tokens import bounce_address
 
@@ -85,31 +88,54 @@ class DrainReport:
         return self.sent / self.seconds if self.seconds else 0.0
 
 
-def default_owner() -> str:
-    """This process, as a lease owner: host, pid and a random tag (pids get reused)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+class Claim(Protocol):
+    """What a drain holds while it sends: the whole send (``SendLease``) or one batch of it."""
+
+    id_range: tuple[int, int] | None  # the deliveries ids it may send (None: all of the send's)
+
+    def take(self, now: datetime) -> None:
+        """Claim it, or raise (SendBusyError, or the claim's own) when another process holds it."""
+        ...
+
+    def renew(self, now: datetime) -> bool:
+        """Heartbeat; False when the claim is lost (the drain stops)."""
+        ...
+
+    def pending(self) -> int:
+        """Rows still to send within the claim (the progress total)."""
+        ...
+
+    def release(self, now: datetime) -> None:
+        """Give it back, whatever happened."""
+        ...
+
+    def settle(self, now: datetime) -> SendCounts:
+        """After a drain that ran to its end: where the send (or the batch) stands."""
+        ...
 
 
-def owner_is_dead(owner: str | None) -> bool:
-    """True only when ``owner`` is a process on this machine that no longer runs."""
-    if not owner:
-        return False
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:  # a killed child not yet reaped by its parent still answers kill(0)
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
-    except (OSError, IndexError):
-        return False
+class SendLease:
+    """The lease on a whole send (its ``sends`` row): an issue or a digest drained in one process."""
+
+    id_range: tuple[int, int] | None = None  # the whole send
+
+    def __init__(self, store: Store, send: SendInfo, owner: str) -> None:
+        self.store, self.send, self.owner = store, send, owner
+
+    def take(self, now: datetime) -> None:
+        take_lease(self.store, self.send, self.owner, now)
+
+    def renew(self, now: datetime) -> bool:
+        return self.store.ledger.renew(self.send.id, self.owner, now=now, ttl=LEASE_TTL)
+
+    def pending(self) -> int:
+        return self.store.ledger.counts(self.send.id).pending
+
+    def release(self, now: datetime) -> None:
+        self.store.ledger.release(self.send.id, self.owner, now=now)
+
+    def settle(self, now: datetime) -> SendCounts:
+        return self.store.ledger.counts(self.send.id)
 
 
 def take_lease(
@@ -150,8 +176,6 @@ def envelope_builder(
     settings: Settings, send_key: str, prepared_for: Callable[[PendingDelivery], Personalisable]
 ) -> Callable[[PendingDelivery], Envelope]:
     """Ledger row -> finished message, for one send (the pool calls it once per recipient)."""
-    from publisher.render.email_mime import recipient_maker
-
     secret = settings.secret_key()
     make = recipient_maker(settings, secret, send_key)
     domain = envelope_domain(settings)
@@ -175,39 +199,43 @@ def drain(
     retry: RetryPolicy | None = None,
     transports: Callable[[], Transport] | None = None,
     owner: str | None = None,
-    id_range: tuple[int, int] | None = None,
+    claim: Claim | None = None,
+    limiter: RateLimiter | None = None,
+    signer: DkimSigner | None = None,
 ) -> DrainReport:
     """Send every pending row of ``send_id``; each becomes ``sent`` only after the server's 250.
 
     ``prepared_for(row)`` gives the rendered message for that row (the same
-    object for an issue; per variant for digests). SendBusyError if another live
-    process holds the send.
+    object for an issue; per variant for digests). ``claim``: what to hold
+    while sending (default: the send's lease, as ``owner``; SendBusyError if
+    another live process holds it). ``limiter``, ``signer``: a worker's own
+    (shared rate, cached key); by default made from ``settings``.
     """
     send = store.ledger.get_send_by_id(send_id)
     if send is None:
         raise PublisherError(f"no send with id {send_id}")
-    owner = owner or default_owner()
-    take_lease(store, send, owner, clock())
-    key = send.key
-    build = envelope_builder(settings, key, prepared_for)
-    report = DrainReport(key)
+    held: Claim = claim if claim is not None else SendLease(store, send, owner or default_owner())
+    build = envelope_builder(settings, send.key, prepared_for)
+    held.take(clock())
+    report = DrainReport(send.key)
     started = time.monotonic()
     try:
         pool = DeliveryPool(
-            transports or transport_factory(settings, key),
+            transports or transport_factory(settings, send.key),
             build,
             concurrency=settings.email.concurrency,
-            limiter=_limiter_for(settings),
+            limiter=limiter if limiter is not None else _limiter_for(settings),
             retry=retry,
-            signer=signer_for(settings),
+            signer=signer if signer is not None else signer_for(settings),
         )
         with store.ledger.writer() as writer:
-            Drainer(store, writer, send, owner, pool, clock, report, progress, id_range).run()
+            Drainer(store, writer, send, held, pool, clock, report, progress).run()
     finally:
         report.seconds = time.monotonic() - started
-        store.ledger.release(send.id, owner, now=clock())
-    report.counts = store.ledger.counts(send.id)
-    report.failures = store.ledger.failures(send.id)
+        held.release(clock())
+    report.counts = held.settle(clock())
+    if held.id_range is None:
+        report.failures = store.ledger.failures(send.id)
     return report
 
 
@@ -219,73 +247,44 @@ class Drainer:
         store: Store,
         writer: LedgerWriter,
         send: SendInfo,
-        owner: str,
+        claim: Claim,
         pool: DeliveryPool[PendingDelivery],
         clock: Clock,
         report: DrainReport,
         progress: Progress | None,
-        id_range: tuple[int, int] | None,
     ) -> None:
-        self.store, self.writer, self.send, self.owner, self.pool = store, writer, send, owner, pool
-        self.clock, self.report, self.progress, self.id_range = clock, report, progress, id_range
+        self.store, self.writer, self.send, self.claim, self.pool = store, writer, send, claim, pool
+        self.clock, self.report, self.progress = clock, report, progress
         self.window = pool.concurrency * 8  # rows handed to the pool but not yet answered
         self.in_flight = 0
         self.outcomes = Outcomes()
         self.held: list[Result] = []  # accepted, waiting for the write before their ack
         self.done = 0
-        self.total = store.ledger.counts(send.id).pending
+        self.total = claim.pending()
+        self.buffer: deque[PendingDelivery] = deque()  # fetched, not yet handed to the pool
+        self.after = 0  # the last id fetched (keyset paging)
+        self.exhausted = False  # no more pending rows to fetch
+        self.held_since = 0.0  # when the oldest result still waiting for its write arrived
 
     def run(self) -> None:
-        buffer: deque[PendingDelivery] = deque()
-        after = 0
-        exhausted = False
         last_flush = last_beat = time.monotonic()
-        held_since = 0.0  # when the oldest result still waiting for its write arrived
         self.pool.start()
         try:
             while True:
-                while not self.pool.stopping and self.in_flight < self.window:
-                    if not buffer:
-                        if exhausted:
-                            break
-                        rows = self.store.ledger.pending(
-                            self.send.id, after_id=after, limit=CHUNK, id_range=self.id_range
-                        )
-                        exhausted = len(rows) < CHUNK
-                        if not rows:
-                            break
-                        after = rows[-1].id
-                        buffer.extend(rows)
-                    row = buffer.popleft()
-                    if row.subscriber_status != "confirmed":
-                        self.outcomes.skipped.append((row.id, f"subscriber is {row.subscriber_status}"))
-                        self.report.skipped += 1
-                        continue
-                    self.pool.submit(row)
-                    self.in_flight += 1
-                if self.in_flight == 0 and (self.pool.stopping or (exhausted and not buffer)):
+                self._feed()
+                if self.in_flight == 0 and (self.pool.stopping or (self.exhausted and not self.buffer)):
                     break
-                wait = FLUSH_SECONDS if not self.held else held_since + HOLD_SECONDS - time.monotonic()
-                result = self.pool.get(timeout=wait) if wait > 0 else self.pool.get()
-                while result is not None:
-                    self._take(result)
-                    result = self.pool.get()
+                self._collect()
                 now = time.monotonic()
-                if self.held and held_since == 0.0:
-                    held_since = now
-                if (
-                    len(self.held) >= self.pool.concurrency  # every connection is waiting on us
-                    or (self.held and self.pool.blocked())  # or every one still working is
-                    or (self.held and now - held_since >= HOLD_SECONDS)
-                    or len(self.outcomes) >= FLUSH_ROWS
-                    or now - last_flush >= FLUSH_SECONDS
-                ):
+                if self.held and self.held_since == 0.0:
+                    self.held_since = now
+                if self._write_due(now, last_flush):
                     self._flush()
                     last_flush = now
-                    held_since = 0.0
+                    self.held_since = 0.0
                 if now - last_beat >= HEARTBEAT:
                     last_beat = now
-                    if not self.store.ledger.renew(self.send.id, self.owner, now=self.clock(), ttl=LEASE_TTL):
+                    if not self.claim.renew(self.clock()):
                         self.pool.abort(
                             FatalDeliveryError(f"lost the lease on {self.send.key} to another process")
                         )
@@ -298,6 +297,45 @@ class Drainer:
             self.pool.close()
         self.report.fatal = self.pool.fatal
         self.report.retries = self.pool.stats.retries
+
+    def _feed(self) -> None:
+        """Hand rows to the pool until the window is full (fetching the next chunk as needed)."""
+        while not self.pool.stopping and self.in_flight < self.window:
+            if not self.buffer:
+                if self.exhausted:
+                    return
+                rows = self.store.ledger.pending(
+                    self.send.id, after_id=self.after, limit=CHUNK, id_range=self.claim.id_range
+                )
+                self.exhausted = len(rows) < CHUNK
+                if not rows:
+                    return
+                self.after = rows[-1].id
+                self.buffer.extend(rows)
+            row = self.buffer.popleft()
+            if row.subscriber_status != "confirmed":  # left, or suppressed since the plan
+                self.outcomes.skipped.append((row.id, f"subscriber is {row.subscriber_status}"))
+                self.report.skipped += 1
+                continue
+            self.pool.submit(row)
+            self.in_flight += 1
+
+    def _collect(self) -> None:
+        """Take every answer there is, waiting a little for the first."""
+        wait = FLUSH_SECONDS if not self.held else self.held_since + HOLD_SECONDS - time.monotonic()
+        result = self.pool.get(timeout=wait) if wait > 0 else self.pool.get()
+        while result is not None:
+            self._take(result)
+            result = self.pool.get()
+
+    def _write_due(self, now: float, last_flush: float) -> bool:
+        return (
+            len(self.held) >= self.pool.concurrency  # every connection is waiting on us
+            or (bool(self.held) and self.pool.blocked())  # or every one still working is
+            or (bool(self.held) and now - self.held_since >= HOLD_SECONDS)
+            or len(self.outcomes) >= FLUSH_ROWS
+            or now - last_flush >= FLUSH_SECONDS
+        )
 
     def _take(self, result: Result) -> None:
         self.in_flight -= 1

@@ -19,9 +19,12 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from publisher.config import Settings
+from publisher.content import load_issue
+from publisher.content.loader import Loader
+from publisher.content.scan import scan
 from publisher.errors import ContentError, Problem, PublisherError
 from publisher.models import Issue, Library
-from publisher.ops.send import Clock, Progress, issue_key, send_issue, settlement
+from publisher.ops.send import Clock, Progress, WorkerQueue, issue_key, send_issue, settlement
 from publisher.store import Store
 from publisher.store.queue import ACTIVE, Queue, QueuedIssue, QueueStateError
 
@@ -107,8 +110,6 @@ def queue_issue(settings: Settings, store: Store, slug: str, at: datetime, *, no
     Refused, with the reason: an unknown issue, a draft, a time not in the
     future, or an issue already sent (a ``sends`` row ``issue:<slug>`` exists).
     """
-    from publisher.content import load_issue
-
     at = _aware(at, settings)
     issue = load_issue(settings, slug)  # NotFoundError / ContentError name the problem
     if issue.draft:
@@ -162,9 +163,6 @@ def load_tolerant(settings: Settings) -> tuple[Library, dict[str, list[Problem]]
     The scheduler must keep sending while an editor has a half-written file
     open; `publisher check` is where problems are shown in full.
     """
-    from publisher.content.loader import Loader
-    from publisher.content.scan import scan
-
     found = scan(settings)
     loader = Loader(settings)
     issues: list[Issue] = []
@@ -244,6 +242,7 @@ def send_due(
     up_since: datetime,
     stop: threading.Event | None = None,
     progress: Callable[[str], Progress | None] | None = None,
+    workers: WorkerQueue | None = None,
 ) -> list[QueueEvent]:
     """Send every queued issue whose time has come; resume any interrupted send.
 
@@ -251,7 +250,8 @@ def send_due(
     before then (or before it was queued, e.g. a ``send_at`` already past when
     written) is sent only within ``schedule.max_lateness`` of that moment; one
     that fell due while we were up is sent however busy we were. Raises :class:`Stopped` if ``stop`` is set
-    mid-send (the row stays ``sending`` and is resumed next time).
+    mid-send (the row stays ``sending`` and is resumed next time). ``workers``:
+    the scale-out queue, handed to ``send_issue``.
     """
     queue = Queue(store)
     events: list[QueueEvent] = []
@@ -275,7 +275,7 @@ def send_due(
                 continue
             if not queue.claim(row.slug, now=now):
                 continue  # unqueued or moved in the meantime
-        events.append(_send_one(settings, store, queue, row.slug, clock, stop, progress))
+        events.append(_send_one(settings, store, queue, row.slug, clock, stop, progress, workers))
     return events
 
 
@@ -287,12 +287,13 @@ def _send_one(
     clock: Clock,
     stop: threading.Event | None,
     progress: Callable[[str], Progress | None] | None,
+    workers: WorkerQueue | None,
 ) -> QueueEvent:
     inner = progress(slug) if progress is not None else None
     check = stop_check(stop, inner) if stop is not None else inner
     log.info("sending queued issue %s", slug)
     try:
-        outcome = send_issue(settings, store, slug, clock=clock, progress=check)
+        outcome = send_issue(settings, store, slug, clock=clock, progress=check, workers=workers)
     except PublisherError as exc:
         note = exc.message + (f" ({exc.hint})" if exc.hint else "")
         if isinstance(exc, ContentError):

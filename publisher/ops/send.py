@@ -1,7 +1,8 @@
 """Sending an issue: plan it in the ledger, render it once, drain it over the pool.
 
-The drain itself lives in ``ops.drain`` (digests and workers share it); the
-names other modules import from here are re-exported below.
+The drain itself lives in ``ops.drain`` (digests and workers share it), the
+hand-over to ``publisher worker`` processes in ``ops.scaleout``; the names
+other modules import from here are re-exported below.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from publisher.config import Settings
+from publisher.content import load_issue
 from publisher.deliver import (
     Envelope,
     FatalDeliveryError,
@@ -31,13 +33,15 @@ from publisher.ops.drain import (
     DrainReport,
     Personalisable,
     Progress,
-    default_owner,
     drain,
     envelope_sender,
-    take_lease,
 )
 from publisher.ops.feedback import hasher_for
+from publisher.ops.scaleout import Enqueued, WorkerQueue, hand_to_workers
+from publisher.render.email import prepare_issue_email
+from publisher.render.email_mime import PreparedMessage, make_recipient
 from publisher.store import Queue, Store
+from publisher.store.values import normalise_email
 
 __all__ = [
     "CHUNK",
@@ -49,14 +53,13 @@ __all__ = [
     "Progress",
     "SendOutcome",
     "Settlement",
-    "default_owner",
+    "WorkerQueue",
     "drain",
     "envelope_sender",
     "issue_key",
     "send_issue",
     "send_test_copy",
     "settlement",
-    "take_lease",
 ]
 
 # A send by hand settles a queue row left waiting, missed or failed; a row in
@@ -96,17 +99,19 @@ def send_issue(
     progress: Progress | None = None,
     retry: RetryPolicy | None = None,
     local: bool = False,
+    workers: WorkerQueue | None = None,
 ) -> SendOutcome:
     """Send issue ``slug`` to every confirmed instant subscriber, once.
 
     Safe to re-run: an issue already sent is left alone, and after a crash only
     rows not yet accepted are sent. On PostgreSQL with ``publisher worker``
-    processes running, the plan and one job per batch are written instead and
-    the workers send (unless ``local``: drain in this process). The issue's
+    processes running and their queue handed in (``workers``), the plan and one
+    job per batch are written instead and the workers send (unless ``local``:
+    drain in this process; see ``ops.scaleout``). The issue's
     queue row (if any) is settled as the scheduler's send would settle it, so
     `publisher status` does not go on showing a sent issue as queued.
     """
-    outcome = _send_issue(settings, store, slug, clock, dry_run, progress, retry, local)
+    outcome = _send_issue(settings, store, slug, clock, dry_run, progress, retry, local, workers)
     if not dry_run:
         settled = settlement(outcome)
         Queue(store).set_status(slug, settled.status, now=clock(), note=settled.note, expect=SETTLES)
@@ -122,10 +127,8 @@ def _send_issue(
     progress: Progress | None,
     retry: RetryPolicy | None,
     local: bool,
+    workers: WorkerQueue | None,
 ) -> SendOutcome:
-    from publisher.content import load_issue
-    from publisher.render.email import prepare_issue_email
-
     issue = load_issue(settings, slug)
     if issue.draft:
         raise PublisherError(
@@ -141,18 +144,47 @@ def _send_issue(
     now = clock()
     date = existing.created_at if existing else now
     prepared = prepare_issue_email(settings, issue, send_key=key, date=date)
+
+    def prepared_for(when: datetime) -> PreparedMessage:
+        """The message for the send's date: another process may have planned it a moment earlier."""
+        return prepared if when == date else prepare_issue_email(settings, issue, send_key=key, date=when)
+
     if dry_run:
         to_send = store.ledger.counts(existing.id).pending if existing else store.ledger.audience_size()
         return SendOutcome(key, "dry-run", where, to_send=to_send, warnings=prepared.warnings)
-    if store.dialect == "postgresql":  # scale-out: the workers send, if any are running
-        from publisher.ops.fanout import queue_for_workers
-
-        queued = queue_for_workers(settings, store, issue, where, now, date, prepared, local, existing)
+    if store.dialect == "postgresql" and workers is not None:  # scale-out: the workers send, if any run
+        queued = hand_to_workers(
+            store,
+            workers,
+            key=key,
+            slug=slug,
+            now=now,
+            batch_size=settings.scale.batch_size,
+            secret=settings.secret_key(),
+            prepared_for=prepared_for,
+            local=local,
+            existing=existing,
+        )
         if queued is not None:
-            return queued
+            return _queued_outcome(store, queued, where, now, prepared.warnings)
+    return _send_here(settings, store, slug, where, now, prepared_for, clock, progress, retry)
+
+
+def _send_here(
+    settings: Settings,
+    store: Store,
+    slug: str,
+    where: str,
+    now: datetime,
+    prepared_for: Callable[[datetime], PreparedMessage],
+    clock: Clock,
+    progress: Progress | None,
+    retry: RetryPolicy | None,
+) -> SendOutcome:
+    """Plan the send (if new) and drain it in this process."""
+    key = issue_key(slug)
     plan = store.ledger.plan_send("issue", key, now=now, issue_slug=slug)
-    if plan.send.created_at != date:  # another process planned it first: use its date
-        prepared = prepare_issue_email(settings, issue, send_key=key, date=plan.send.created_at)
+    message = prepared_for(plan.send.created_at)
     to_send = store.ledger.counts(plan.send.id).pending
     outcome = SendOutcome(
         key,
@@ -161,16 +193,37 @@ def _send_issue(
         planned=plan.send.planned,
         to_send=to_send,
         created=plan.created,
-        warnings=prepared.warnings,
+        warnings=message.warnings,
     )
     if to_send == 0:  # everyone planned has been dealt with (e.g. all failed or left)
         store.ledger.close_if_done(plan.send.id, now=now)
         outcome.action = "nothing-to-send"
         return outcome
     outcome.drain = drain(
-        settings, store, plan.send.id, lambda _row: prepared, clock=clock, progress=progress, retry=retry
+        settings, store, plan.send.id, lambda _row: message, clock=clock, progress=progress, retry=retry
     )
     return outcome
+
+
+def _queued_outcome(
+    store: Store, queued: Enqueued, where: str, now: datetime, warnings: tuple[str, ...]
+) -> SendOutcome:
+    """What a hand-over to the workers did, worded as ``send_issue``'s outcome."""
+    send = queued.send
+    pending = store.ledger.counts(send.id).pending
+    action = "queued" if queued.jobs else "already-queued" if queued.active else "nothing-to-send"
+    if action == "nothing-to-send":
+        store.ledger.close_if_done(send.id, now=now)
+    return SendOutcome(
+        send.key,
+        action,
+        where,
+        planned=send.planned,
+        to_send=pending,
+        created=queued.created,
+        warnings=warnings,
+        jobs=queued.jobs or queued.active,
+    )
 
 
 @dataclass(frozen=True)
@@ -213,11 +266,6 @@ def send_test_copy(
     ``store``: checks the suppression list first (an address that bounced or
     complained gets no mail at all, test copies included).
     """
-    from publisher.content import load_issue
-    from publisher.render.email import prepare_issue_email
-    from publisher.render.email_mime import make_recipient
-    from publisher.store.values import normalise_email
-
     address = normalise_email(to)
     secret = settings.secret_key()
     reason = store.feedback.suppressed(address, hasher=hasher_for(secret)) if store is not None else None

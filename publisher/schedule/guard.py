@@ -22,9 +22,8 @@ from typing import IO
 
 from publisher.config import Settings
 from publisher.errors import PublisherError
-from publisher.ops.drain import default_owner, owner_is_dead
-from publisher.store import Leases, Store
-from publisher.store.queue import LeaseHeldError
+from publisher.store import Store
+from publisher.store.leases import LeaseHeldError, Leases, default_owner, owner_is_dead
 
 LEASE = "scheduler"
 TTL = timedelta(seconds=30)

@@ -34,6 +34,7 @@ from publisher.ops.queue import (
     reconcile_front_matter,
     send_due,
 )
+from publisher.ops.scaleout import WorkerQueue
 from publisher.schedule.apscheduler_adapter import Wakeups
 from publisher.schedule.guard import RunGuard
 from publisher.schedule.web import WebServer, start_web
@@ -61,6 +62,7 @@ class RunOptions:
     digest_every: float = DIGEST_SECONDS
     web: bool = True
     digests: bool = True
+    workers: WorkerQueue | None = None  # the scale-out queue (the CLI hands in ``worker.JobQueue``)
 
 
 @dataclass
@@ -173,7 +175,12 @@ class Runner:
     def _cycle(self) -> None:
         self._reconcile()
         for event in send_due(
-            self.settings, self.store, clock=self.clock, up_since=self.up_since, stop=self.stop
+            self.settings,
+            self.store,
+            clock=self.clock,
+            up_since=self.up_since,
+            stop=self.stop,
+            workers=self.options.workers,
         ):  # send_due only reports: each event (its lateness included) is logged here, once
             (log.warning if event.action in ("missed", "failed", "partial") else log.info)(
                 "%s %s: %s", event.action, event.slug, event.message

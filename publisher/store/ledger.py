@@ -6,7 +6,7 @@ straight from ``subscribers`` with INSERT ... SELECT), then *drained*. A row
 becomes ``sent`` only after the server accepted the message, so a crash loses
 nothing and re-draining sends only what is still ``pending``. A lease on the
 sends row (owner + expiry, renewed by a heartbeat) keeps two processes from
-draining the same send at once.
+draining the same send at once (``store.leases``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, case, func, literal, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from publisher.store.leases import LeaseColumns, renew, take
 from publisher.store.records import (
     SUPPRESSED,
     Audience,
@@ -34,8 +35,11 @@ from publisher.store.schema import deliveries as d
 from publisher.store.schema import sends as s
 from publisher.store.schema import subscribers as sub
 
+# A send's lease is kept on its own row (``store.leases`` does the taking and renewing).
+SEND_LEASE = LeaseColumns(s.c.id, s.c.lease_owner, s.c.lease_expires_at, s.c.heartbeat_at)
+
 if TYPE_CHECKING:
-    from publisher.store.engine import Store
+    from publisher.store.database import Database as Store
 
 
 __all__ = [
@@ -119,24 +123,11 @@ class Ledger:
         self, send_id: int, owner: str, *, now: datetime, ttl: timedelta, steal_from: str | None = None
     ) -> SendInfo:
         """Take the send's lease (free, expired, ours, or ``steal_from``'s); SendBusyError if held."""
-        free = or_(
-            s.c.lease_owner.is_(None),
-            s.c.lease_owner == owner,
-            s.c.lease_expires_at < now,
-            *([s.c.lease_owner == steal_from] if steal_from else []),
-        )
+        running = {"status": "running", "started_at": func.coalesce(s.c.started_at, now)}
         with self._store.write() as conn:
-            took = conn.execute(
-                update(s)
-                .where(s.c.id == send_id, free)
-                .values(
-                    lease_owner=owner,
-                    lease_expires_at=now + ttl,
-                    heartbeat_at=now,
-                    status="running",
-                    started_at=func.coalesce(s.c.started_at, now),
-                )
-            ).rowcount
+            took = take(
+                conn, SEND_LEASE, send_id, owner, now=now, ttl=ttl, steal_from=steal_from, also=running
+            )
             row = conn.execute(select(s).where(s.c.id == send_id)).one()
         if not took:
             raise SendBusyError(row.key, row.lease_owner, row.lease_expires_at)
@@ -145,13 +136,7 @@ class Ledger:
     def renew(self, send_id: int, owner: str, *, now: datetime, ttl: timedelta) -> bool:
         """Heartbeat: extend our lease; False if it is no longer ours (stop sending)."""
         with self._store.write() as conn:
-            return bool(
-                conn.execute(
-                    update(s)
-                    .where(s.c.id == send_id, s.c.lease_owner == owner)
-                    .values(lease_expires_at=now + ttl, heartbeat_at=now)
-                ).rowcount
-            )
+            return renew(conn, SEND_LEASE, send_id, owner, now=now, ttl=ttl)
 
     def release(self, send_id: int, owner: str, *, now: datetime) -> SendInfo:
         """Give up the lease; the send is ``done`` if nothing is pending, else ``paused``."""

@@ -1,4 +1,4 @@
-"""Queued issues and the scheduler's run lease.
+"""Queued issues: what the scheduler sends when.
 
 ``queued_issues`` is the truth about what should be sent when: the scheduler
 (APScheduler) only wakes the runner up, and after a restart everything is
@@ -6,15 +6,14 @@ re-derived from this table. Status moves queued -> sending -> sent (or
 missed/failed, left for the editor; or cancelled). Transitions are
 conditional updates, so two callers never both claim one issue.
 
-``scheduler_leases`` keeps a second ``publisher run`` from starting on the same
-database: a row with owner, heartbeat and expiry, so a killed process's lease
-runs out by itself.
+The scheduler's run lease (``scheduler_leases``) is kept by ``store.leases``.
 """
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -25,14 +24,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    delete,
     insert,
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
 
 from publisher.errors import PublisherError
+from publisher.store.leases import Leases as Leases  # re-exported: store/__init__ imports it from here
 from publisher.store.records import from_row
 from publisher.store.schema import UtcDateTime, metadata
 
@@ -62,20 +60,7 @@ queued_issues = Table(
     Index(None, "status", "send_at"),
 )
 
-scheduler_leases = Table(
-    "scheduler_leases",
-    metadata,
-    Column("name", String(64), nullable=False),
-    Column("owner", String(200), nullable=False),
-    Column("info", Text, nullable=False, server_default=""),
-    Column("started_at", UtcDateTime, nullable=False),
-    Column("heartbeat_at", UtcDateTime, nullable=False),
-    Column("expires_at", UtcDateTime, nullable=False),
-    PrimaryKeyConstraint("name"),
-)
-
 q = queued_issues
-sl = scheduler_leases
 
 
 @dataclass(frozen=True)
@@ -174,7 +159,7 @@ class Queue:
         with self._store.write() as conn:
             return bool(conn.execute(query.values(status=status, note=note, updated_at=now)).rowcount)
 
-    def due(self, now: datetime) -> list[QueuedIssue]:
+    def due(self, now: datetime) -> builtins.list[QueuedIssue]:
         """Rows whose time has come (queued), plus sends interrupted mid-way (sending)."""
         query = (
             select(q)
@@ -240,100 +225,3 @@ class QueueStateError(PublisherError):
             hint="`publisher status` shows how far the send got",
         )
         self.status = status
-
-
-# -- the run lease -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LeaseInfo:
-    name: str
-    owner: str
-    info: str
-    started_at: datetime
-    heartbeat_at: datetime
-    expires_at: datetime
-
-
-class LeaseHeldError(PublisherError):
-    """Another live process holds the lease."""
-
-    def __init__(self, lease: LeaseInfo, now: datetime) -> None:
-        ago = max(0, int((now - lease.heartbeat_at).total_seconds()))
-        super().__init__(
-            f"another `publisher run` is already running on this database ({lease.info or lease.owner}; "
-            f"started {lease.started_at:%Y-%m-%d %H:%M:%S} UTC, last heartbeat {ago}s ago)",
-            hint=(
-                "stop that one first; if it was killed, its lease runs out at "
-                f"{lease.expires_at:%H:%M:%S} UTC and this command will then start"
-            ),
-        )
-        self.lease = lease
-
-
-def _lease(row: Any) -> LeaseInfo:
-    return from_row(LeaseInfo, row)
-
-
-class Leases:
-    """Named leases with heartbeat and expiry: ``Leases(store)``."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-
-    def get(self, name: str) -> LeaseInfo | None:
-        with self._store.read() as conn:
-            row = conn.execute(select(sl).where(sl.c.name == name)).first()
-        return _lease(row) if row else None
-
-    def acquire(
-        self,
-        name: str,
-        owner: str,
-        *,
-        now: datetime,
-        ttl: timedelta,
-        info: str = "",
-        steal_from: str | None = None,
-    ) -> LeaseInfo:
-        """Take the lease if free, expired, ours or ``steal_from``'s; LeaseHeldError otherwise."""
-        values = {"owner": owner, "info": info, "heartbeat_at": now, "expires_at": now + ttl}
-        try:
-            with self._store.write() as conn:
-                row = conn.execute(select(sl).where(sl.c.name == name)).first()
-                if row is None:
-                    conn.execute(insert(sl).values(name=name, started_at=now, **values))
-                elif row.owner == owner or row.expires_at < now or (steal_from and row.owner == steal_from):
-                    started = row.started_at if row.owner == owner else now
-                    took = conn.execute(
-                        update(sl)
-                        .where(sl.c.name == name, sl.c.owner == row.owner)
-                        .values(started_at=started, **values)
-                    ).rowcount
-                    if not took:  # someone else moved first (PostgreSQL, READ COMMITTED)
-                        raise LeaseHeldError(
-                            _lease(conn.execute(select(sl).where(sl.c.name == name)).one()), now
-                        )
-                else:
-                    raise LeaseHeldError(_lease(row), now)
-                return _lease(conn.execute(select(sl).where(sl.c.name == name)).one())
-        except IntegrityError:  # two first-time inserts raced; the other won
-            held = self.get(name)
-            if held is None:
-                raise
-            raise LeaseHeldError(held, now) from None
-
-    def renew(self, name: str, owner: str, *, now: datetime, ttl: timedelta) -> bool:
-        """Heartbeat; False if the lease is no longer ours (stop at once)."""
-        with self._store.write() as conn:
-            return bool(
-                conn.execute(
-                    update(sl)
-                    .where(sl.c.name == name, sl.c.owner == owner)
-                    .values(heartbeat_at=now, expires_at=now + ttl)
-                ).rowcount
-            )
-
-    def release(self, name: str, owner: str) -> bool:
-        with self._store.write() as conn:
-            return bool(conn.execute(delete(sl).where(sl.c.name == name, sl.c.owner == owner)).rowcount)

@@ -19,7 +19,7 @@ from fastapi import BackgroundTasks, FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
 from publisher.errors import NotFoundError, PublisherError
-from publisher.ops.send import issue_key, send_issue
+from publisher.ops.send import WorkerQueue, issue_key, send_issue
 from publisher.web.api_guard import ApiError, PathText, guarded_router
 from publisher.web.api_models import SendStartedOut, error_responses
 from publisher.web.context import WebContext
@@ -35,6 +35,11 @@ def _started_here(app: FastAPI) -> set[str]:
     if keys is None:
         keys = app.state.api_sends = set()
     return keys
+
+
+def workers_of(app: FastAPI) -> WorkerQueue | None:
+    """The scale-out queue the wiring put on ``app.state.send_workers`` (None: always send in-process)."""
+    return getattr(app.state, "send_workers", None)
 
 
 def refusal(ctx: WebContext, slug: str) -> PublisherError | None:
@@ -59,11 +64,11 @@ def refusal(ctx: WebContext, slug: str) -> PublisherError | None:
     return None  # planned and stopped short (a crash, an outage): sending again resumes it
 
 
-def run_send(ctx: WebContext, slug: str, running: set[str]) -> None:
+def run_send(ctx: WebContext, slug: str, running: set[str], workers: WorkerQueue | None = None) -> None:
     """The send itself, after the response: its outcome goes to the log and the ledger."""
     key = issue_key(slug)
     try:
-        outcome = send_issue(ctx.settings, ctx.store, slug, clock=ctx.clock)
+        outcome = send_issue(ctx.settings, ctx.store, slug, clock=ctx.clock, workers=workers)
         log.info("send %s (started by the API): %s", key, outcome.action)
     except PublisherError as exc:
         log.error("send %s (started by the API) failed: %s", key, exc.message)
@@ -93,5 +98,5 @@ async def start_send(request: Request, slug: PathText, tasks: BackgroundTasks) -
     if key in running:  # started by another request while we read the ledger
         raise busy
     running.add(key)  # no await between the check and here: one event loop, no race
-    tasks.add_task(run_send, ctx, slug, running)
+    tasks.add_task(run_send, ctx, slug, running, workers_of(request.app))
     return SendStartedOut(key=key, slug=slug)

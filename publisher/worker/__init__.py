@@ -4,31 +4,32 @@ With ``database.url`` on PostgreSQL the database holds subscribers, the ledger
 and the job queue. Planning a send writes its ledger rows and one job per
 batch of ``scale.batch_size`` recipients in one transaction (``queue``); any
 number of workers on any number of machines run those jobs (``app``), each
-claiming its batch (``batch``) and keeping to the account's sending rate
-together with the others (``limiter``). The embedded default (SQLite, one
+claiming its batch and draining it with ``ops.drain`` (``batch``), keeping to
+the account's sending rate together with the others (``limiter``). The embedded default (SQLite, one
 process) does not use this package.
 """
 
-from publisher.store.jobs import (
-    Enqueued,
+from publisher.ops.scaleout import Enqueued, fingerprint, secret_check
+from publisher.store.jobs import live_workers
+from publisher.worker.app import BatchRunner, build_app, conninfo, run_worker
+from publisher.worker.batch import BatchBusyError, BatchClaim, Retryable, run_batch
+from publisher.worker.limiter import SharedRateLimiter, shared_limiter
+from publisher.worker.queue import (
     JobCounts,
+    JobQueue,
     QueueStatus,
     active_jobs,
-    fingerprint,
-    live_workers,
     plan_and_enqueue,
     queue_status,
-    secret_check,
 )
-from publisher.worker.app import BatchRunner, build_app, conninfo, run_worker
-from publisher.worker.batch import BatchBusyError, Retryable, run_batch
-from publisher.worker.limiter import SharedRateLimiter, shared_limiter
 
 __all__ = [
     "BatchBusyError",
+    "BatchClaim",
     "BatchRunner",
     "Enqueued",
     "JobCounts",
+    "JobQueue",
     "QueueStatus",
     "Retryable",
     "SharedRateLimiter",

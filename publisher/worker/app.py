@@ -25,12 +25,16 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from publisher.config import Settings
+from publisher.content import load_issue
 from publisher.deliver import RateLimiter, RetryPolicy, Transport, signer_for
 from publisher.errors import PublisherError, StoreError
-from publisher.store import Store
-from publisher.store.jobs import QUEUE, TASK_BATCH, TASK_STALLED, fingerprint, secret_check
+from publisher.ops.scaleout import fingerprint, secret_check
+from publisher.render.email import prepare_issue_email
+from publisher.render.email_mime import PreparedMessage
+from publisher.store import Store, open_store
 from publisher.worker.batch import Retryable, run_batch
 from publisher.worker.limiter import shared_limiter
+from publisher.worker.queue import QUEUE, TASK_BATCH, TASK_STALLED
 
 log = logging.getLogger("publisher.worker")
 
@@ -68,7 +72,7 @@ class BatchRunner:
     retry: RetryPolicy | None = None
     transports: Callable[[], Transport] | None = None
     limiter: RateLimiter | None = None
-    _prepared: OrderedDict[str, tuple[str, Any]] = field(default_factory=OrderedDict)
+    _prepared: OrderedDict[str, tuple[str, PreparedMessage]] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -76,11 +80,8 @@ class BatchRunner:
         self.signer = signer_for(self.settings)
         self.check = secret_check(self.settings.secret_key())
 
-    def prepared(self, key: str, slug: str, date: datetime, expected: str) -> Any:
+    def prepared(self, key: str, slug: str, date: datetime, expected: str) -> PreparedMessage:
         """The send's rendered message, made once per process (and checked against the plan)."""
-        from publisher.content import load_issue
-        from publisher.render.email import prepare_issue_email
-
         with self._lock:  # concurrent batches of one send render it once
             hit = self._prepared.get(key)
             if hit is None or hit[0] != expected:
@@ -146,7 +147,10 @@ class BatchRunner:
 
 
 def _retry_strategy() -> Any:
-    from procrastinate.retry import BaseRetryStrategy, RetryDecision
+    from procrastinate.retry import (  # heavy; only `publisher worker` needs it
+        BaseRetryStrategy,
+        RetryDecision,
+    )
 
     class BatchRetry(BaseRetryStrategy):
         """Back off and retry what may pass (SMTP trouble, a busy batch); never what cannot."""
@@ -170,7 +174,7 @@ def build_app(
     ``runner`` does the batch work (a BatchRunner; opened lazily when None, so
     an App built only to defer or inspect never opens a store).
     """
-    from procrastinate import App, PsycopgConnector
+    from procrastinate import App, PsycopgConnector  # heavy; only `publisher worker` needs it
 
     app = App(connector=PsycopgConnector(conninfo=conninfo(settings.database.url)))
     lazy: dict[str, Any] = {}
@@ -179,8 +183,6 @@ def build_app(
         if runner is not None:
             return runner
         if "runner" not in lazy:
-            from publisher.store import open_store
-
             lazy["runner"] = BatchRunner(settings, open_store(settings.database.url))
         return lazy["runner"]
 
