@@ -13,18 +13,16 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from publisher.cli.common import ConfigOption, err_console, escape, reports_errors, settings
 from publisher.config import Settings
 from publisher.errors import PublisherError
+from publisher.inbound.imap import MailboxPoller
+from publisher.inbound.server import InboundServer, parse_listen
 from publisher.store import Store, open_store
-
-if TYPE_CHECKING:  # the servers load aiosmtpd, imapclient and the classifier (~30 ms): only when run
-    from publisher.inbound.imap import MailboxPoller
-    from publisher.inbound.server import InboundServer
 
 
 def register(app: typer.Typer) -> None:
@@ -80,8 +78,6 @@ def inbound_command(
 @contextmanager
 def listening(cfg: Settings, store: Store, where: str) -> Iterator[InboundServer]:
     """The SMTP/LMTP endpoint, running until the block ends."""
-    from publisher.inbound.server import InboundServer, parse_listen
-
     try:
         host, port = parse_listen(where)
     except ValueError:
@@ -102,8 +98,6 @@ def listening(cfg: Settings, store: Store, where: str) -> Iterator[InboundServer
 @contextmanager
 def polling(cfg: Settings, store: Store) -> Iterator[MailboxPoller]:
     """The IMAP poller (it logs in before this returns), running until the block ends."""
-    from publisher.inbound.imap import MailboxPoller
-
     poller = MailboxPoller(cfg, store, clock=lambda: datetime.now(UTC)).start()
     box = cfg.inbound.mailbox
     assert box is not None

@@ -10,6 +10,7 @@ from publisher.cli.common import ConfigOption, console, reports_errors, settings
 from publisher.ops.confirm import confirmations_go_to
 from publisher.web import create_app, serve
 from publisher.web.pages import public_url
+from publisher.worker import JobQueue
 
 
 def register(app: typer.Typer) -> None:
@@ -30,7 +31,8 @@ def serve_command(
 ) -> None:
     """Serve the web app: subscribe, confirm, unsubscribe, preferences, the archive, feeds and /api."""
     cfg = settings(config)
-    app = create_app(cfg)  # refuses to start without the web templates, before binding the port
+    # refuses to start without the web templates, before binding the port
+    app = create_app(cfg, workers=JobQueue())
     where = f"{host or cfg.web.host}:{cfg.web.port if port is None else port}"
     console.print(
         f"serving {cfg.site.title} on http://{where} (Ctrl-C stops)", highlight=False, soft_wrap=True

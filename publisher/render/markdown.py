@@ -31,6 +31,7 @@ and ``html_inline`` are left out of ``_RULES``; markdown-it-py has
 from __future__ import annotations
 
 from functools import lru_cache
+from importlib.metadata import version
 
 import markdown_it
 import markdown_it_pyrs
@@ -74,7 +75,7 @@ def parser() -> MarkdownIt:
 def fast_parser() -> markdown_it_pyrs.MarkdownIt:
     """markdown-it-pyrs with the same rules, without footnotes (see the module docstring)."""
     md = markdown_it_pyrs.MarkdownIt("zero")
-    md.enable_many(list(_RULES))
+    md.enable_many(list(_RULES))  # type: ignore[arg-type]  # stubs spell rule names as a Literal union
     return md
 
 
@@ -93,6 +94,6 @@ def markdown_to_html(source: str) -> str:
 def renderers() -> str:
     """Which parsers render article HTML, with their versions (bench/build.py prints it)."""
     return (
-        f"markdown-it-pyrs {markdown_it_pyrs.__version__}, "
+        f"markdown-it-pyrs {version('markdown-it-pyrs')}, "
         f"markdown-it-py {markdown_it.__version__} for bodies with footnotes"
     )

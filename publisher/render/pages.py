@@ -219,7 +219,7 @@ def article_page(
     ctx = _common(settings, path, _feeds(settings, settings.site.title, ""))
     image = None
     if article.image:
-        image = article.image if re.match(r"^https?://", article.image) else ctx["root"] + article.image
+        image = article.image if re.match(r"^https?://", article.image) else f"{ctx['root']}{article.image}"
     ctx.update(
         article={
             "title": article.title,

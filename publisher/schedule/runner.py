@@ -106,7 +106,7 @@ class Runner:
             self._reconcile(startup=True)
             self.wakeups.resume()
             if self.options.web:
-                self.web = start_web(self.settings)
+                self.web = start_web(self.settings, self.options.workers)
             log.info(
                 "publisher run: up (pid lease %s); %d issue(s) queued; digests checked every %gs%s",
                 self.guard.owner,

@@ -15,6 +15,7 @@ from typing import Any
 
 from publisher.config import Settings
 from publisher.errors import PublisherError
+from publisher.ops.scaleout import WorkerQueue
 
 log = logging.getLogger("publisher.run")
 
@@ -30,7 +31,7 @@ class WebServer:
         self.handle.stop()
 
 
-def start_web(settings: Settings) -> WebServer | None:
+def start_web(settings: Settings, workers: WorkerQueue | None = None) -> WebServer | None:
     """Start ``publisher.web.start_server`` in its thread, or None (logged) when it cannot run."""
     try:
         web = importlib.import_module("publisher.web")
@@ -38,7 +39,7 @@ def start_web(settings: Settings) -> WebServer | None:
         log.info("no web app (%s): running the scheduler only", exc)
         return None
     try:
-        handle = web.start_server(settings)
+        handle = web.start_server(settings, workers=workers)  # API sends scale out like scheduled ones
     except PublisherError as exc:  # sending on time matters more than the web pages
         log.error("%s (%s); running the scheduler only", exc.message, exc.hint or "use --no-web")
         return None

@@ -6,8 +6,9 @@ knows nothing of SMTP. Open it with :func:`open_store`, which also migrates.
 
 from publisher.store.digests import DigestState
 from publisher.store.engine import Store, open_store, upgrade
+from publisher.store.leases import Leases
 from publisher.store.ledger import Audience, Outcomes, PendingDelivery, SendBusyError, SendCounts, SendInfo
-from publisher.store.queue import Leases, Queue, QueuedIssue
+from publisher.store.queue import Queue, QueuedIssue
 from publisher.store.subscribers import Filter, SubscriberExistsError
 
 __all__ = [

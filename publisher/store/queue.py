@@ -30,7 +30,6 @@ from sqlalchemy import (
 )
 
 from publisher.errors import PublisherError
-from publisher.store.leases import Leases as Leases  # re-exported: store/__init__ imports it from here
 from publisher.store.records import from_row
 from publisher.store.schema import UtcDateTime, metadata
 

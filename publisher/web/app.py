@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from publisher import __version__
 from publisher.config import Settings
+from publisher.ops.scaleout import WorkerQueue
 from publisher.store import Store
 from publisher.web import api, archive, feedlist, handlers, hooks, manage, subscribe
 from publisher.web.api_models import error_responses
@@ -33,6 +34,7 @@ def create_app(
     limits: Limits | None = None,
     environ: Mapping[str, str] | None = None,
     fetch: Fetcher | None = None,
+    workers: WorkerQueue | None = None,
 ) -> FastAPI:
     """The web app for ``settings``.
 
@@ -40,7 +42,8 @@ def create_app(
     first use and closed at shutdown); ``clock``: a callable returning an aware
     datetime (tests move time with it); ``limits``: rate and size limits;
     ``environ``: where to read the API token and webhook secret variables (default
-    ``os.environ``); ``fetch``: how ``/hooks/ses`` GETs SNS certificates (tests serve their own).
+    ``os.environ``); ``fetch``: how ``/hooks/ses`` GETs SNS certificates (tests serve their own);
+    ``workers``: the scale-out queue a send started over the API hands batches to (None: in-process).
     """
     check_templates(settings)
     ctx = make_context(settings, store=store, clock=clock, limits=limits, environ=environ)
@@ -61,6 +64,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.web = ctx
+    app.state.send_workers = workers  # read by api_send.workers_of
     app.state.archive = archive.Archive(settings.paths.output)
     handlers.install(app)
     app.add_middleware(

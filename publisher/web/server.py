@@ -33,6 +33,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from publisher.config import Settings
 from publisher.errors import PublisherError
+from publisher.ops.scaleout import WorkerQueue
 from publisher.web.app import create_app
 
 
@@ -146,13 +147,14 @@ def start_server(
     sock: socket.socket | None = None,
     log_level: str = "warning",
     timeout: float = 15.0,
+    workers: WorkerQueue | None = None,
 ) -> ServerHandle:
     """Start uvicorn in a thread and return once it accepts connections.
 
     ``sock``: an already bound socket to serve on (lets a caller learn the port
-    before building settings that name it, e.g. ``site.url`` in tests).
+    before building settings that name it, e.g. ``site.url`` in tests); ``workers``: see ``create_app``.
     """
-    app = app or create_app(settings)
+    app = app or create_app(settings, workers=workers)
     bind_host = sock.getsockname()[0] if sock else host or settings.web.host
     server = uvicorn.Server(_config(settings, app, bind_host, port, log_level))
     errors: list[BaseException] = []

@@ -45,7 +45,9 @@ def upgrade() -> None:
 
     # Many statements with $$-quoted function bodies: psycopg runs them in one
     # simple-protocol call when no parameters are given, inside this transaction.
-    bind.connection.driver_connection.execute(SchemaManager.get_schema())
+    driver = bind.connection.driver_connection
+    assert driver is not None  # psycopg's connection, inside alembic's transaction
+    driver.execute(SchemaManager.get_schema())
 
 
 def downgrade() -> None:
