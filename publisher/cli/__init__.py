@@ -17,6 +17,7 @@ from publisher.cli import content as _content
 from publisher.cli import delivery as _delivery
 from publisher.cli import demo as _demo
 from publisher.cli import doctor as _doctor
+from publisher.cli import editors as _editors
 from publisher.cli import inbound as _inbound
 from publisher.cli import init as _init
 from publisher.cli import schedule as _schedule
@@ -70,6 +71,7 @@ for _module in (
     _delivery,
     _demo,
     _doctor,
+    _editors,
     _inbound,
     _subscribers,
     _suppress,

@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from publisher.errors import StoreError
 from publisher.store.database import BUSY_TIMEOUT_MS, Database, WriteBusyError, make_engine
+from publisher.store.editors import Editors
 from publisher.store.feedback import Feedbacks
 from publisher.store.ledger import Ledger
 from publisher.store.subscribers import Subscribers
@@ -44,6 +45,7 @@ class Store(Database):
         self.subscribers = Subscribers(self)
         self.ledger = Ledger(self)
         self.feedback = Feedbacks(self)
+        self.editors = Editors(self)
 
 
 def open_store(url: str, *, migrate: bool = True) -> Store:

@@ -184,3 +184,45 @@ suppressions = Table(
     _one_of("reason", SUPPRESSION_REASONS),
     Index(None, "address"),
 )
+
+# The console's people (``publisher editors``), their signed-in sessions and what they did.
+EDITOR_ROLES = ("editor", "viewer")
+
+editors = Table(
+    "editors",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False),  # normalised, lower-case
+    Column("name", String(200), nullable=False, server_default=""),
+    Column("role", String(16), nullable=False, server_default="viewer"),
+    Column("password_hash", String(200), nullable=False),  # argon2id, PHC string
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("disabled_at", UtcDateTime),
+    UniqueConstraint("email"),
+    _one_of("role", EDITOR_ROLES),
+)
+
+# ``id`` is the SHA-256 (hex) of the cookie's random token: a copy of the table signs nobody in.
+editor_sessions = Table(
+    "editor_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("editor_id", Id, ForeignKey("editors.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),  # the absolute limit
+    Index(None, "editor_id"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(320), nullable=False),  # an editor's address, or 'cli'
+    Column("action", String(32), nullable=False),
+    Column("target", String(320), nullable=False, server_default=""),
+    Column("detail", String(500), nullable=False, server_default=""),
+    Index(None, "at"),
+)

@@ -18,7 +18,7 @@ from publisher import __version__
 from publisher.config import Settings
 from publisher.ops.scaleout import WorkerQueue
 from publisher.store import Store
-from publisher.web import api, archive, feedlist, handlers, hooks, manage, subscribe
+from publisher.web import admin_auth, admin_pages, api, archive, feedlist, handlers, hooks, manage, subscribe
 from publisher.web.api_models import error_responses
 from publisher.web.context import Clock, Limits, make_context
 from publisher.web.hooks_sns import Fetcher
@@ -78,6 +78,8 @@ def create_app(
     app.include_router(subscribe.router)
     app.include_router(manage.router)
     app.include_router(feedlist.router)
+    admin_auth.install(app)  # the console: sessions, roles, its CSP
+    admin_pages.install(app)
     hooks.install(app, settings, environ=environ, fetch=fetch)
     app.include_router(archive.router)  # the catch-all: last
     return app
