@@ -370,7 +370,7 @@ def test_rate_limiter_spaces_messages_by_the_stricter_limit() -> None:
     for _ in range(5):
         limiter.acquire()
     assert now[0] == pytest.approx(2.0)  # 5 messages: at 0, .5, 1, 1.5, 2
-    assert RateLimiter().unlimited
+    assert RateLimiter().interval == 0.0  # no limit configured: no waiting at all
 
 
 def test_rate_limit_holds_across_connections(smtp_server) -> None:

@@ -31,10 +31,6 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._next = 0.0
 
-    @property
-    def unlimited(self) -> bool:
-        return self.interval == 0.0
-
     def acquire(self, stop: threading.Event | None = None) -> bool:
         """Wait for a token; False if ``stop`` was set while waiting (nothing taken then)."""
         if self.interval == 0.0:
