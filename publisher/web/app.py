@@ -18,7 +18,18 @@ from publisher import __version__
 from publisher.config import Settings
 from publisher.ops.scaleout import WorkerQueue
 from publisher.store import Store
-from publisher.web import admin_auth, admin_pages, api, archive, feedlist, handlers, hooks, manage, subscribe
+from publisher.web import (
+    admin_auth,
+    admin_pages,
+    admin_subscribers,
+    api,
+    archive,
+    feedlist,
+    handlers,
+    hooks,
+    manage,
+    subscribe,
+)
 from publisher.web.api_models import error_responses
 from publisher.web.context import Clock, Limits, make_context
 from publisher.web.hooks_sns import Fetcher
@@ -80,6 +91,7 @@ def create_app(
     app.include_router(feedlist.router)
     admin_auth.install(app)  # the console: sessions, roles, its CSP
     admin_pages.install(app)
+    admin_subscribers.install(app)  # subscribers: list, one subscriber, CSV upload and export
     hooks.install(app, settings, environ=environ, fetch=fetch)
     app.include_router(archive.router)  # the catch-all: last
     return app
