@@ -321,6 +321,13 @@ def test_upload_reports_bad_rows_and_writes_nothing_until_confirmed(editor: Test
     assert next(e.action for e in store.editors.audit(50)) == "subscribers.import"
 
 
+def test_a_list_of_thousands_is_not_refused_as_an_oversized_form(editor: TestClient, store: Store) -> None:
+    rows = "".join(f"reader{i}@example.org,Reader {i}\n" for i in range(5000))  # ~150 KB: over a form's 64 KB
+    page = _upload(editor, ("email,name\n" + rows).encode())
+    assert "5000 to add" in main_text(page).replace(",", "")
+    assert store.subscribers.count() == 0  # checked, not written
+
+
 def test_an_upload_is_bound_to_its_session(app: FastAPI, editor: TestClient, store: Store) -> None:
     page = _upload(editor, b"email\nann@example.org\n")
     token = confirm_fields(editor, page)["token"]

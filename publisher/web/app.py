@@ -82,6 +82,7 @@ def create_app(
         GuardMiddleware,
         max_body=ctx.limits.max_body,
         max_hook_body=ctx.limits.max_hook_body,
+        max_upload_body=ctx.limits.max_upload_body,
         refuse=handlers.guard_refusal(app),
         https=settings.site.url.startswith("https://"),
     )

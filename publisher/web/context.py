@@ -56,6 +56,7 @@ class Limits:
     api_failures_per_hour: float = 10.0
     max_body: int = 64 * 1024  # bytes of a form (or API) request body
     max_hook_body: int = 1024 * 1024  # bytes of an ESP webhook call (SNS: up to 256 KB; SendGrid batches)
+    max_upload_body: int = 20 * 1024 * 1024  # bytes of the console's CSV upload (about 300,000 rows)
 
 
 class KnownTopics:

@@ -78,11 +78,18 @@ class GuardMiddleware:
     """Adds the security headers; refuses bodies over ``max_body`` (413) and control characters (422)."""
 
     def __init__(
-        self, app: ASGIApp, max_body: int, refuse: Refusal, https: bool, max_hook_body: int | None = None
+        self,
+        app: ASGIApp,
+        max_body: int,
+        refuse: Refusal,
+        https: bool,
+        max_hook_body: int | None = None,
+        max_upload_body: int | None = None,
     ) -> None:
         self.app = app
         self.max_body = max_body
         self.max_hook_body = max_hook_body or max_body
+        self.max_upload_body = max_upload_body or max_body
         self.refuse = refuse
         self.headers = [*SECURITY_HEADERS, HSTS] if https else SECURITY_HEADERS
 
@@ -91,7 +98,11 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         api = is_api(scope)
-        limit = self.max_hook_body if _is_hook(scope) else self.max_body
+        limit = self.max_body
+        if _is_hook(scope):
+            limit = self.max_hook_body
+        elif _is_upload(scope):
+            limit = self.max_upload_body
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -130,6 +141,11 @@ def _declared_too_large(scope: Scope, limit: int) -> bool:
             except ValueError:
                 return True
     return False
+
+
+def _is_upload(scope: Scope) -> bool:
+    """The console's CSV upload: a subscriber list is megabytes (its route streams it to disk, capped)."""
+    return scope.get("method") == "POST" and str(scope.get("path", "")).endswith("/admin/subscribers/import")
 
 
 def _is_hook(scope: Scope) -> bool:
