@@ -20,6 +20,7 @@ from publisher.cli import doctor as _doctor
 from publisher.cli import editors as _editors
 from publisher.cli import inbound as _inbound
 from publisher.cli import init as _init
+from publisher.cli import report as _report
 from publisher.cli import schedule as _schedule
 from publisher.cli import subscribers as _subscribers
 from publisher.cli import suppress as _suppress
@@ -73,6 +74,7 @@ for _module in (
     _doctor,
     _editors,
     _inbound,
+    _report,
     _subscribers,
     _suppress,
     _web,

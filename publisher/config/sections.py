@@ -235,3 +235,24 @@ class WebConfig(_Section):
         if v is not None and not re.match(r"^https?://[^/\s]+", v):
             raise ValueError(f"expected an absolute http(s) URL, got {v!r}")
         return v.rstrip("/") if v is not None else None
+
+
+class AnalyticsConfig(_Section):
+    """Click counting: per send and per link by default, never per person unless turned on."""
+
+    clicks: bool = True  # links in issue mail go through /r/<token>; false leaves them as written
+    per_subscriber: bool = False  # tokens naming the recipient: not built yet, so only false is accepted
+    retention: timedelta = timedelta(days=90)  # raw click events older than this are deleted
+    prefetch_seconds: int = Field(default=60, ge=0)  # a click this soon after the send started: a machine
+
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _retention(cls, v: Any) -> Any:
+        return parse_duration(v) if isinstance(v, str) else v
+
+    @field_validator("per_subscriber")
+    @classmethod
+    def _per_subscriber(cls, v: bool) -> bool:
+        if v:
+            raise ValueError("per-subscriber click counting is not available yet; leave it false")
+        return v

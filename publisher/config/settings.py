@@ -11,6 +11,7 @@ from pydantic import Field
 from publisher.config.checks import check_secret
 from publisher.config.hooks import HooksConfig
 from publisher.config.sections import (
+    AnalyticsConfig,
     BouncesConfig,
     DatabaseConfig,
     DigestsConfig,
@@ -41,6 +42,7 @@ class Settings(_Section):
     hooks: HooksConfig = HooksConfig()
     bounces: BouncesConfig = BouncesConfig()
     inbound: InboundConfig = InboundConfig()
+    analytics: AnalyticsConfig = AnalyticsConfig()
     secret_env: str = "PUBLISHER_SECRET_KEY"
     base_dir: Path = Field(default=Path("."), exclude=True)
 

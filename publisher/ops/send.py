@@ -152,6 +152,8 @@ def _send_issue(
     if dry_run:
         to_send = store.ledger.counts(existing.id).pending if existing else store.ledger.audience_size()
         return SendOutcome(key, "dry-run", where, to_send=to_send, warnings=prepared.warnings)
+    if prepared.links is not None:  # before any mail goes out: /r/ redirects only to recorded links
+        store.clicks.record_links(key, prepared.links.urls, now=now)
     if store.dialect == "postgresql" and workers is not None:  # scale-out: the workers send, if any run
         queued = hand_to_workers(
             store,

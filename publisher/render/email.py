@@ -179,10 +179,21 @@ def render_issue_email(settings: Settings, issue: Issue, *, test_copy: bool = Fa
 
 
 def prepare_issue_email(
-    settings: Settings, issue: Issue, *, send_key: str, date: datetime, test_copy: bool = False
+    settings: Settings,
+    issue: Issue,
+    *,
+    send_key: str,
+    date: datetime,
+    test_copy: bool = False,
+    clicks: bool = True,
 ) -> PreparedMessage:
-    """Render and inline ``issue`` once; the result personalises each recipient in microseconds."""
+    """Render and inline ``issue`` once; the result personalises each recipient in microseconds.
+
+    Links go through ``/r/`` (``analytics.clicks``) except in a test copy and
+    with ``clicks=False`` (the build's sample files: a public page counts no clicks).
+    """
     rendered = render_issue_email(settings, issue, test_copy=test_copy)
+    count = clicks and not test_copy and settings.analytics.clicks
     prepared = prepare_message(
         settings,
         subject=rendered.subject,
@@ -192,6 +203,7 @@ def prepare_issue_email(
         date=date,
         feedback_id=f"{issue.slug}:issue:newsletter:{settings.site.domain}",
         source=relpath(issue.source, settings.base_dir),
+        click_secret=settings.secret_key() if count else None,
     )
     if rendered.notes:
         notes = tuple(f"{relpath(issue.source, settings.base_dir)}: {n}" for n in rendered.notes)
@@ -227,7 +239,7 @@ def issue_email_files(settings: Settings, issue: Issue, *, secret: bytes | None 
     Keys are paths under the output folder: ``emails/<slug>.html``, ``.txt`` and ``.eml``.
     """
     send_key = f"issue:{issue.slug}"
-    prepared = prepare_issue_email(settings, issue, send_key=send_key, date=issue.date)
+    prepared = prepare_issue_email(settings, issue, send_key=send_key, date=issue.date, clicks=False)
     reader = sample_recipient(settings, settings.secret_key() if secret is None else secret, send_key)
     return {
         f"emails/{issue.slug}.html": prepared.fill_html(reader).encode("utf-8"),

@@ -30,6 +30,7 @@ from publisher.errors import RenderError
 from publisher.models import Recipient
 from publisher.render import email_headers as hdr
 from publisher.render.email_qp import CRLF, qp_template, qp_value
+from publisher.render.links import ClickLinks, rewrite_links
 from publisher.tokens import message_id, recipient_links
 
 MARKER_PREFIX = "XPSLOT"
@@ -84,6 +85,7 @@ class PreparedMessage:
     greeting: str = GREETING
     neutral_greeting: str = NEUTRAL_GREETING
     default_mailto: str = ""
+    links: ClickLinks | None = None  # the links rewritten through /r/ (the send records them)
 
     @cached_property
     def slot_positions(self) -> dict[str, tuple[int, ...]]:
@@ -199,6 +201,7 @@ def prepare_message(
     neutral_greeting: str = NEUTRAL_GREETING,
     require_unsubscribe: bool = True,
     list_mail: bool = True,
+    click_secret: bytes | None = None,
 ) -> PreparedMessage:
     """Build the slotted MIME message from final (already inlined) HTML and text.
 
@@ -213,10 +216,18 @@ def prepare_message(
     fix, writes their CR/LF out raw). ``list_mail=False`` is for one-off mail
     a person asked for (the sign-up confirmation): no List-* or Feedback-ID
     headers, and ``Auto-Submitted`` so autoresponders leave it alone.
+    With ``click_secret`` (and ``analytics.clicks`` on) the HTML part's links
+    go through ``/r/<token>`` (``render.links``), once for every recipient.
     """
     where = source or subject
     if require_unsubscribe:
         _check_unsubscribe_link(html, text, where)
+    links = None
+    if click_secret is not None and settings.analytics.clicks:
+        app_url = settings.web.public_url or settings.site.url
+        html, links = rewrite_links(
+            html, secret=click_secret, send_key=send_key, app_url=app_url, marker=MARKER_PREFIX
+        )
     html_size = len(_MARKER.sub(lambda m: "x" * 120, html).encode("utf-8"))
     warnings = _check_size(settings, html_size, where)
     headers = _header_chunks(settings, subject, date, feedback_id, list_mail)
@@ -230,6 +241,7 @@ def prepare_message(
         greeting=greeting,
         neutral_greeting=neutral_greeting,
         default_mailto=unsubscribe_mailto(settings),
+        links=links,
     )
 
 

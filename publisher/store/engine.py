@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from publisher.errors import StoreError
+from publisher.store.clicks import Clicks
 from publisher.store.database import BUSY_TIMEOUT_MS, Database, WriteBusyError, make_engine
 from publisher.store.editors import Editors
 from publisher.store.feedback import Feedbacks
@@ -46,6 +47,7 @@ class Store(Database):
         self.ledger = Ledger(self)
         self.feedback = Feedbacks(self)
         self.editors = Editors(self)
+        self.clicks = Clicks(self)
 
 
 def open_store(url: str, *, migrate: bool = True) -> Store:

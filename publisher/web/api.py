@@ -19,7 +19,7 @@ from publisher.errors import NotFoundError
 from publisher.ops.queue import QueueError, list_queue, queue_issue, unqueue_issue
 from publisher.store import SendCounts, SendInfo
 from publisher.store.queue import QueuedIssue
-from publisher.web import api_docs, api_send, api_subscribers
+from publisher.web import api_docs, api_report, api_send, api_subscribers
 from publisher.web.api_guard import ApiError, GuardedRoute, PathText, bearer, require_token
 from publisher.web.api_models import (
     ErrorOut,
@@ -150,4 +150,5 @@ async def delete_queue(request: Request, slug: PathText) -> UnqueuedOut:
 
 router.include_router(api_subscribers.router)
 router.include_router(api_send.router)
+router.include_router(api_report.router)
 router.include_router(api_docs.router)

@@ -28,6 +28,7 @@ from publisher.web import (
     handlers,
     hooks,
     manage,
+    redirect,
     subscribe,
 )
 from publisher.web.api_models import error_responses
@@ -94,5 +95,6 @@ def create_app(
     admin_pages.install(app)
     admin_subscribers.install(app)  # subscribers: list, one subscriber, CSV upload and export
     hooks.install(app, settings, environ=environ, fetch=fetch)
+    app.include_router(redirect.router)  # /r/<token>: click counting
     app.include_router(archive.router)  # the catch-all: last
     return app
