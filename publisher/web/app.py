@@ -20,6 +20,7 @@ from publisher.ops.scaleout import WorkerQueue
 from publisher.store import Store
 from publisher.web import (
     admin_auth,
+    admin_issues,
     admin_pages,
     admin_subscribers,
     api,
@@ -94,6 +95,7 @@ def create_app(
     admin_auth.install(app)  # the console: sessions, roles, its CSP
     admin_pages.install(app)
     admin_subscribers.install(app)  # subscribers: list, one subscriber, CSV upload and export
+    admin_issues.install(app)  # issues: states, check problems, preview, test/queue/send
     hooks.install(app, settings, environ=environ, fetch=fetch)
     app.include_router(redirect.router)  # /r/<token>: click counting
     app.include_router(archive.router)  # the catch-all: last
