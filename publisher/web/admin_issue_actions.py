@@ -34,7 +34,7 @@ from publisher.store.editors import EditorSession
 from publisher.web.admin_auth import EditorOnly, admin_root, csrf_token, editor_form
 from publisher.web.admin_issue_page import console_page, issue_page, zone_or_none
 from publisher.web.admin_preview import checked_slug
-from publisher.web.api_send import _started_here, run_send, workers_of
+from publisher.web.api_send import run_send, started_here, workers_of
 from publisher.web.handlers import status_for
 from publisher.web.requests import text_problem, web_context
 
@@ -159,7 +159,7 @@ async def send_now(
     """Ask, with the recipient count; then, with ``confirm=yes`` and that count, start the send."""
     ctx = web_context(request)
     checked_slug(slug)
-    running = _started_here(request.app)
+    running = started_here(request.app)
     try:
         if issue_key(slug) in running:
             raise QueueError(f"a send of {slug} is running", hint="the dashboard follows it")

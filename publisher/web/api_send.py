@@ -29,7 +29,7 @@ log = logging.getLogger("publisher.web")
 router = guarded_router()
 
 
-def _started_here(app: FastAPI) -> set[str]:
+def started_here(app: FastAPI) -> set[str]:
     """The keys of sends this app started that have not finished (created on first use)."""
     keys: set[str] | None = getattr(app.state, "api_sends", None)
     if keys is None:
@@ -88,7 +88,7 @@ def run_send(ctx: WebContext, slug: str, running: set[str], workers: WorkerQueue
 async def start_send(request: Request, slug: PathText, tasks: BackgroundTasks) -> SendStartedOut:
     ctx = web_context(request)
     key = issue_key(slug)
-    running = _started_here(request.app)
+    running = started_here(request.app)
     busy = ApiError(409, f"a send of {slug} is running", hint="follow it in GET /api/sends")
     if key in running:
         raise busy
