@@ -177,6 +177,15 @@ def test_send_answers_202_then_shows_in_sends_and_refuses_a_second(
     assert api.post("/api/issues/first/send").status_code == 401
 
 
+def test_a_broken_issue_elsewhere_does_not_block_a_send(
+    api: TestClient, store: Store, write_issue: Any
+) -> None:
+    write_issue("issues/broken.md", "---\ntitle: [unclosed\n---\nBody\n")
+    assert api.post("/api/issues/first/send", headers=AUTH).status_code == 202
+    r = api.post("/api/issues/broken/send", headers=AUTH)
+    assert r.status_code == 409 and "problems" in r.json()["error"]
+
+
 def test_a_send_already_started_here_is_refused(api: TestClient) -> None:
     api.app.state.api_sends = {"issue:first"}  # as while a background send is still running
     r = api.post("/api/issues/first/send", headers=AUTH)

@@ -36,8 +36,10 @@ CONSTRAINTS = {
 Schema = dict[str, Any]
 
 
-def type_of(schema: Schema) -> str:
+def type_of(schema: Schema | bool) -> str:
     """A schema as words: 'int', 'list of str', 'SubscriberOut', 'one of a, b', 'str or null'."""
+    if isinstance(schema, bool):  # JSON Schema's `true`: anything (a dict of free-form values)
+        return "any" if schema else "nothing"
     if "$ref" in schema:
         return schema["$ref"].rsplit("/", 1)[-1]
     if "anyOf" in schema:

@@ -18,7 +18,8 @@ import logging
 from fastapi import BackgroundTasks, FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
-from publisher.errors import NotFoundError, PublisherError
+from publisher.content import load_issue
+from publisher.errors import ContentError, NotFoundError, PublisherError
 from publisher.ops.send import WorkerQueue, issue_key, send_issue
 from publisher.web.api_guard import ApiError, PathText, guarded_router
 from publisher.web.api_models import SendStartedOut, error_responses
@@ -43,10 +44,19 @@ def workers_of(app: FastAPI) -> WorkerQueue | None:
 
 
 def refusal(ctx: WebContext, slug: str) -> PublisherError | None:
-    """Why issue ``slug`` cannot be sent now, or None (reads the content and the ledger)."""
-    issue = next((i for i in ctx.topics.library.issues if i.slug == slug), None)
-    if issue is None:
+    """Why issue ``slug`` cannot be sent now, or None (reads the issue's own files and the ledger).
+
+    Only this issue's files count, as for a queued send: a half-written draft elsewhere must
+    not make every send look like "no issue".
+    """
+    try:
+        issue = load_issue(ctx.settings, slug)
+    except NotFoundError:
         return NotFoundError(f"no issue {slug}", hint="GET /api/issues lists them")
+    except ContentError as exc:
+        return ApiError(
+            409, f"{slug} has problems: {exc.message}", hint=exc.hint or "publisher check lists them"
+        )
     if issue.draft:
         return ApiError(409, f"{slug} is a draft; drafts are never sent", hint="remove `draft: true`")
     existing = ctx.store.ledger.get_send(issue_key(slug))
