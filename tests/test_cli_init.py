@@ -55,6 +55,7 @@ def test_init_makes_a_project_that_loads_and_checks(runner, empty):
     assert len(list((empty / "issues").glob("*.md"))) == 1
     assert (empty / "templates" / "email.html").is_file()
     assert (empty / "templates" / "web").is_dir()
+    assert (empty / "sequences" / "welcome" / "01-hello.md").is_file()  # the welcome mail, ready to edit
 
     cfg = load_settings(empty / "config.yaml")
     assert cfg.paths.issues == empty / "issues"
@@ -69,7 +70,8 @@ def test_init_twice_changes_nothing_and_says_what_is_there(runner, empty):
     before = {p: p.read_bytes() for p in empty.rglob("*") if p.is_file()}
     second = runner.invoke(app, ["init"])
     assert second.exit_code == 0, second.output
-    assert "already there, left as is: config.yaml, issues/, templates/ (nothing changed)" in second.stdout
+    said = " ".join(second.stdout.split())  # Rich wraps long lines
+    assert "already there, left as is: config.yaml, issues/, templates/, sequences/ (nothing changed)" in said
     assert {p: p.read_bytes() for p in empty.rglob("*") if p.is_file()} == before
 
 

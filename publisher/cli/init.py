@@ -18,7 +18,7 @@ from publisher.cli.common import DEFAULT_CONFIG, console, escape, reports_errors
 from publisher.errors import PublisherError, relpath
 
 SKELETON = files("publisher.skeleton")
-PARTS = (DEFAULT_CONFIG.name, "issues", "templates")  # what a project needs, in the order said
+PARTS = (DEFAULT_CONFIG.name, "issues", "templates", "sequences")  # what a project needs, in the order said
 NEXT_STEPS = (
     ("publisher check", "validate config.yaml and the issues"),
     ("publisher build", "write the archive, feeds and emails into site/"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import nullcontext
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -11,11 +12,23 @@ import typer
 
 from publisher.cli.common import ConfigOption, escape, reports_errors, settings
 from publisher.cli.delivery import PARTIAL, _err, _now, _out, _show, _store, _when
+from publisher.config import Settings
+from publisher.content.sequences import load_welcome
 from publisher.errors import NotFoundError, PublisherError
 from publisher.models import Frequency, SubscriberStatus
 from publisher.ops.feedback import erase_subscriber, hasher_for
+from publisher.ops.welcome import send_welcome
 from publisher.store import Filter
 from publisher.store.csvio import KEPT, ImportReport, Suppression
+
+WelcomeOption = Annotated[
+    bool,
+    typer.Option(
+        "--welcome",
+        help="Send the welcome mail (sequences/welcome/01-*.md) to those this import confirms "
+        "(never twice to anyone).",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -70,6 +83,7 @@ def subscribers_import(
             "erased), taking them off it: only with their renewed consent.",
         ),
     ] = False,
+    welcome: WelcomeOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Import subscribers from CSV; each bad row is reported with its row and column, and the rest import.
@@ -77,6 +91,8 @@ def subscribers_import(
     Addresses on the suppression list are left out (and counted) unless --resubscribe is given.
     """
     cfg = settings(config)
+    if welcome:
+        _check_welcome(cfg)
     suppression = Suppression(hasher_for(cfg.secret_key()), resubscribe=resubscribe)
     name = "stdin" if str(file) == "-" else str(file)
     try:
@@ -93,14 +109,32 @@ def subscribers_import(
                 ) as source,
                 _store(cfg) as store,
             ):
+                started = _now()
                 report = store.subscribers.import_csv(
-                    source, now=_now(), source_name=name, errors=out, suppression=suppression
+                    source, now=started, source_name=name, errors=out, suppression=suppression
                 )
         except OSError as exc:
             raise NotFoundError(f"cannot read {file}: {exc.strerror or exc}") from None
     _print_import(report, errors)
+    if welcome:
+        _welcome(cfg, started)
     if report.refused:
         raise typer.Exit(PARTIAL if report.imported else 1)
+
+
+def _check_welcome(cfg: Settings) -> None:
+    """Before an import --welcome: a missing or broken welcome mail stops it (ContentError: file:line)."""
+    if load_welcome(cfg) is None:
+        raise PublisherError(
+            "--welcome: there is no welcome mail", hint="write one as sequences/welcome/01-hello.md"
+        )
+
+
+def _welcome(cfg: Settings, since: datetime) -> None:
+    """The welcome mail for everyone the import confirmed (at or after ``since``), once each ever."""
+    with _store(cfg) as store:
+        done = send_welcome(cfg, store, clock=_now, confirmed_since=since)
+    _out(f"welcome mail: {done.planned} planned, {done.sent} sent, {done.failed} failed")
 
 
 def _print_import(report: ImportReport, errors: Path | None) -> None:

@@ -35,6 +35,7 @@ from publisher.ops.queue import (
     send_due,
 )
 from publisher.ops.scaleout import WorkerQueue
+from publisher.ops.welcome import catch_up_welcome
 from publisher.schedule.apscheduler_adapter import Wakeups
 from publisher.schedule.guard import RunGuard
 from publisher.schedule.web import WebServer, start_web
@@ -174,6 +175,7 @@ class Runner:
 
     def _cycle(self) -> None:
         self._reconcile()
+        catch_up_welcome(self.settings, self.store, clock=self.clock, stop=self.stop)  # after a crash
         for event in send_due(
             self.settings,
             self.store,

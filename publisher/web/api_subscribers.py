@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Query, Request
+from fastapi import BackgroundTasks, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from publisher.errors import NotFoundError
 from publisher.models import Frequency, Subscriber, SubscriberStatus
 from publisher.ops.feedback import erase_subscriber
+from publisher.ops.welcome import welcome_confirmed
 from publisher.store import Filter
 from publisher.store.subscribers import SubscriberExistsError
 from publisher.web.api_guard import ApiError, PathText, guarded_router
@@ -93,7 +94,7 @@ async def list_subscribers(
     responses=error_responses(409),
     summary="Add a subscriber (confirmed unless said otherwise; no confirmation mail is sent)",
 )
-async def add_subscriber(request: Request, body: SubscriberIn) -> SubscriberOut:
+async def add_subscriber(request: Request, body: SubscriberIn, background: BackgroundTasks) -> SubscriberOut:
     ctx = web_context(request)
     now = ctx.now()
     try:
@@ -102,7 +103,16 @@ async def add_subscriber(request: Request, body: SubscriberIn) -> SubscriberOut:
         )
     except SubscriberExistsError as exc:
         raise ApiError(409, exc.message, hint="change it with PATCH /api/subscribers/{email}") from None
+    _welcome_if_confirmed(ctx, sub, background)
     return subscriber_out(sub)
+
+
+def _welcome_if_confirmed(ctx: WebContext, sub: Subscriber, background: BackgroundTasks) -> None:
+    """A confirmed subscriber gets the welcome mail (once ever: ``ops.welcome``) after the response."""
+    if sub.status is SubscriberStatus.CONFIRMED and sub.id is not None:
+        background.add_task(
+            welcome_confirmed, ctx.settings, ctx.store, sub.id, clock=ctx.clock, stop=ctx.stopping
+        )
 
 
 @router.patch(
@@ -111,7 +121,9 @@ async def add_subscriber(request: Request, body: SubscriberIn) -> SubscriberOut:
     responses=error_responses(404, 409),
     summary="Change a subscriber's name, frequency, topics, time zone, or confirm or unsubscribe them",
 )
-async def change_subscriber(request: Request, email: PathText, body: SubscriberPatch) -> SubscriberOut:
+async def change_subscriber(
+    request: Request, email: PathText, body: SubscriberPatch, background: BackgroundTasks
+) -> SubscriberOut:
     ctx = web_context(request)
     sub = await _subscriber(ctx, email)
     status = SubscriberStatus(body.status) if body.status else None
@@ -129,6 +141,7 @@ async def change_subscriber(request: Request, email: PathText, body: SubscriberP
         )
     if status is not None and status is not sub.status:
         sub = await run_in_threadpool(lambda: ctx.store.subscribers.set_status(sub.email, status, now=now))
+        _welcome_if_confirmed(ctx, sub, background)
     return subscriber_out(sub)
 
 

@@ -30,6 +30,7 @@ from publisher.errors import PublisherError
 from publisher.models import Frequency, Subscriber, SubscriberStatus
 from publisher.ops.confirm import send_confirmation
 from publisher.ops.feedback import unsuppress
+from publisher.ops.welcome import welcome_confirmed
 from publisher.store import Store, SubscriberExistsError
 from publisher.store.values import mailbox_key
 from publisher.tokens import Purpose, TokenError, make_token
@@ -231,7 +232,7 @@ async def confirm_page(request: Request, token: str) -> HTMLResponse:
 
 
 @router.post("/confirm/{token}", response_class=HTMLResponse)
-async def confirm_post(request: Request, token: str) -> HTMLResponse:
+async def confirm_post(request: Request, token: str, background: BackgroundTasks) -> HTMLResponse:
     ctx = web_context(request)
     check_same_origin(request, ctx.settings.site.url)
     now = ctx.now()
@@ -240,6 +241,10 @@ async def confirm_post(request: Request, token: str) -> HTMLResponse:
     sub = await run_in_threadpool(confirm, ctx, address, issued_us, now)
     if sub is None:
         raise TokenError("this link is no longer valid", hint="subscribe again to get a new link")
+    if sub.id is not None:  # the welcome mail, once ever (ops.welcome), after the answer has gone out
+        background.add_task(
+            welcome_confirmed, ctx.settings, ctx.store, sub.id, clock=ctx.clock, stop=ctx.stopping
+        )
     prefs = site_root(ctx.settings) + "preferences/" + make_token(ctx.secret, Purpose.PREFERENCES, address)
     return page(
         ctx.settings, "confirmed.html", path="confirm", title="Subscription confirmed", preferences_url=prefs
