@@ -46,9 +46,11 @@ from publisher.web.security import ForbiddenError, check_same_origin
 
 SESSION_COOKIE = "publisher_admin"
 LOGIN_COOKIE = "publisher_admin_login"  # the sign-in form's CSRF binding (no session yet)
-# No script at all, styles from our stylesheet, forms only to ourselves, never framed.
+# Scripts and styles only from our own files (the dashboard's live progress: one small script
+# and its event stream), forms only to ourselves, never framed.
 ADMIN_CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; "
+    "form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
 _CSRF_CONTEXT = b"publisher.admin.csrf.v1:"

@@ -19,12 +19,9 @@ from publisher.config import Settings
 from publisher.ops.scaleout import WorkerQueue
 from publisher.store import Store
 from publisher.web import (
-    admin_auth,
-    admin_issues,
-    admin_pages,
-    admin_subscribers,
     api,
     archive,
+    console,
     feedlist,
     handlers,
     hooks,
@@ -92,10 +89,7 @@ def create_app(
     app.include_router(subscribe.router)
     app.include_router(manage.router)
     app.include_router(feedlist.router)
-    admin_auth.install(app)  # the console: sessions, roles, its CSP
-    admin_pages.install(app)
-    admin_subscribers.install(app)  # subscribers: list, one subscriber, CSV upload and export
-    admin_issues.install(app)  # issues: states, check problems, preview, test/queue/send
+    console.install(app)  # /admin: the editors' console
     hooks.install(app, settings, environ=environ, fetch=fetch)
     app.include_router(redirect.router)  # /r/<token>: click counting
     app.include_router(archive.router)  # the catch-all: last
