@@ -13,15 +13,17 @@ from datetime import datetime, timedelta
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from publisher.config import Settings
 from publisher.models import Feedback, FeedbackKind
 from publisher.ops.editors import add_editor
-from publisher.store import Outcomes, Queue, Store
+from publisher.store import Outcomes, Queue, SendCounts, Store
 from publisher.store.feedback import BouncePolicy
 from publisher.store.reports import weekly_growth
+from publisher.store.schema import deliveries
 from publisher.web.admin_events import StreamPolicy
 from publisher.web.charts import DOMAINS as DOMAIN_CHART
 from publisher.web.charts import bar_chart, charts_css
@@ -116,6 +118,32 @@ def test_dashboard_shows_queue_sends_growth_and_problems(console, web_clock: Clo
     assert "issues/broken.md" in r.text  # the `publisher check` problem
     assert 'role="img"' in r.text and '<title id="chart-growth-title">' in r.text
     assert "<script" not in r.text.split("<svg", 1)[1]  # the chart carries no script
+
+
+def test_recent_sends_counts_match_the_deliveries_rows(console, web_clock: Clock) -> None:
+    """The dashboard's counts (one query for several sends) agree with a plain grouped count of the rows."""
+    _client, store, _settings, send_id = console
+    pending = store.ledger.plan_send("issue", "issue:pending", now=web_clock()).send.id
+    empty = store.ledger.plan_send("issue", "issue:empty", now=web_clock()).send.id
+    with store.write() as conn:  # an old send whose deliveries rows were pruned
+        conn.execute(sa.delete(deliveries).where(deliveries.c.send_id == empty))
+        rows = conn.execute(
+            sa.select(deliveries.c.send_id, deliveries.c.status, sa.func.count()).group_by(
+                deliveries.c.send_id, deliveries.c.status
+            )
+        ).all()
+    tallies: dict[int, dict[str, int]] = {}
+    for sid, status, n in rows:
+        tallies.setdefault(sid, {})[status] = n
+    counts = store.ledger.all_counts([send_id, pending, empty, 10**9])
+    assert set(counts) == {send_id, pending, empty}
+    for sid, c in counts.items():
+        assert (c.pending, c.sent, c.failed, c.skipped) == tuple(
+            tallies.get(sid, {}).get(s, 0) for s in ("pending", "sent", "failed", "skipped")
+        )
+    assert counts[send_id].failed == 1 and counts[pending].pending == counts[pending].planned > 0
+    assert counts[empty] == SendCounts(planned=counts[pending].planned)
+    assert store.ledger.all_counts() == counts  # these are all the sends there are
 
 
 def test_report_by_domain_matches_the_store(console) -> None:

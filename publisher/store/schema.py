@@ -100,6 +100,9 @@ subscribers = Table(
     _one_of("status", SUBSCRIBER_STATUSES),
     _one_of("frequency", FREQUENCIES),
     Index(None, "status", "frequency"),
+    # The dashboard's weekly growth counts a range of each (``store.reports``), from the index alone.
+    Index(None, "confirmed_at"),
+    Index(None, "status", "unsubscribed_at"),
 )
 
 sends = Table(
@@ -168,6 +171,7 @@ inbound_events = Table(
     _one_of("kind", FEEDBACK_KINDS),
     Index(None, "send_id", "kind"),
     Index(None, "subscriber_id", "kind", "received_at"),
+    Index(None, "outcome", "received_at"),  # bounces per week (``store.reports``)
 )
 
 # Addresses that must never be mailed. ``address_hash`` is a keyed hash of the
