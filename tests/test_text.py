@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -117,3 +119,44 @@ def test_any_markdown_gives_text(source):
     text = markdown_to_text(source, base_url=BASE)
     assert text.endswith("\n")
     assert "\r" not in text.replace("\r\n", "")
+
+
+_WORDS = st.sampled_from(
+    [
+        "a",
+        "bb",
+        "word",
+        " ",
+        "  ",
+        "x" * 30,
+        "https://example.org/" + "p" * 70,
+        "é",
+        "\xa0",
+        "\t",
+        "\x1f",
+        "-",
+        "—",
+    ]
+)
+
+
+@settings(max_examples=300)
+@given(
+    parts=st.lists(_WORDS, max_size=40),
+    width=st.integers(min_value=1, max_value=80),
+    initial=st.sampled_from(["", "- ", "[12] ", "#" * 30]),
+    subsequent=st.sampled_from(["", "  ", " " * 25]),
+)
+def test_wrap_is_textwraps_without_broken_words(
+    parts: list[str], width: int, initial: str, subsequent: str
+) -> None:
+    text = "".join(parts)
+    expected = textwrap.wrap(
+        text,
+        width=max(width, 20),
+        initial_indent=initial,
+        subsequent_indent=subsequent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    assert wrap(text, width, initial, subsequent) == (expected or [initial.rstrip()])

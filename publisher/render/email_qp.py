@@ -10,7 +10,7 @@ a C-speed ``b2a_qp`` or a plain slice for URL-safe text) at send time.
 from __future__ import annotations
 
 import re
-from binascii import b2a_qp
+from binascii import b2a_qp, hexlify
 
 QP_MAX = 76
 CRLF = b"\r\n"
@@ -32,6 +32,13 @@ def qp_template(text: str, marker: re.Pattern[str]) -> list[bytes | str]:
         if n:
             buf += CRLF
             col = 0
+        if _PLAIN_LINE.fullmatch(line) and not marker.search(line):  # most lines: only '=' to escape
+            enc = line.encode("ascii").replace(b"=", b"=3D")
+            if len(enc) < QP_MAX:
+                buf += enc
+            else:
+                _append_encoded(buf, 0, enc)
+            continue
         pos = 0
         pieces: list[tuple[str, str]] = []
         for m in marker.finditer(line):
@@ -51,7 +58,7 @@ def qp_template(text: str, marker: re.Pattern[str]) -> list[bytes | str]:
             raw = value.encode("utf-8")
             # a trailing space is only "at the end of a line" if no marker follows
             ends_line = i == len(pieces) - 1
-            enc = _ESCAPE.sub(_escape, raw)
+            enc = _escape_bytes(raw)
             if ends_line and raw[-1:] in (b" ", b"\t"):
                 enc = enc[:-1] + b"=%02X" % raw[-1]  # whitespace ending a line is lost in transit
             if col == 0 and raw.startswith(b"From "):
@@ -59,6 +66,11 @@ def qp_template(text: str, marker: re.Pattern[str]) -> list[bytes | str]:
             col = _append_encoded(buf, col, enc)
     out.append(bytes(buf))
     return out
+
+
+# A line whose only escapes are '=': printable ASCII, no leading '.' or "From ", no
+# whitespace at the end (the general path below would do nothing else to it).
+_PLAIN_LINE = re.compile(r"(?!\.|From )[!-~ \t]*(?<![ \t])")
 
 
 _QP_UNSAFE = re.compile(
@@ -110,11 +122,18 @@ def _append(buf: bytearray, col: int, tokens: list[bytes]) -> int:
     return col
 
 
-_ESCAPE = re.compile(rb"[^!-<>-~ \t]")  # bytes written as =XX (whitespace: unless last on a line)
+# Runs of bytes written as =XX once '=' is (whitespace too, but only last on a line: see above).
+_ESCAPE = re.compile(rb"[^!-~ \t]+")
 
 
-def _escape(m: re.Match[bytes]) -> bytes:
-    return b"=%02X" % m[0][0]
+def _escape_bytes(raw: bytes) -> bytes:
+    """``raw`` with '=' and every byte outside printable ASCII written as ``=XX``."""
+    enc = raw.replace(b"=", b"=3D")  # most escapes in HTML: one C pass instead of a call each
+    return _ESCAPE.sub(_escape_run, enc)
+
+
+def _escape_run(m: re.Match[bytes]) -> bytes:
+    return b"=" + hexlify(m[0], b"=").upper()  # a UTF-8 character (or a run of them) in one call
 
 
 def _append_encoded(buf: bytearray, col: int, enc: bytes) -> int:
