@@ -27,19 +27,20 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
 
+import jinja2
 from fastapi import Depends, FastAPI, Request
 from starlette.datastructures import FormData
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from publisher.errors import PublisherError
 from publisher.ops.editors import SessionPolicy, check_session
 from publisher.store import Store
 from publisher.store.editors import EditorSession
-from publisher.web.pages import public_url, site_root
+from publisher.web.pages import error_page, page, public_url, site_root
 from publisher.web.ratelimit import Buckets, make_buckets
 from publisher.web.requests import read_form, web_context
 from publisher.web.security import ForbiddenError, check_same_origin
@@ -96,6 +97,31 @@ def is_https(request: Request) -> bool:
 
 def client_of(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+def console_page(
+    request: Request, name: str, status: int = 200, headers: dict[str, str] | None = None, **values: Any
+) -> HTMLResponse:
+    """A console page in the site's layout; a project whose templates predate it: 503, saying what to copy."""
+    settings = web_context(request).settings
+    try:
+        return page(
+            settings,
+            name,
+            status=status,
+            path="admin",
+            headers=headers,
+            admin_root=admin_root(request),
+            **values,
+        )
+    except jinja2.TemplateNotFound as exc:
+        return error_page(
+            settings,
+            503,
+            "Console unavailable",
+            f"the console's template {exc.name} is missing from {settings.paths.templates}",
+            hint="copy templates/web/admin_*.html from the publisher project into your templates folder",
+        )
 
 
 # Sessions and roles

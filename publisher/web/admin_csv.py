@@ -44,7 +44,8 @@ from publisher.store.editors import EditorSession
 from publisher.store.subscriber_search import Search
 from publisher.store.values import InvalidValueError
 from publisher.web.admin_auth import EditorOnly, ViewerSession, check_token, csrf_token
-from publisher.web.admin_render import EditorForm, render, search_of
+from publisher.web.admin_auth import console_page as render
+from publisher.web.admin_render import EditorForm, search_of
 from publisher.web.middleware import BodyTooLargeError
 from publisher.web.requests import web_context
 from publisher.web.security import check_same_origin

@@ -23,12 +23,11 @@ from publisher.ops.queue import list_queue
 from publisher.store import QueuedIssue, Store
 from publisher.store.reports import WeekGrowth, weekly_growth
 from publisher.web import admin_events, admin_reports
-from publisher.web.admin_auth import ViewerSession, csrf_token
+from publisher.web.admin_auth import ViewerSession, console_page, csrf_token
 from publisher.web.admin_view import (
     SendRow,
     When,
     check_problems,
-    console_page,
     running_rows,
     send_row,
     when,

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
 from zoneinfo import ZoneInfo, available_timezones
 
-import jinja2
 from fastapi import Request
 from starlette.responses import HTMLResponse
 
@@ -19,9 +17,8 @@ from publisher.config import Settings
 from publisher.errors import NotFoundError, PublisherError
 from publisher.ops.issue_state import IssueRow, content_report
 from publisher.store.editors import EditorSession
-from publisher.web.admin_auth import admin_root, csrf_token
+from publisher.web.admin_auth import console_page, csrf_token
 from publisher.web.admin_preview import Preview, checked_slug, make_preview
-from publisher.web.pages import error_page, page
 from publisher.web.requests import web_context
 
 # What the page says after an action redirected back to it (?done=...).
@@ -49,21 +46,6 @@ def zone_or_none(settings: Settings, value: object) -> ZoneInfo | None:
     if isinstance(value, str) and (value == settings.site.timezone or value in zones()):
         return ZoneInfo(value)
     return None
-
-
-def console_page(request: Request, name: str, status: int = 200, **values: Any) -> HTMLResponse:
-    """A console page; a project whose templates predate the Issues pages gets a 503 saying what to copy."""
-    settings = web_context(request).settings
-    try:
-        return page(settings, name, status=status, path="admin", admin_root=admin_root(request), **values)
-    except jinja2.TemplateNotFound as exc:
-        return error_page(
-            settings,
-            503,
-            "Console unavailable",
-            f"the console's template {exc.name} is missing from {settings.paths.templates}",
-            hint="copy templates/web/admin_*.html from the publisher project into your templates folder",
-        )
 
 
 def _times(when: datetime | None, zone: ZoneInfo) -> dict[str, str] | None:

@@ -8,9 +8,8 @@ layout and stylesheet. Account checks, sessions and the audit log are
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
-import jinja2
 from fastapi import APIRouter, Depends, FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -35,6 +34,7 @@ from publisher.web.admin_auth import (
     check_token,
     clear_cookie,
     client_of,
+    console_page,
     csrf_token,
     login_csrf,
     login_nonce,
@@ -43,38 +43,12 @@ from publisher.web.admin_auth import (
     set_session_cookie,
     viewer_form,
 )
-from publisher.web.pages import error_page, page
 from publisher.web.requests import read_form, web_context
 from publisher.web.security import check_same_origin
 
 router = APIRouter(include_in_schema=False)
 AUDIT_SHOWN = 50
 WRONG = "Wrong email address or password."
-
-
-def _page(
-    request: Request, name: str, status: int = 200, headers: dict[str, str] | None = None, **values: Any
-) -> HTMLResponse:
-    """A console page; a project whose templates predate the console gets a page saying so."""
-    settings = web_context(request).settings
-    try:
-        return page(
-            settings,
-            name,
-            status=status,
-            path="admin",
-            headers=headers,
-            admin_root=admin_root(request),
-            **values,
-        )
-    except jinja2.TemplateNotFound as exc:
-        return error_page(
-            settings,
-            503,
-            "Console unavailable",
-            f"the console's template {exc.name} is missing from {settings.paths.templates}",
-            hint="copy templates/web/admin_*.html from the publisher project into your templates folder",
-        )
 
 
 def _login_form(
@@ -88,7 +62,7 @@ def _login_form(
 ) -> HTMLResponse:
     nonce, new = login_nonce(request)
     secret = web_context(request).secret
-    response = _page(
+    response = console_page(
         request,
         "admin_login.html",
         status=status,
@@ -208,7 +182,7 @@ def home(request: Request, session: ViewerSession) -> Response:
     """Who is signed in, with which role, and the newest entries of the audit log."""
     ctx = web_context(request)
     entries = audit_entries(ctx.store, AUDIT_SHOWN)
-    return _page(
+    return console_page(
         request,
         "admin_home.html",
         title="Console",

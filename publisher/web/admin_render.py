@@ -7,39 +7,18 @@ import each other.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-import jinja2
-from fastapi import Depends, Request
+from fastapi import Depends
 from starlette.datastructures import FormData, QueryParams
-from starlette.responses import HTMLResponse
 
 from publisher.models import Frequency, SubscriberStatus
 from publisher.store.subscriber_search import SORTS, Search, Sort
 from publisher.store.subscribers import Filter
-from publisher.web.admin_auth import admin_root, editor_form
-from publisher.web.pages import error_page
-from publisher.web.pages import page as render_page
-from publisher.web.requests import text_problem, web_context
+from publisher.web.admin_auth import editor_form
+from publisher.web.requests import text_problem
 
 EditorForm = Annotated[FormData, Depends(editor_form)]
-
-
-def render(request: Request, name: str, status: int = 200, **values: Any) -> HTMLResponse:
-    """A console page (the site's layout); a 503 page when the project lacks the template."""
-    settings = web_context(request).settings
-    try:
-        return render_page(
-            settings, name, status=status, path="admin", admin_root=admin_root(request), **values
-        )
-    except jinja2.TemplateNotFound as exc:
-        return error_page(
-            settings,
-            503,
-            "Console unavailable",
-            f"the console's template {exc.name} is missing from {settings.paths.templates}",
-            hint="copy templates/web/admin_*.html from the publisher project into your templates folder",
-        )
 
 
 def query_text(params: QueryParams, name: str, limit: int) -> str | None:

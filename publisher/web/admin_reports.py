@@ -19,8 +19,8 @@ from starlette.responses import Response
 from publisher.config import Settings
 from publisher.errors import NotFoundError
 from publisher.store import Store
-from publisher.web.admin_auth import ViewerSession, csrf_token
-from publisher.web.admin_view import SendRow, console_page, send_row
+from publisher.web.admin_auth import ViewerSession, console_page, csrf_token
+from publisher.web.admin_view import SendRow, send_row
 from publisher.web.charts import DOMAINS, bar_chart
 from publisher.web.requests import web_context
 

@@ -25,7 +25,8 @@ from publisher.store.subscriber_search import SORTS, Sort, by_id, page
 from publisher.store.values import InvalidValueError
 from publisher.web import admin_csv
 from publisher.web.admin_auth import ViewerSession, admin_root, csrf_token
-from publisher.web.admin_render import EditorForm, query_text, render, search_of
+from publisher.web.admin_auth import console_page as render
+from publisher.web.admin_render import EditorForm, query_text, search_of
 from publisher.web.pages import public_url
 from publisher.web.requests import web_context
 

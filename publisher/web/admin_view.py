@@ -11,11 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-import jinja2
-from fastapi import Request
-from starlette.responses import HTMLResponse
 
 from publisher.config import Settings
 from publisher.content import load_content, past_send_at
@@ -24,24 +19,6 @@ from publisher.ops.feedback import send_warnings
 from publisher.ops.queue import load_tolerant, not_yet_sent
 from publisher.store import SendCounts, SendInfo, Store
 from publisher.store.reports import running_sends
-from publisher.web.admin_auth import admin_root
-from publisher.web.pages import error_page, page
-from publisher.web.requests import web_context
-
-
-def console_page(request: Request, name: str, **values: Any) -> HTMLResponse:
-    """A console page; a project whose templates predate it gets a 503 page saying what to copy."""
-    settings = web_context(request).settings
-    try:
-        return page(settings, name, path="admin", admin_root=admin_root(request), **values)
-    except jinja2.TemplateNotFound as exc:
-        return error_page(
-            settings,
-            503,
-            "Console unavailable",
-            f"the console's template {exc.name} is missing from {settings.paths.templates}",
-            hint="copy templates/web/admin_*.html from the publisher project into your templates folder",
-        )
 
 
 @dataclass(frozen=True)
