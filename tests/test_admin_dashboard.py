@@ -21,6 +21,7 @@ from publisher.config import Settings
 from publisher.models import Feedback, FeedbackKind
 from publisher.ops.editors import add_editor
 from publisher.store import Outcomes, Queue, SendCounts, Store
+from publisher.store.clicks import Click
 from publisher.store.feedback import BouncePolicy
 from publisher.store.reports import weekly_growth
 from publisher.store.schema import deliveries
@@ -166,6 +167,29 @@ def test_report_by_domain_matches_the_store(console) -> None:
     api_like = store.feedback.outcomes_by_send(send_id)
     assert api_like == {"hard_bounce": 1, "complaint": 1, "unsubscribe": 1}
     assert 'id="chart-domains"' in r.text
+
+
+def test_report_shows_clicks_per_link_with_machines_apart(console) -> None:
+    client, store, _settings, send_id = console
+    sign_in(client, "ann@example.org")
+    info = store.ledger.get_send_by_id(send_id)
+    assert info is not None
+    before = client.get(f"/admin/sends/{send_id}").text
+    assert "links-caption" not in before and "No clicks recorded" in before  # links not rewritten
+    at = datetime.now(info.created_at.tzinfo) if info.created_at.tzinfo else datetime.now()
+    store.clicks.record_links(info.key, ["https://example.org/a", "https://example.org/b?x=<1>"], now=at)
+    a, b = store.clicks.target(info.key, 1), store.clicks.target(info.key, 2)
+    assert a is not None and b is not None
+    store.clicks.record(
+        [Click(b.link_id, at, "human")] * 3 + [Click(a.link_id, at, "human"), Click(b.link_id, at, "scanner")]
+    )
+    r = client.get(f"/admin/sends/{send_id}")
+    assert r.status_code == 200
+    assert _table(r.text, "links-caption") == [
+        ["2. https://example.org/b?x=<1>", "3", "1"],  # escaped in the page, read back as text
+        ["1. https://example.org/a", "1", "0"],
+    ]
+    assert 'id="chart-links"' in r.text and "&lt;1&gt;" in r.text
 
 
 @pytest.mark.parametrize(

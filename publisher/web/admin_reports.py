@@ -2,7 +2,9 @@
 
 The same numbers as ``publisher status --send`` and ``GET /api/sends/{id}``
 (``store.ledger.counts``, ``store.feedback.outcomes_by_send`` and
-``outcomes_by_domain``), as tables and as a pygal chart of the biggest domains.
+``outcomes_by_domain``), as tables and as a pygal chart of the biggest domains; and
+the clicks ``publisher report`` shows (``ops.report``: per send and link, humans apart
+from machines), as a table and a chart of the top links.
 "Delivered" is what the server accepted (the ledger's ``sent``); bounces,
 complaints and unsubscribes are the facts that came back after that.
 """
@@ -18,10 +20,11 @@ from starlette.responses import Response
 
 from publisher.config import Settings
 from publisher.errors import NotFoundError
+from publisher.ops.report import SendReport, send_report
 from publisher.store import Store
 from publisher.web.admin_auth import ViewerSession, console_page, csrf_token
 from publisher.web.admin_view import SendRow, send_row
-from publisher.web.charts import DOMAINS, bar_chart
+from publisher.web.charts import DOMAINS, LINKS, bar_chart
 from publisher.web.requests import web_context
 
 router = APIRouter(include_in_schema=False)
@@ -44,6 +47,7 @@ class Report:
     outcomes: dict[str, int]
     domains: list[DomainRow]
     more_domains: int  # how many domains the table leaves out
+    clicks: SendReport | None  # what ``publisher report`` shows (None: the send went before clicks)
 
 
 def domain_rows(by_domain: dict[str, dict[str, int]]) -> list[DomainRow]:
@@ -72,6 +76,7 @@ def read_report(settings: Settings, store: Store, send_id: int) -> Report | None
         outcomes=outcomes,
         domains=rows[:SHOWN_DOMAINS],
         more_domains=max(0, len(rows) - SHOWN_DOMAINS),
+        clicks=send_report(store, send_id),
     )
 
 
@@ -90,8 +95,15 @@ def domains_chart(report: Report) -> str:
     return bar_chart(DOMAINS, "By recipient domain", desc, [r.domain for r in top], values)
 
 
+def links_chart(clicks: SendReport) -> str:
+    top = clicks.top_links
+    desc = f"Human and machine clicks on the {len(top)} most clicked links; the table has the same numbers."
+    values = [[lk.human_clicks for lk in top], [lk.machine_clicks for lk in top]]
+    return bar_chart(LINKS, "Clicks by link", desc, [f"{lk.link_no}. {lk.url[:60]}" for lk in top], values)
+
+
 @router.get("/admin/sends/{send_id}")
-async def send_report(
+async def send_report_page(
     request: Request, session: ViewerSession, send_id: Annotated[int, Path(ge=1, le=2**62)]
 ) -> Response:
     """One send: its counts, what came back, and both by recipient domain."""
@@ -107,6 +119,7 @@ async def send_report(
         csrf=csrf_token(ctx.secret, session),
         report=report,
         chart=domains_chart(report) if report.domains else "",
+        links_chart=links_chart(report.clicks) if report.clicks and report.clicks.top_links else "",
     )
 
 

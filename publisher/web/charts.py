@@ -43,7 +43,8 @@ DOMAINS = ChartKind(
     ("#1565c0", "#c62828", "#6a1b9a", "#b35900"),
     horizontal=True,
 )
-KINDS = (GROWTH, DOMAINS)
+LINKS = ChartKind("links", ("human clicks", "machine clicks"), ("#1565c0", "#757575"), horizontal=True)
+KINDS = (GROWTH, DOMAINS, LINKS)
 
 
 def _style(kind: ChartKind) -> Style:
