@@ -10,7 +10,7 @@ import pytest
 
 from publisher.config import Settings
 from publisher.ops.editors import add_editor
-from publisher.store import Store
+from publisher.store import Queue, Store
 from publisher.web import ServerHandle
 from tests.fixtures_axe import axe_problems
 from tests.fixtures_browser import ARTIFACTS
@@ -69,7 +69,10 @@ def test_issues_list_and_preview_at_375px_by_keyboard_pass_axe(
     assert axe_problems(page) == []
     page.screenshot(path=str(ARTIFACTS / f"admin-issue-preview-375-{scheme}.png"), full_page=True)
 
-    _tab_to(page, "Send a test to me")
+    # focus the button, then the keyboard's Enter (tabbing through the four frames races with their
+    # loading: a frame that finishes loading can take the focus between two key presses)
+    page.focus("form[action$='/test'] button")
+    assert "Send a test to me" in page.evaluate("document.activeElement.textContent")
     page.keyboard.press("Enter")
     page.wait_for_url(f"{console_site}/admin/issues/a?done=test")
     assert [m.rcpt for m in smtp_server.received()] == ["ann@example.org"]
@@ -96,4 +99,36 @@ def test_the_preview_frames_render_under_the_real_csp(browser: Any, console_site
         figure.scroll_into_view_if_needed()
         figure.screenshot(path=str(ARTIFACTS / f"admin-issue-email-{name}.png"))
         assert n < 4
+    context.close()
+
+
+def test_a_check_problem_then_queue_and_unqueue_by_keyboard(
+    browser: Any, console_site: str, site_with_smtp: tuple[ServerHandle, Settings, Store], write_issue: Any
+) -> None:
+    """The editor's walk: a broken issue shows its problem; a good one is queued, then unqueued."""
+    _handle, _settings, store = site_with_smtp
+    write_issue("issues/broken.md", "---\ntitle: Broken\ndate: 2026-13-45\n---\nBody.\n")
+    context = browser.new_context(
+        viewport={"width": 375, "height": 800}, color_scheme="dark", bypass_csp=True
+    )
+    page = context.new_page()
+    _sign_in(page, console_site, "issues")
+    listing = page.inner_text("main")
+    assert "broken" in listing and "date" in listing  # the problem, beside its issue
+    assert page.locator(".problem").count() >= 1
+
+    page.goto(f"{console_site}/admin/issues/a")
+    page.fill("#queue-at", "2099-01-01T09:00")
+    page.select_option("#queue-zone", "UTC")
+    page.focus("form[action$='/queue'] button")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/admin/issues/a?done=queued*")
+    assert [q.slug for q in Queue(store).list()] == ["a"]
+    assert "Queued for" in page.inner_text("main") and "2099" in page.inner_text("main")
+    assert axe_problems(page) == []
+
+    page.focus("form[action$='/unqueue'] button")  # the keyboard's Enter on the focused button
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/admin/issues/a?done=unqueued*")
+    assert Queue(store).list() == []
     context.close()
