@@ -89,8 +89,8 @@ def create_app(
     app.include_router(subscribe.router)
     app.include_router(manage.router)
     app.include_router(feedlist.router)
-    console.install(app)  # /admin: the editors' console
     hooks.install(app, settings, environ=environ, fetch=fetch)
     app.include_router(redirect.router)  # /r/<token>: click counting
-    app.include_router(archive.router)  # the catch-all: last
+    app.include_router(archive.router)  # the catch-all for every path but /admin...
+    console.install(app)  # /admin: the editors' console (after the archive: pages match sooner)
     return app

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.responses import FileResponse, RedirectResponse, Response
 
 from publisher.errors import NotFoundError
@@ -34,6 +35,19 @@ from publisher.web.pages import error_page, site_root
 from publisher.web.requests import web_context
 
 router = APIRouter(include_in_schema=False)
+
+
+class SitePath(PathConvertor):
+    """Any path but the console's (/admin...), so the archive can be matched before the console.
+
+    Starlette tries routes in order: with the archive last, every page and feed request was
+    first matched against each of the console's ~40 routes (~15 % of the feed's req/s).
+    """
+
+    regex = r"(?!admin(?:/|$)).*"
+
+
+register_url_convertor("site_path", SitePath())
 
 MAX_CACHED_FILE = 2 * 1024 * 1024  # bytes kept in memory per file...
 MAX_CACHED_TOTAL = 64 * 1024 * 1024  # ...and in all
@@ -234,7 +248,7 @@ def respond(request: Request, entry: Entry) -> Response:
     return FileResponse(entry.real, media_type=entry.media_type, headers=headers)
 
 
-@router.api_route("/{url_path:path}", methods=["GET", "HEAD"])
+@router.api_route("/{url_path:site_path}", methods=["GET", "HEAD"])
 async def serve_file(request: Request, url_path: str) -> Response:
     archive: Archive = request.app.state.archive
     key = url_path + "index.html" if not url_path or url_path.endswith("/") else url_path
