@@ -22,3 +22,12 @@ def one_line(text: str, limit: int) -> str:
     if not cut.isprintable():
         cut = _UNWANTED.sub(" ", cut)
     return _SPACES.sub(" ", cut).strip()[:limit]
+
+
+def visible(text: str) -> str:
+    """``text`` with each unwanted character shown as U+FFFD: safe to print on a terminal.
+
+    An escape sequence or a bidi override in an argument must not reach the terminal
+    that echoes it back in an error ("no send \\x1b[31m..."); spacing is kept as written.
+    """
+    return text if text.isprintable() else _UNWANTED.sub("\ufffd", text)

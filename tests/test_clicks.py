@@ -275,3 +275,14 @@ def test_analytics_config_defaults_and_per_subscriber_is_refused(
     assert make_settings(analytics={"retention": "30d"}).analytics.retention == timedelta(days=30)
     with pytest.raises(PublisherError, match="per_subscriber"):
         make_settings(analytics={"per_subscriber": True})
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["9" * 30, "\x1b[31mred", "[bold]x[/]", "a\r\nb", "=?utf-8?q?issue=3Ax?=", "\u202eevil", "x" * 10_000],
+)
+def test_publisher_report_refuses_a_hostile_send_reference(sent: Any, project: Path, ref: str) -> None:
+    got = CliRunner().invoke(app, ["report", ref, "--config", str(project / "config.yaml")])
+    assert got.exit_code == 1, got.output
+    assert got.exception is None or isinstance(got.exception, SystemExit)  # said, not a traceback
+    assert "no send" in got.output and "\x1b[31m" not in got.output and "\r" not in got.output

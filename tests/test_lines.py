@@ -7,7 +7,7 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
-from publisher.lines import one_line
+from publisher.lines import one_line, visible
 
 
 @given(text=st.text(max_size=3000), limit=st.integers(min_value=1, max_value=600))
@@ -29,3 +29,8 @@ def test_one_line_keeps_ordinary_text() -> None:
     )
     assert one_line("a\r\nb\x00c\u2028d\u202ee", 500) == "a b c d e"
     assert one_line("Zoë 李 مريم", 500) == "Zoë 李 مريم"
+
+
+def test_visible_shows_controls_and_bidi_as_replacement_and_keeps_spacing() -> None:
+    assert visible("no send \x1b[31mred\u202e  x") == "no send \ufffd[31mred\ufffd  x"
+    assert visible("plain  text") == "plain  text"

@@ -30,6 +30,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from publisher.config import Settings, load_settings
 from publisher.errors import PublisherError
+from publisher.lines import visible
 
 console = Console()
 err_console = Console(stderr=True)
@@ -56,10 +57,15 @@ def settings(config: Path | None) -> Settings:
     return load_settings(config)
 
 
+def said(text: str) -> str:
+    """Text from anywhere (arguments, files, the database) as Rich prints it: no markup, no controls."""
+    return escape(visible(text))
+
+
 def fail(message: str, hint: str | None = None, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {said(message)}", highlight=False, markup=True, soft_wrap=True)
     if hint:
-        err_console.print(f"[dim]hint: {hint}[/]", highlight=False, soft_wrap=True)
+        err_console.print(f"[dim]hint: {said(hint)}[/]", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -73,9 +79,9 @@ def reports_errors(fn: F) -> F:
         except PublisherError as exc:
             lines = exc.lines()
             for line in lines:
-                err_console.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
+                err_console.print(f"[bold red]error:[/] {said(line)}", soft_wrap=True)
             if exc.hint:
-                err_console.print(f"[dim]hint: {escape(exc.hint)}[/]", soft_wrap=True)
+                err_console.print(f"[dim]hint: {said(exc.hint)}[/]", soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]

@@ -111,7 +111,9 @@ def find_send(store: Store, ref: str | None) -> int | None:
     if ref is None:
         rows = store.ledger.sends(limit=1)
         return rows[0][0].id if rows else None
-    if ref.isdigit():
+    if ref.isascii() and ref.isdigit():
+        if len(ref) > 18:  # beyond any id a database holds (and SQLite's 64-bit integers)
+            return None
         return int(ref) if store.ledger.get_send_by_id(int(ref)) else None
     info = store.ledger.get_send(ref) or store.ledger.get_send(f"issue:{ref}")
     return info.id if info else None
