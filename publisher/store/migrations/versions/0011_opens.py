@@ -1,0 +1,21 @@
+"""Opens: the 1x1 image counted when a publication turns opens on (issue 16).
+
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-12-08
+"""
+
+from __future__ import annotations
+
+revision = "0011"
+down_revision = "0010"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
