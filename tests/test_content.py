@@ -315,6 +315,10 @@ CASES = {
         "---\ntitle: A\ndate: 2026-01-01\nsend_at: 2026-02-01\n---\n",
         "issues/x.md:4: send_at: needs a time as well as a date: '2026-02-01'",
     ),
+    "huge-integer": (  # PyYAML hands Python's int() 10,240 digits: a ValueError, not a YAMLError
+        "---\ntitle: A\ndate: 2026-01-01\norder: " + "9" * 10_240 + "\n---\n",
+        "issues/x.md:4: front matter has a value YAML cannot read: Exceeds the limit",
+    ),
     "not-utf8": (b"---\ntitle: caf\xe9\ndate: 2026-01-01\n---\n", "issues/x.md:2: not valid UTF-8 text"),
 }
 

@@ -97,6 +97,7 @@ def _compose(
     yaml_text: str, where: str, problems: list[Problem]
 ) -> tuple[dict[str, Any], dict[str, int], dict[str, yaml.Node]] | None:
     loader = _Loader(yaml_text)
+    node: yaml.Node | None = None
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -105,6 +106,10 @@ def _compose(
         line = mark.line + _OFFSET if mark is not None else 1
         reason = getattr(exc, "problem", None) or str(exc)
         problems.append(Problem(where, f"front matter is not valid YAML: {reason}", line))
+        return None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits (Python's int limit)
+        line = _first_huge_scalar_line(node) if node is not None else 1
+        problems.append(Problem(where, f"front matter has a value YAML cannot read: {str(exc)[:80]}", line))
         return None
     finally:
         loader.dispose()
@@ -126,3 +131,17 @@ def _compose(
         key_lines[key] = line
         value_nodes[key] = value_node
     return {str(k): v for k, v in data.items()}, key_lines, value_nodes
+
+
+def _first_huge_scalar_line(node: yaml.Node, limit: int = 4000) -> int:
+    """The line of the first scalar too long to convert (where a ValueError came from), else 1."""
+    todo = [node]
+    while todo:
+        n = todo.pop(0)
+        if isinstance(n, yaml.ScalarNode) and len(str(n.value)) > limit:
+            return int(n.start_mark.line) + _OFFSET
+        if isinstance(n, yaml.SequenceNode):
+            todo.extend(n.value)
+        elif isinstance(n, yaml.MappingNode):
+            todo.extend(v for pair in n.value for v in pair)
+    return 1
