@@ -21,7 +21,7 @@ def one_line(text: str, limit: int) -> str:
     cut = text[: limit * 4]  # never scan a 50 MB diagnostic for a 500-character line
     if not cut.isprintable():
         cut = _UNWANTED.sub(" ", cut)
-    return _SPACES.sub(" ", cut).strip()[:limit]
+    return _SPACES.sub(" ", cut).strip()[:limit].rstrip()  # a cut may end on a space
 
 
 def visible(text: str) -> str:
