@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 
@@ -88,9 +89,15 @@ def relpath(path: Path, base: Path | None = None) -> str:
     """A path as a user would type it: relative to ``base`` (or the cwd) when possible."""
     base = base or Path.cwd()
     try:
-        return str(path.resolve().relative_to(base.resolve()))
+        return str(path.resolve().relative_to(_resolved(base)))
     except ValueError:
         return str(path)
+
+
+@lru_cache(maxsize=64)
+def _resolved(base: Path) -> Path:
+    """A project folder, resolved once a process (each email names its file: a stat chain each)."""
+    return base.resolve()
 
 
 def and_more(items: Sequence[str], shown: int = 8) -> str:

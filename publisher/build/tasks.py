@@ -22,6 +22,7 @@ from publisher.content.scan import Unit
 from publisher.feeds import site_feeds, tag_feeds
 from publisher.models import Article, Issue
 from publisher.render import pages
+from publisher.render.templates import freeze_templates
 
 Written = tuple[str, str, int, bool]  # (path, key, size, bytes changed)
 
@@ -63,7 +64,12 @@ class RenderContext:
         return [self.by_slug[s] for s in self.listing.newest if s in self.by_slug]
 
     def warm(self) -> None:
-        """In each worker, before its first task: import the email renderer once (premailer)."""
+        """In each worker, before its first task: fix the templates, import the email renderer once.
+
+        A build's workers live for one build, and its templates do not change
+        under it: jinja2 need not stat every template file again on each render.
+        """
+        freeze_templates(self.settings.paths.templates)
         if self.secret:
             # premailer, cssutils and lxml.html cost ~0.2 s to import: only for builds making emails
             import publisher.render.email  # noqa: F401
@@ -157,7 +163,7 @@ class IssueEmail:
         issue = c.reread.get(self.slug) or reload_issue(c.settings, c.folders, Path(self.source))
         live = tuple(a for a in issue.articles if not a.draft)
         published = issue if live == issue.articles else replace(issue, articles=live)
-        yield from issue_email_files(c.settings, published, secret=c.secret).items()
+        yield from issue_email_files(c.settings, published, secret=c.secret, html=c.html).items()
 
 
 Task = ArticlePage | ListPage | Feeds | IssueEmail
@@ -181,12 +187,14 @@ def write_if_changed(path: Path, data: bytes, fresh: bool = False) -> bool:
     name = str(path)
     folder = os.path.dirname(name)
     if fresh:
-        try:
-            os.mkdir(folder)
-        except FileExistsError:
-            pass
-        except FileNotFoundError:
-            os.makedirs(folder, exist_ok=True)
+        if folder not in _MADE:  # emails/ holds 3 files an issue: one failed mkdir each cost ~10 us
+            try:
+                os.mkdir(folder)
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                os.makedirs(folder, exist_ok=True)
+            _MADE.add(folder)  # removed since (a rebuild in watch mode)? the open below makes it again
     elif _same_bytes(name, data):
         return False
     tmp = f"{folder}/.{os.path.basename(name)}.{os.getpid()}.tmp"
@@ -203,6 +211,9 @@ def write_if_changed(path: Path, data: bytes, fresh: bool = False) -> bool:
         os.close(fd)
     os.replace(tmp, name)
     return True
+
+
+_MADE: set[str] = set()  # folders this process made or found (its own memo: no state is shared)
 
 
 def _same_bytes(name: str, data: bytes) -> bool:

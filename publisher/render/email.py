@@ -9,6 +9,7 @@ digest (``digest``) so both kinds of mail are made the same way.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from html import unescape
@@ -104,9 +105,12 @@ def _sized_images(fragment: str, folder: Path) -> str:
     return _IMG_SRC.sub(fix, fragment)
 
 
-def _article_context(settings: Settings, issue: Issue, article: Article, n: int) -> dict[str, object]:
+def _article_context(
+    settings: Settings, issue: Issue, article: Article, n: int, html: Mapping[str, str]
+) -> dict[str, object]:
     url = f"{settings.site.url}/{article.slug}/"  # the body is written for its page: resolve against it
-    body = _sized_images(markdown_to_html(article.body), article.source.parent)
+    known = html.get(article.content_hash) if article.content_hash else None
+    body = _sized_images(known or markdown_to_html(article.body), article.source.parent)
     author = article.author or ""
     meta = date_text(settings, article.date) + (f" · {author}" if author else "")
     hero = image_size(article.image_file)
@@ -136,18 +140,21 @@ def _check_no_markers(settings: Settings, issue: Issue, subject: str) -> None:
         )
 
 
-def render_issue_email(settings: Settings, issue: Issue, *, test_copy: bool = False) -> RenderedEmail:
+def render_issue_email(
+    settings: Settings, issue: Issue, *, test_copy: bool = False, html: Mapping[str, str] | None = None
+) -> RenderedEmail:
     """Render both templates for ``issue`` and inline the CSS (the expensive, once-per-issue part).
 
     A test copy (``send --to``) says so: ``email.test_prefix`` before the
     subject and a banner above the text, so it is never taken for the real mail.
+    ``html``: article bodies already rendered (``markdown_to_html``), by content hash.
     """
     site = settings.site
     subject = issue.subject or issue.title
     _check_no_markers(settings, issue, subject)
     # A draft issue renders whole (a preview); a published one leaves out its draft articles.
     articles = [
-        _article_context(settings, issue, a, n)
+        _article_context(settings, issue, a, n, html or {})
         for n, a in enumerate(issue.articles, start=1)
         if issue.draft or not a.draft
     ]
@@ -186,13 +193,14 @@ def prepare_issue_email(
     date: datetime,
     test_copy: bool = False,
     clicks: bool = True,
+    html: Mapping[str, str] | None = None,
 ) -> PreparedMessage:
     """Render and inline ``issue`` once; the result personalises each recipient in microseconds.
 
     Links go through ``/r/`` (``analytics.clicks``) except in a test copy and
     with ``clicks=False`` (the build's sample files: a public page counts no clicks).
     """
-    rendered = render_issue_email(settings, issue, test_copy=test_copy)
+    rendered = render_issue_email(settings, issue, test_copy=test_copy, html=html)
     count = clicks and not test_copy and settings.analytics.clicks
     prepared = prepare_message(
         settings,
@@ -233,13 +241,18 @@ def sample_recipient(settings: Settings, secret: bytes, send_key: str) -> Recipi
     )
 
 
-def issue_email_files(settings: Settings, issue: Issue, *, secret: bytes | None = None) -> dict[str, bytes]:
+def issue_email_files(
+    settings: Settings, issue: Issue, *, secret: bytes | None = None, html: Mapping[str, str] | None = None
+) -> dict[str, bytes]:
     """Build outputs for one issue, personalised for a sample reader; identical bytes on every build.
 
     Keys are paths under the output folder: ``emails/<slug>.html``, ``.txt`` and ``.eml``.
+    ``html``: the build's article bodies, by content hash (not rendered a second time).
     """
     send_key = f"issue:{issue.slug}"
-    prepared = prepare_issue_email(settings, issue, send_key=send_key, date=issue.date, clicks=False)
+    prepared = prepare_issue_email(
+        settings, issue, send_key=send_key, date=issue.date, clicks=False, html=html
+    )
     reader = sample_recipient(settings, settings.secret_key() if secret is None else secret, send_key)
     return {
         f"emails/{issue.slug}.html": prepared.fill_html(reader).encode("utf-8"),

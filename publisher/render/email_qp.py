@@ -27,50 +27,73 @@ def qp_template(text: str, marker: re.Pattern[str]) -> list[bytes | str]:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     out: list[bytes | str] = []
     buf = bytearray()
-    col = 0
-    for n, line in enumerate(text.split("\n")):
-        if n:
-            buf += CRLF
-            col = 0
-        if _PLAIN_LINE.fullmatch(line) and not marker.search(line):  # most lines: only '=' to escape
-            enc = line.encode("ascii").replace(b"=", b"=3D")
-            if len(enc) < QP_MAX:
-                buf += enc
-            else:
-                _append_encoded(buf, 0, enc)
-            continue
-        pos = 0
-        pieces: list[tuple[str, str]] = []
-        for m in marker.finditer(line):
-            pieces.append(("text", line[pos : m.start()]))
-            pieces.append(("slot", m.group(1)))
-            pos = m.end()
-        pieces.append(("text", line[pos:]))
-        for i, (kind, value) in enumerate(pieces):
-            if kind == "slot":
-                if col:
-                    buf += SOFT
-                out.append(bytes(buf))
-                out.append(value)
-                buf = bytearray(SOFT)
-                col = 0
-                continue
-            raw = value.encode("utf-8")
-            # a trailing space is only "at the end of a line" if no marker follows
-            ends_line = i == len(pieces) - 1
-            enc = _escape_bytes(raw)
-            if ends_line and raw[-1:] in (b" ", b"\t"):
-                enc = enc[:-1] + b"=%02X" % raw[-1]  # whitespace ending a line is lost in transit
-            if col == 0 and raw.startswith(b"From "):
-                enc = b"=46" + enc[1:]  # mbox readers mangle a line starting "From "
-            col = _append_encoded(buf, col, enc)
+    pos = 0
+    for m in marker.finditer(text):
+        if _append_text(buf, text[pos : m.start()], last=False):
+            buf += SOFT
+        out.append(bytes(buf))
+        out.append(m.group(1))
+        buf = bytearray(SOFT)
+        pos = m.end()
+    _append_text(buf, text[pos:], last=True)
     out.append(bytes(buf))
     return out
 
 
-# A line whose only escapes are '=': printable ASCII, no leading '.' or "From ", no
-# whitespace at the end (the general path below would do nothing else to it).
-_PLAIN_LINE = re.compile(r"(?!\.|From )[!-~ \t]*(?<![ \t])")
+def _append_text(buf: bytearray, text: str, *, last: bool) -> int:
+    """Encode the text between two markers (or the text's ends) onto ``buf``; the column it ends at.
+
+    Whole lines are escaped and joined in a few C passes over the text, and only
+    a line to fold (over 75 characters, or starting with a dot) is taken a slice
+    at a time: a Python step per line was a fifth of an issue email's CPU. The
+    last partial line (a marker follows it) can end with a space, which is not
+    at the end of a line; at the end of the text (``last``) it is.
+    """
+    enc = text.encode("utf-8").replace(b"=", b"=3D")
+    if enc.startswith(b"From ") or b"\nFrom " in enc:
+        enc = _FROM.sub(b"=46rom ", enc)  # mbox readers mangle a line starting "From "
+    if b" \n" in enc or b"\t\n" in enc or (last and enc[-1:] in (b" ", b"\t")):
+        enc = (_END_SPACE_LAST if last else _END_SPACE).sub(_escape_space, enc)
+    if enc.translate(None, _NOT_CONTROL):  # an ASCII control character (rare): escape all at once
+        enc = _ESCAPE.sub(_escape_run, enc)
+    *lines, tail = enc.split(b"\n")
+    for line in lines:
+        if not line.isascii():
+            line = _ESCAPE.sub(_escape_run, line)
+        buf += line if len(line) < QP_MAX and line[:1] != b"." else _fold(line)
+        buf += CRLF
+    return _append_encoded(buf, 0, tail if tail.isascii() else _ESCAPE.sub(_escape_run, tail))
+
+
+# Bytes but the ASCII controls (tab and line feed are kept); bytes to write as =XX ('=' is
+# already =3D); whitespace ending a line (lost in transit otherwise); a line starting "From ".
+_NOT_CONTROL = bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100)) + b"\t\n"
+_ESCAPE = re.compile(rb"[^!-~ \t\n]+")
+_END_SPACE = re.compile(rb"[ \t](?=\n)")
+_END_SPACE_LAST = re.compile(rb"[ \t](?=\n)|[ \t]\Z")
+_FROM = re.compile(rb"^From ", re.M)
+
+
+def _escape_space(m: re.Match[bytes]) -> bytes:
+    return b"=%02X" % m[0][0]
+
+
+def _fold(line: bytes) -> bytes:
+    """A line over 75 characters, or starting with a dot, folded with soft breaks.
+
+    ``_CHUNK`` cuts the same pieces as ``_append_encoded`` (at most 75 characters, no
+    ``=XX`` split) in one C call; a piece starting with a dot needs its loop.
+    """
+    chunks = _CHUNK.findall(line)
+    if any(chunk[:1] == b"." for chunk in chunks):
+        out = bytearray()
+        _append_encoded(out, 0, line)
+        return bytes(out)
+    return SOFT.join(chunks)
+
+
+# Up to 75 characters not ending inside an escape: neither of the last two is an escape's '='.
+_CHUNK = re.compile(rb".{1,%d}(?<!=)(?<!=.)" % (QP_MAX - 1), re.S)
 
 
 _QP_UNSAFE = re.compile(
@@ -120,16 +143,6 @@ def _append(buf: bytearray, col: int, tokens: list[bytes]) -> int:
         buf += tok
         col += len(tok)
     return col
-
-
-# Runs of bytes written as =XX once '=' is (whitespace too, but only last on a line: see above).
-_ESCAPE = re.compile(rb"[^!-~ \t]+")
-
-
-def _escape_bytes(raw: bytes) -> bytes:
-    """``raw`` with '=' and every byte outside printable ASCII written as ``=XX``."""
-    enc = raw.replace(b"=", b"=3D")  # most escapes in HTML: one C pass instead of a call each
-    return _ESCAPE.sub(_escape_run, enc)
 
 
 def _escape_run(m: re.Match[bytes]) -> bytes:

@@ -3,9 +3,10 @@
 Article HTML comes from markdown-it-pyrs, the Rust port of markdown-it: about
 13x faster than markdown-it-py here (0.026 ms against 0.33 ms for a
 300-word news article), and rendering was the largest single cost of a cold
-build. ``parser()`` stays markdown-it-py (commonmark preset, tables,
-mdit_py_plugins footnotes): ``render.text`` walks its token tree, and it
-renders the bodies that markdown-it-pyrs 0.4 gets wrong:
+build. ``render.text`` writes the text part from markdown-it-pyrs's tree
+(``fast_tree``) too. ``parser()`` stays markdown-it-py (commonmark preset,
+tables, mdit_py_plugins footnotes), for the HTML and text of the bodies that
+markdown-it-pyrs 0.4 gets wrong:
 
 - any body with footnote syntax (``[^`` or ``^[``). The Rust footnote plugin
   ignores a definition written right under a paragraph, turns a definition
@@ -89,6 +90,22 @@ def markdown_to_html(source: str) -> str:
         if type(exc).__name__ != "PanicException":
             raise
         return parser().render(source)
+
+
+def fast_tree(source: str) -> markdown_it_pyrs.Node | None:
+    """markdown-it-pyrs's syntax tree, or None for a body ``markdown_to_html`` gives markdown-it-py.
+
+    The text part (``render.text``) is written from it, so a body's text and HTML
+    come from the same parser.
+    """
+    if any(mark in source for mark in _FOOTNOTE_MARKS):
+        return None
+    try:
+        return fast_parser().tree(source)
+    except BaseException as exc:  # pyo3's PanicException derives from BaseException
+        if type(exc).__name__ != "PanicException":
+            raise
+        return None
 
 
 def renderers() -> str:

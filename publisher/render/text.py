@@ -12,12 +12,15 @@ from __future__ import annotations
 import re
 import textwrap
 import unicodedata
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
+from typing import Any
 from urllib.parse import urljoin
 
 from markdown_it.tree import SyntaxTreeNode
+from markdown_it_pyrs import Node
 
-from publisher.render.markdown import parser
+from publisher.render.markdown import fast_tree, parser
 
 WIDTH = 72
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
@@ -36,6 +39,8 @@ def absolute_url(url: str, base_url: str) -> str:
 
 def display_width(text: str) -> int:
     """Columns ``text`` takes in a monospace font: wide East Asian characters count 2, marks 0."""
+    if text.isascii():  # no wide character, combining mark or format character: one column each
+        return len(text)
     width = 0
     for ch in text:
         if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
@@ -106,25 +111,34 @@ def markdown_to_text(source: str, *, base_url: str = "", width: int = WIDTH, hea
     """Render Markdown as plain text; relative links are made absolute against ``base_url``.
 
     ``heading_offset`` demotes headings (an article inside a folder issue sits
-    one level below the issue's own title).
+    one level below the issue's own title). The tree comes from the parser that
+    renders the body's HTML (``markdown.fast_tree``): markdown-it-pyrs's costs
+    ~0.05 ms where a markdown-it-py parse cost ~0.5 (a quarter of an issue email).
     """
-    root = SyntaxTreeNode(parser().parse(source))
-    lines = _Renderer(base_url, width, heading_offset).blocks(root.children, width)
+    # CommonMark turns NUL into U+FFFD, as markdown-it-py does; markdown-it-pyrs 0.4 keeps it.
+    tree = fast_tree(source.replace("\x00", "\ufffd"))
+    if tree is None:  # footnotes, or a body markdown-it-pyrs panics on: markdown-it-py, as for the HTML
+        root = SyntaxTreeNode(parser().parse(source))
+        lines = TokenText(base_url, width, heading_offset).blocks(root.children, width)
+    else:
+        lines = TreeText(base_url, width, heading_offset).blocks(list(tree.children), width)
     return "\n".join(line.rstrip() for line in lines).strip("\n") + "\n"
 
 
-class _Renderer:
+class _Layout:
+    """What both renderers share: how blocks, headings, lists, tables and links are laid out."""
+
     def __init__(self, base_url: str, width: int, heading_offset: int = 0) -> None:
         self.base_url = base_url
         self.width = width
         self.heading_offset = heading_offset
 
-    # -- blocks --------------------------------------------------------------------------------
+    def each_block(self, nodes: Sequence[Any], width: int) -> Iterator[list[str]]:
+        raise NotImplementedError
 
-    def blocks(self, nodes: list[SyntaxTreeNode], width: int, tight: bool = False) -> list[str]:
+    def blocks(self, nodes: Sequence[Any], width: int, tight: bool = False) -> list[str]:
         out: list[str] = []
-        for node in nodes:
-            lines = self.block(node, width)
+        for lines in self.each_block(nodes, width):
             if not lines:
                 continue
             if out and not tight:
@@ -132,48 +146,27 @@ class _Renderer:
             out.extend(lines)
         return out
 
-    def block(self, node: SyntaxTreeNode, width: int) -> list[str]:
-        kind = node.type
-        if kind == "paragraph":
-            return wrap(self.inline(node), width)
-        if kind == "heading":
-            level = min(int(node.tag[1]) + self.heading_offset, 6)
-            text = self.inline(node).replace("\n", " ")
-            if level in _UNDERLINE:
-                return underline("\n".join(wrap(text, width)), _UNDERLINE[level]).split("\n")
-            return wrap(text, width, "#" * level + " ", " " * (level + 1))
-        if kind in ("bullet_list", "ordered_list"):
-            return self.list_items(node, width)
-        if kind == "blockquote":
-            return ["> " + line if line else ">" for line in self.blocks(node.children, width - 2)]
-        if kind in ("fence", "code_block"):
-            return ["    " + line for line in node.content.rstrip("\n").split("\n")]
-        if kind == "hr":
-            return ["* * *"]
-        if kind == "table":
-            return self.table(node, width)
-        if kind == "footnote_block":
-            notes = ["-" * 8]
-            for n, fn in enumerate(node.children):
-                label = f"[{int(fn.meta.get('id', n)) + 1}] "
-                body = self.blocks(fn.children, width - len(label))
-                notes.extend(
-                    (label if i == 0 else " " * len(label)) + line if line else ""
-                    for i, line in enumerate(body)
-                )
-            return notes
-        if kind == "inline":
-            return wrap(self.inline(node), width)
-        return self.blocks(node.children, width)
+    def heading(self, level: int, text: str, width: int) -> list[str]:
+        level = min(level + self.heading_offset, 6)
+        text = text.replace("\n", " ")
+        if level in _UNDERLINE:
+            return underline("\n".join(wrap(text, width)), _UNDERLINE[level]).split("\n")
+        return wrap(text, width, "#" * level + " ", " " * (level + 1))
 
-    def list_items(self, node: SyntaxTreeNode, width: int) -> list[str]:
-        tight = all(p.hidden for item in node.children for p in item.children if p.type == "paragraph")
-        start = int(node.attrs.get("start", 1)) if node.type == "ordered_list" else 1
+    def quote(self, nodes: Sequence[Any], width: int) -> list[str]:
+        return ["> " + line if line else ">" for line in self.blocks(nodes, width - 2)]
+
+    @staticmethod
+    def code(content: str) -> list[str]:
+        return ["    " + line for line in content.rstrip("\n").split("\n")]
+
+    def items(self, items: Sequence[Any], width: int, tight: bool, start: int | None) -> list[str]:
+        """List items (``start`` None for a bullet list), each a sequence of block nodes."""
         out: list[str] = []
-        for n, item in enumerate(node.children):
-            marker = f"{start + n}. " if node.type == "ordered_list" else "- "
+        for n, item in enumerate(items):
+            marker = "- " if start is None else f"{start + n}. "
             pad = " " * len(marker)
-            body = self.blocks(item.children, width - len(marker), tight=tight)
+            body = self.blocks(item, width - len(marker), tight=tight)
             if out and not tight:
                 out.append("")
             if not body:
@@ -182,23 +175,13 @@ class _Renderer:
                 out.append((marker if i == 0 else pad) + line if line else "")
         return out
 
-    def table(self, node: SyntaxTreeNode, width: int) -> list[str]:
-        rows: list[list[str]] = []
-        aligns: list[str] = []
-        for section in node.children:
-            for tr in section.children:
-                cells = []
-                for cell in tr.children:
-                    cells.append(self.inline(cell).replace("\n", " ").strip())
-                    if len(rows) == 0:
-                        style = str(cell.attrs.get("style", ""))
-                        aligns.append(style.removeprefix("text-align:") or "left")
-                rows.append(cells)
+    def grid(self, rows: list[list[str]], aligns: list[str], width: int) -> list[str]:
+        """A table as aligned columns, or one record per row when too wide."""
         if not rows:
             return []
         ncols = max(len(r) for r in rows)
         rows = [r + [""] * (ncols - len(r)) for r in rows]
-        aligns += ["left"] * (ncols - len(aligns))
+        aligns = aligns + ["left"] * (ncols - len(aligns))
         widths = [max(display_width(r[c]) for r in rows) for c in range(ncols)]
         if sum(widths) + 2 * (ncols - 1) > width:
             return self.records(rows, width)
@@ -231,38 +214,174 @@ class _Renderer:
                 out.extend(wrap(f"{name}: {value}", width, "", "    "))
         return out
 
-    # -- inline --------------------------------------------------------------------------------
+    def link(self, text: str, href: str) -> str:
+        if not href or href.startswith("#"):
+            return text
+        url = absolute_url(href, self.base_url)
+        bare = _BARE.sub("", url)
+        return url if text in (url, bare, href) else f"{text} ({url})"
+
+    def image(self, alt: str, src: str) -> str:
+        return f"[Image: {alt.strip() or 'image'}] ({absolute_url(src, self.base_url)})"
+
+
+_BARE = re.compile(r"^(mailto:|https?://)")
+
+
+class TokenText(_Layout):
+    """Text from markdown-it-py's tree (``SyntaxTreeNode``): the bodies with footnotes."""
+
+    def each_block(self, nodes: Sequence[SyntaxTreeNode], width: int) -> Iterator[list[str]]:
+        return (self.block(node, width) for node in nodes)
+
+    def block(self, node: SyntaxTreeNode, width: int) -> list[str]:
+        kind = node.type
+        if kind in ("paragraph", "inline"):
+            return wrap(self.inline(node), width)
+        if kind == "heading":
+            return self.heading(int(node.tag[1]), self.inline(node), width)
+        if kind in ("bullet_list", "ordered_list"):
+            tight = all(p.hidden for item in node.children for p in item.children if p.type == "paragraph")
+            start = int(node.attrs.get("start", 1)) if kind == "ordered_list" else None
+            return self.items([item.children for item in node.children], width, tight, start)
+        if kind == "blockquote":
+            return self.quote(node.children, width)
+        if kind in ("fence", "code_block"):
+            return self.code(node.content)
+        if kind == "hr":
+            return ["* * *"]
+        if kind == "table":
+            return self.table(node, width)
+        if kind == "footnote_block":
+            return self.footnotes(node, width)
+        return self.blocks(node.children, width)
+
+    def footnotes(self, node: SyntaxTreeNode, width: int) -> list[str]:
+        notes = ["-" * 8]
+        for n, fn in enumerate(node.children):
+            label = f"[{int(fn.meta.get('id', n)) + 1}] "
+            body = self.blocks(fn.children, width - len(label))
+            notes.extend(
+                (label if i == 0 else " " * len(label)) + line if line else "" for i, line in enumerate(body)
+            )
+        return notes
+
+    def table(self, node: SyntaxTreeNode, width: int) -> list[str]:
+        rows: list[list[str]] = []
+        aligns: list[str] = []
+        for section in node.children:
+            for tr in section.children:
+                rows.append([self.inline(cell).replace("\n", " ").strip() for cell in tr.children])
+                if len(rows) == 1:
+                    styles = (str(cell.attrs.get("style", "")) for cell in tr.children)
+                    aligns = [style.removeprefix("text-align:") or "left" for style in styles]
+        return self.grid(rows, aligns, width)
 
     def inline(self, node: SyntaxTreeNode) -> str:
         return "".join(self._inline(child) for child in node.children)
 
     def _inline(self, node: SyntaxTreeNode) -> str:
         kind = node.type
-        if kind == "text":
+        if kind in ("text", "code_inline"):
             return node.content
         if kind == "softbreak":
             return " "
         if kind == "hardbreak":
             return "\n"
-        if kind == "code_inline":
-            return node.content
         if kind == "em":
             return "_" + self.inline(node) + "_"
         if kind == "strong":
             return "*" + self.inline(node) + "*"
         if kind == "link":
-            text = self.inline(node)
-            href = str(node.attrs.get("href", ""))
-            if not href or href.startswith("#"):
-                return text
-            url = absolute_url(href, self.base_url)
-            bare = re.sub(r"^(mailto:|https?://)", "", url)
-            return url if text in (url, bare, href) else f"{text} ({url})"
+            return self.link(self.inline(node), str(node.attrs.get("href", "")))
         if kind == "image":
-            alt = self.inline(node).strip() or "image"
-            return f"[Image: {alt}] ({absolute_url(str(node.attrs.get('src', '')), self.base_url)})"
+            return self.image(self.inline(node), str(node.attrs.get("src", "")))
         if kind == "footnote_ref":
             return f"[{int(node.meta.get('id', 0)) + 1}]"
         if kind == "footnote_anchor":
             return ""
         return self.inline(node) if node.children else node.content
+
+
+# markdown-it-pyrs puts a tight list item's text straight in the item, with no paragraph around it.
+_INLINE = frozenset(
+    (
+        "text",
+        "text_special",
+        "softbreak",
+        "hardbreak",
+        "code_inline",
+        "em",
+        "strong",
+        "link",
+        "autolink",
+        "image",
+    )
+)
+
+
+class TreeText(_Layout):
+    """Text from markdown-it-pyrs's tree (``Node``): every other body, the same text for less."""
+
+    def each_block(self, nodes: Sequence[Node], width: int) -> Iterator[list[str]]:
+        run: list[Node] = []
+        for node in nodes:
+            if node.name in _INLINE:
+                run.append(node)
+                continue
+            if run:
+                yield wrap(self.inline(run), width)
+                run = []
+            yield self.block(node, width)
+        if run:
+            yield wrap(self.inline(run), width)
+
+    def block(self, node: Node, width: int) -> list[str]:
+        kind = node.name
+        if kind == "paragraph":
+            return wrap(self.inline(node.children), width)
+        if kind in ("heading", "lheading"):
+            return self.heading(int(node.meta["level"]), self.inline(node.children), width)
+        if kind in ("bullet_list", "ordered_list"):
+            items = [item.children for item in node.children]
+            tight = not any(child.name == "paragraph" for item in items for child in item)
+            start = int(node.meta.get("start", 1)) if kind == "ordered_list" else None
+            return self.items(items, width, tight, start)
+        if kind == "blockquote":
+            return self.quote(node.children, width)
+        if kind in ("fence", "code_block"):
+            return self.code(str(node.meta["content"]))
+        if kind == "hr":
+            return ["* * *"]
+        if kind == "table":
+            rows = [
+                [self.inline(cell.children).replace("\n", " ").strip() for cell in tr.children]
+                for section in node.children
+                for tr in section.children
+            ]
+            aligns = [a if a in ("right", "center") else "left" for a in node.meta.get("alignments", ())]
+            return self.grid(rows, aligns, width)
+        return self.blocks(node.children, width)
+
+    def inline(self, nodes: Sequence[Node]) -> str:
+        return "".join(self._inline(node) for node in nodes)
+
+    def _inline(self, node: Node) -> str:
+        kind = node.name
+        if kind in ("text", "text_special"):
+            return str(node.meta["content"])
+        if kind == "softbreak":
+            return " "
+        if kind == "hardbreak":
+            return "\n"
+        if kind == "em":
+            return "_" + self.inline(node.children) + "_"
+        if kind == "strong":
+            return "*" + self.inline(node.children) + "*"
+        if kind == "link":
+            return self.link(self.inline(node.children), str(node.meta.get("url", "")))
+        if kind == "autolink":  # shown as markdown-it-py shows it: percent-escapes decoded
+            return self.link(parser().normalizeLinkText(self.inline(node.children)), str(node.meta["url"]))
+        if kind == "image":
+            return self.image(self.inline(node.children), str(node.meta.get("url", "")))
+        return self.inline(node.children) if node.children else str(node.meta.get("content", ""))
