@@ -16,6 +16,14 @@ sink in its own process (bench/send.py's), then measures in one run:
   recorded, so job pick-up and per-batch costs count), each worker with the
   same 4 SMTP connections as the embedded sender; and each worker's peak RSS.
 
+- a digest round to D subscribers (``--digest``, default 100,000; daily, in
+  two zones, one new article per round) drained in-process by the scheduler's
+  drain (``run_digest`` with no worker running) against the same round handed
+  to one and to two ``publisher worker`` processes (``run_digest`` with the
+  queue: the workers rebuild the variants and send it in batches); msg/s from
+  the end of the recording (or, for the workers, from the jobs' commit) to the
+  last row recorded. ``--only digest`` skips the issue figures.
+
 The three send figures alternate over --rounds rounds and the best of each
 counts: this machine is shared, and one round of the same figure can differ
 by a factor of two. Goals: planning 1M in under 60 s; one worker within 20 %
@@ -37,7 +45,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -50,6 +58,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 SAMPLE = "why-bread-rises"
 CONCURRENCY = 4
 SECRET = "bench-secret-0123456789abcdef0123456789"
+DIGEST_BASE = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)  # 07:00 has passed in UTC and London (winter)
+DIGEST_ZONES = ("UTC", "Europe/London")
 
 
 def _now() -> datetime:
@@ -187,6 +197,41 @@ def peak_rss_kb(pid: int) -> int:
     return 0
 
 
+def start_workers(config: Path, db_url: str, n: int, work: Path, tag: str) -> list[subprocess.Popen[bytes]]:
+    """n ``publisher worker`` processes, returned once each has registered with the queue."""
+    engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+
+    def scalar(query: str, **params: object) -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text(query), params).scalar() or 0)
+
+    before = scalar("SELECT coalesce(max(id), 0) FROM procrastinate_workers")
+    procs = [start_worker(config, work / f"{tag}-worker{i}.log") for i in range(n)]
+    try:
+        deadline = time.monotonic() + 120  # a loaded machine can take a while to import
+        while scalar("SELECT count(*) FROM procrastinate_workers WHERE id > :b", b=before) < n:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                logs = "\n".join((work / f"{tag}-worker{i}.log").read_text()[-3000:] for i in range(n))
+                codes = [p.poll() for p in procs]
+                stop_workers(procs)
+                raise SystemExit(f"workers did not start (exit codes {codes}):\n{logs}")
+            time.sleep(0.1)
+    finally:
+        engine.dispose()
+    time.sleep(0.5)
+    return procs
+
+
+def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def with_workers(config: Path, db_url: str, slug: str, n: int, work: Path) -> dict[str, float]:
     """Start n workers, fan ``slug`` out, time until every row is recorded; rate and peak RSS."""
     engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
@@ -195,17 +240,8 @@ def with_workers(config: Path, db_url: str, slug: str, n: int, work: Path) -> di
         with engine.connect() as conn:
             return int(conn.execute(sa.text(query), params).scalar() or 0)
 
-    before = scalar("SELECT coalesce(max(id), 0) FROM procrastinate_workers")
-    procs = [start_worker(config, work / f"{slug}-worker{i}.log") for i in range(n)]
+    procs = start_workers(config, db_url, n, work, slug)
     try:
-        deadline = time.monotonic() + 120  # a loaded machine can take a while to import
-        while scalar("SELECT count(*) FROM procrastinate_workers WHERE id > :b", b=before) < n:
-            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                logs = "\n".join((work / f"{slug}-worker{i}.log").read_text()[-3000:] for i in range(n))
-                codes = [p.poll() for p in procs]
-                raise SystemExit(f"workers did not start (exit codes {codes}):\n{logs}")
-            time.sleep(0.1)
-        time.sleep(0.5)
         idle = [peak_rss_kb(p.pid) for p in procs]  # imports done, no job yet
         _, planned, _ = fan_out(config, slug)
         started = time.perf_counter()
@@ -219,13 +255,7 @@ def with_workers(config: Path, db_url: str, slug: str, n: int, work: Path) -> di
         rss = [peak_rss_kb(p.pid) for p in procs]
         shares = [(work / f"{slug}-worker{i}.log").read_text().count(": sent ") for i in range(n)]
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_workers(procs)
         engine.dispose()
     assert sent == planned, (sent, planned)
     return {
@@ -237,7 +267,175 @@ def with_workers(config: Path, db_url: str, slug: str, n: int, work: Path) -> di
     }
 
 
+# -- a digest round: the scheduler's drain against workers ---------------------------------------------------
+
+
+def load_digest_readers(db_url: str, n: int) -> None:
+    """n confirmed daily subscribers over two zones, two days older than the first round (COPY)."""
+    engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+    stamp = (DIGEST_BASE - timedelta(days=2)).isoformat()
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "TRUNCATE subscribers, sends, deliveries, digest_recipients, digest_marks, "
+            "digest_variants, article_arrivals CASCADE"
+        )
+        conn.exec_driver_sql("DELETE FROM procrastinate_jobs")
+        cols = "email, name, status, frequency, topics, timezone, created_at, updated_at, confirmed_at"
+        with conn.connection.driver_connection.cursor().copy(f"COPY subscribers ({cols}) FROM STDIN") as copy:
+            buf = io.StringIO()
+            for i in range(n):
+                zone = DIGEST_ZONES[i % len(DIGEST_ZONES)]
+                buf.write(f"daily{i:07d}@example.org\tReader {i}\tconfirmed\tdaily\t\t{zone}")
+                buf.write(f"\t{stamp}\t{stamp}\t{stamp}\n")
+            copy.write(buf.getvalue())
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE subscribers")
+    engine.dispose()
+
+
+def digest_round(config: Path, k: int, workers: bool) -> dict[str, float]:
+    """Round k (day k after DIGEST_BASE, one new article): record it, then drain or hand it over."""
+    from publisher.config import load_settings
+    from publisher.ops.digest import run_digest
+    from publisher.store import open_store
+    from publisher.worker import JobQueue
+
+    when = DIGEST_BASE + timedelta(days=k)
+    source = (ROOT / "issues" / f"{SAMPLE}.md").read_text().replace("title:", f"title: Day {k} -", 1)
+    (config.parent / "issues" / f"day-{k}.md").write_text(source)
+    settings = load_settings(config, environ={"PUBLISHER_SECRET_KEY": SECRET})
+    with open_store(settings.database.url) as store:
+        report = run_digest(
+            settings,
+            store,
+            "daily",
+            clock=lambda: when,
+            up_since=when - timedelta(hours=6),
+            workers=JobQueue() if workers else None,
+        )
+    if workers:
+        assert report.sent == 0 and sum(h.jobs for h in report.handed), report
+    else:
+        assert report.sent == report.mailed and not report.handed, report
+    return {"mailed": report.mailed, "drain": report.seconds.get("drain", 0.0), "sent": report.sent}
+
+
+def child_digest(config: Path, k: int) -> None:
+    """The embedded figure, in its own process: the round drained in-process; print JSON."""
+    import resource
+
+    got = digest_round(config, k, workers=False)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"rate": got["sent"] / got["drain"], "seconds": got["drain"], "rss_kb": rss}))
+
+
+def digest_embedded(config: Path, k: int) -> dict[str, float]:
+    env = {**os.environ, "PUBLISHER_SECRET_KEY": SECRET}
+    out = subprocess.run(
+        [sys.executable, __file__, "--digest-embedded", str(config), str(k)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode:
+        raise SystemExit(out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def digest_workers(config: Path, db_url: str, k: int, n: int, work: Path) -> dict[str, float]:
+    """Start n workers, run round k with the queue, time from the jobs' commit to the last row recorded."""
+    engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
+
+    def pending() -> int:
+        with engine.connect() as conn:
+            return int(
+                conn.exec_driver_sql(
+                    "SELECT count(*) FROM deliveries d JOIN sends s ON s.id = d.send_id "
+                    "WHERE s.kind = 'digest' AND d.status = 'pending'"
+                ).scalar()
+                or 0
+            )
+
+    procs = start_workers(config, db_url, n, work, f"digest-{k}")
+    try:
+        got = digest_round(config, k, workers=True)
+        started = time.perf_counter()
+        while pending():
+            if time.perf_counter() - started > 1800:
+                raise SystemExit("the workers did not finish the digest round in 30 minutes")
+            time.sleep(0.1)
+        seconds = time.perf_counter() - started
+        rss = [peak_rss_kb(p.pid) for p in procs]
+    finally:
+        stop_workers(procs)
+        engine.dispose()
+    return {"rate": got["mailed"] / seconds, "seconds": seconds, "rss_kb": max(rss)}
+
+
+def digest_figures(config: Path, db_url: str, size: int, rounds: int, work: Path) -> None:
+    """The digest round drained three ways, side by side (best of ``rounds`` each)."""
+    load_digest_readers(db_url, size)
+    results: dict[str, list[dict[str, float]]] = {"embedded": [], "w1": [], "w2": []}
+    k = 0
+    for _ in range(rounds):
+        results["embedded"].append(digest_embedded(config, k))
+        results["w1"].append(digest_workers(config, db_url, k + 1, 1, work))
+        results["w2"].append(digest_workers(config, db_url, k + 2, 2, work))
+        k += 3
+    best = {key: max(v, key=lambda x: x["rate"]) for key, v in results.items()}
+    print(f"digest round to {size:,} subscribers (2 zones), {CONCURRENCY} SMTP connections per sender:")
+    labels = (("embedded", "scheduler's drain"), ("w1", "1 worker"), ("w2", "2 workers"))
+    for key, label in labels:
+        rates = ", ".join(f"{x['rate']:,.0f}" for x in results[key])
+        print(
+            f"  {label:<24} {rates} msg/s (best {best[key]['rate']:,.0f}; "
+            f"{size / best[key]['rate']:,.1f} s; peak RSS {best[key]['rss_kb'] / 1024:,.0f} MB)"
+        )
+    ratio = best["w1"]["rate"] / best["embedded"]["rate"]
+    verdict = "OK" if ratio >= 0.8 else "BELOW GOAL"
+    print(f"1 worker / scheduler's drain:  {ratio:.2f}  (goal >= 0.80)  {verdict}")
+    print(f"2 workers / 1 worker:          {best['w2']['rate'] / best['w1']['rate']:.2f}")
+
+
 # -- main --------------------------------------------------------------------------------------------------
+
+
+def issue_figures(config: Path, db_url: str, args: argparse.Namespace, rounds: int, work: Path) -> None:
+    """Planning a big issue send, then M messages sent three ways (best of ``rounds`` each)."""
+    loaded = load_subscribers(db_url, args.subscribers)
+    plan_s, planned, jobs = fan_out(config, "plan")
+    print(
+        f"plan {planned:,} recipients + {jobs:,} batch jobs in one transaction: {plan_s:.1f} s "
+        f"({planned / plan_s:,.0f} rows/s)  (goal < 60 s)  {'OK' if plan_s < 60 else 'ABOVE GOAL'}"
+    )
+    print(f"  (subscribers bulk-loaded with COPY first in {loaded:.1f} s, not timed)")
+
+    load_subscribers(db_url, args.messages)
+    results: dict[str, list[dict[str, float]]] = {"embedded": [], "w1": [], "w2": []}
+    for r in range(rounds):
+        results["embedded"].append(embedded(config, f"embedded-{r}"))
+        results["w1"].append(with_workers(config, db_url, f"w1-{r}", 1, work))
+        results["w2"].append(with_workers(config, db_url, f"w2-{r}", 2, work))
+    best = {k: max(v, key=lambda x: x["rate"]) for k, v in results.items()}
+    m = args.messages
+    print(f"send {m:,} messages, {CONCURRENCY} SMTP connections per sender, sink in its own process:")
+    for key, label in (("embedded", "embedded sender (drain)"), ("w1", "1 worker"), ("w2", "2 workers")):
+        rates = ", ".join(f"{x['rate']:,.0f}" for x in results[key])
+        print(f"  {label:<24} {rates} msg/s (best {best[key]['rate']:,.0f})")
+    ratio = best["w1"]["rate"] / best["embedded"]["rate"]
+    verdict = "OK" if ratio >= 0.8 else "BELOW GOAL"
+    print(f"1 worker / embedded:        {ratio:.2f}  (goal >= 0.80)  {verdict}")
+    print(
+        f"2 workers / 1 worker:       {best['w2']['rate'] / best['w1']['rate']:.2f}  "
+        f"(batches split {best['w2']['batches']}; "
+        f"{os.cpu_count()} cores shared with the sink and PostgreSQL)"
+    )
+    rss = max(x["rss_kb"] for k in ("w1", "w2") for x in results[k]) / 1024
+    idle = max(x["idle_kb"] for k in ("w1", "w2") for x in results[k]) / 1024
+    print(
+        f"peak RSS per worker:        {rss:,.0f} MB  ({idle:,.0f} MB of it before the first job: "
+        f"the CLI's imports; embedded sender process: {best['embedded']['rss_kb'] / 1024:,.0f} MB)"
+    )
 
 
 def main() -> None:
@@ -246,6 +444,8 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=50_000)
     ap.add_argument("--rounds", type=int, default=3, help="rounds of the send figures (best of them counts)")
     ap.add_argument("--quick", action="store_true", help="one round of each send figure")
+    ap.add_argument("--digest", type=int, default=100_000, help="subscribers of the digest round (0: skip)")
+    ap.add_argument("--only", choices=("issue", "digest"), help="only the issue or only the digest figures")
     args = ap.parse_args()
     base = os.environ.get("PUBLISHER_TEST_DATABASE_URL") or os.environ.get("PUBLISHER_BENCH_DATABASE_URL")
     if not base:
@@ -271,40 +471,10 @@ def main() -> None:
         from publisher.store import upgrade
 
         upgrade(db_url)
-        loaded = load_subscribers(db_url, args.subscribers)
-        plan_s, planned, jobs = fan_out(config, "plan")
-        print(
-            f"plan {planned:,} recipients + {jobs:,} batch jobs in one transaction: {plan_s:.1f} s "
-            f"({planned / plan_s:,.0f} rows/s)  (goal < 60 s)  {'OK' if plan_s < 60 else 'ABOVE GOAL'}"
-        )
-        print(f"  (subscribers bulk-loaded with COPY first in {loaded:.1f} s, not timed)")
-
-        load_subscribers(db_url, args.messages)
-        results: dict[str, list[dict[str, float]]] = {"embedded": [], "w1": [], "w2": []}
-        for r in range(rounds):
-            results["embedded"].append(embedded(config, f"embedded-{r}"))
-            results["w1"].append(with_workers(config, db_url, f"w1-{r}", 1, work))
-            results["w2"].append(with_workers(config, db_url, f"w2-{r}", 2, work))
-        best = {k: max(v, key=lambda x: x["rate"]) for k, v in results.items()}
-        m = args.messages
-        print(f"send {m:,} messages, {CONCURRENCY} SMTP connections per sender, sink in its own process:")
-        for key, label in (("embedded", "embedded sender (drain)"), ("w1", "1 worker"), ("w2", "2 workers")):
-            rates = ", ".join(f"{x['rate']:,.0f}" for x in results[key])
-            print(f"  {label:<24} {rates} msg/s (best {best[key]['rate']:,.0f})")
-        ratio = best["w1"]["rate"] / best["embedded"]["rate"]
-        verdict = "OK" if ratio >= 0.8 else "BELOW GOAL"
-        print(f"1 worker / embedded:        {ratio:.2f}  (goal >= 0.80)  {verdict}")
-        print(
-            f"2 workers / 1 worker:       {best['w2']['rate'] / best['w1']['rate']:.2f}  "
-            f"(batches split {best['w2']['batches']}; "
-            f"{os.cpu_count()} cores shared with the sink and PostgreSQL)"
-        )
-        rss = max(x["rss_kb"] for k in ("w1", "w2") for x in results[k]) / 1024
-        idle = max(x["idle_kb"] for k in ("w1", "w2") for x in results[k]) / 1024
-        print(
-            f"peak RSS per worker:        {rss:,.0f} MB  ({idle:,.0f} MB of it before the first job: "
-            f"the CLI's imports; embedded sender process: {best['embedded']['rss_kb'] / 1024:,.0f} MB)"
-        )
+        if args.only != "digest":
+            issue_figures(config, db_url, args, rounds, work)
+        if args.only != "issue" and args.digest:
+            digest_figures(config, db_url, args.digest, rounds, work)
     finally:
         sink.kill()
         with admin.connect() as conn:
@@ -316,5 +486,7 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--embedded":
         child_embedded(Path(sys.argv[2]), sys.argv[3])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--digest-embedded":
+        child_digest(Path(sys.argv[2]), int(sys.argv[3]))
     else:
         main()

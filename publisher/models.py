@@ -7,7 +7,7 @@ persistence in ``store``. Datetimes are always time-zone aware.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
@@ -38,6 +38,15 @@ class Article:
 
 
 @dataclass(frozen=True)
+class SubjectTest:
+    """An issue's subject test: a sample split between ``subjects``, the winner to the rest after ``wait``."""
+
+    subjects: tuple[str, ...]  # 2 or more, distinct; the first wins a tie
+    sample: float  # percent of the audience in the sample, 1-50
+    wait: timedelta  # from the sample's start to the decision
+
+
+@dataclass(frozen=True)
 class Issue:
     """What one email carries: a single article, or a folder of them with an intro."""
 
@@ -52,6 +61,7 @@ class Issue:
     send_at: datetime | None = None
     draft: bool = False
     is_folder: bool = False
+    subject_test: SubjectTest | None = None  # front matter ``subjects:`` + ``subject_test:``
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,8 @@ class Purpose(StrEnum):
     PREFERENCES = "preferences"
     BOUNCE = "bounce"  # the VERP return path: names one delivery (send x recipient)
     CLICK = "click"  # a link in a mail: names the send and the link's number, never the reader
+    READER = "reader"  # with analytics.per_subscriber: the recipient part of a click link
+    OPEN = "open"  # the 1x1 image of a mail (analytics.opens): names the send, never the reader
 
 
 # Confirm links expire; unsubscribe links in old mail must keep working for good.
@@ -55,6 +57,8 @@ MAX_AGE = {
     Purpose.PREFERENCES: None,
     Purpose.BOUNCE: None,
     Purpose.CLICK: None,
+    Purpose.READER: None,
+    Purpose.OPEN: None,
 }
 CLOCK_SKEW = 60  # seconds a confirm token's stamp may be ahead of the reader's clock (several servers)
 MAX_TOKEN = 2048
@@ -98,13 +102,17 @@ class TokenInfo:
 
 
 def _open(secret: bytes, purpose: Purpose, token: str) -> bytes:
+    return _unseal(secret, token, _associated(purpose))
+
+
+def _unseal(secret: bytes, token: str, associated: list[bytes]) -> bytes:
     if len(token) > MAX_TOKEN or not _TOKEN.match(token):
         raise TokenError("this link is not valid")
     try:
         sealed = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         if base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii") != token:
             raise ValueError("not canonical base64")  # one token, one spelling
-        return _cipher(secret).decrypt(sealed, _associated(purpose))
+        return _cipher(secret).decrypt(sealed, associated)
     except (InvalidTag, ValueError, binascii.Error):
         raise TokenError("this link is not valid") from None
 
@@ -207,6 +215,32 @@ def read_click_token(secret: bytes, token: str) -> tuple[str, int]:
     if link_no == 0:
         raise TokenError("this link is not valid")
     return key, int(link_no)
+
+
+_READER = struct.Struct(">Q")
+
+
+def reader_token(secret: bytes, send_key: str, subscriber_id: int) -> str:
+    """The recipient part of a per-subscriber click link: ``/r/<click token>.<reader token>``.
+
+    One per recipient and send (not per link), so the message's links share
+    one slot filled once per recipient. The subscriber's id is sealed with the
+    send's key as associated data: the part cannot be forged, altered, or
+    moved onto another send's links (or another reader's: it is their id that
+    is sealed, and only the secret seals).
+    """
+    sealed = _cipher(secret).encrypt(
+        _READER.pack(subscriber_id), [*_associated(Purpose.READER), send_key.encode()]
+    )
+    return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
+
+
+def read_reader_token(secret: bytes, send_key: str, token: str) -> int:
+    """The subscriber id of a reader token made for ``send_key``; TokenError otherwise."""
+    data = _unseal(secret, token, [*_associated(Purpose.READER), send_key.encode()])
+    if len(data) != _READER.size:
+        raise TokenError("this link is not valid")
+    return int(_READER.unpack(data)[0])
 
 
 def message_id(secret: bytes, send_key: str, email: str, domain: str) -> str:

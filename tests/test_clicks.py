@@ -263,7 +263,7 @@ def test_rewriting_skips_slots_app_pages_and_other_schemes() -> None:
     assert out.count("https://app.example/r/") == 3
 
 
-def test_analytics_config_defaults_and_per_subscriber_is_refused(
+def test_analytics_config_defaults_and_per_subscriber_is_off_by_default(
     make_settings: Callable[..., Settings],
 ) -> None:
     s = make_settings()
@@ -273,8 +273,9 @@ def test_analytics_config_defaults_and_per_subscriber_is_refused(
         timedelta(days=90),
     )
     assert make_settings(analytics={"retention": "30d"}).analytics.retention == timedelta(days=30)
-    with pytest.raises(PublisherError, match="per_subscriber"):
-        make_settings(analytics={"per_subscriber": True})
+    assert make_settings(analytics={"per_subscriber": True}).analytics.per_subscriber is True
+    with pytest.raises(PublisherError, match="sunset_min_issues"):
+        make_settings(analytics={"sunset_min_issues": 0})
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from publisher.cli import inbound as _inbound
 from publisher.cli import init as _init
 from publisher.cli import report as _report
 from publisher.cli import schedule as _schedule
+from publisher.cli import sequences as _sequences
 from publisher.cli import subscribers as _subscribers
 from publisher.cli import suppress as _suppress
 from publisher.cli import web as _web
@@ -79,6 +80,7 @@ for _module in (
     _suppress,
     _web,
     _schedule,
+    _sequences,
     _worker,
 ):
     _module.register(app)

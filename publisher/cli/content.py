@@ -16,7 +16,7 @@ from publisher.content import load_content, past_send_at
 from publisher.errors import ContentError, Problem, relpath
 from publisher.importer import plan_imports
 from publisher.models import Library
-from publisher.ops.queue import load_tolerant, not_yet_sent
+from publisher.ops.queue import load_tolerant, not_yet_sent, span
 from publisher.store import open_store
 
 
@@ -58,6 +58,15 @@ def check(config: ConfigOption = None) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    for issue in issues:  # subject tests (ops.subject_test): what each will do when sent
+        if (test := issue.subject_test) is not None:
+            subjects = " / ".join(repr(s) for s in test.subjects)
+            line = f"subject test: {issue.slug}: {test.sample:g}% split between {subjects}; "
+            console.print(
+                escape(line + f"the winner goes to the rest after {span(test.wait)}"),
+                soft_wrap=True,
+                highlight=False,
+            )
 
 
 def _late_send_at(cfg: Settings, library: Library) -> dict[str, Problem]:

@@ -25,6 +25,7 @@ from publisher.ops.drain import DrainReport
 from publisher.ops.feedback import send_warnings
 from publisher.ops.queue import list_queue
 from publisher.ops.send import SendOutcome, send_issue, send_test_copy
+from publisher.ops.sunset import sunset_counts, tracking
 from publisher.store import SendCounts, SendInfo, Store, open_store, upgrade
 from publisher.worker import JobCounts, JobQueue, QueueStatus, queue_status
 
@@ -90,6 +91,8 @@ def send(
 def _no_drain_line(issue: str, outcome: SendOutcome) -> str:
     """What ``send`` says when this process sent nothing (done before, a dry run, queued, no one)."""
     key = escape(outcome.key)
+    if outcome.action == "waiting" or (outcome.action == "dry-run" and outcome.note):
+        return f"{escape(issue)}: {escape(outcome.note)}"  # a subject test (ops.subject_test)
     if outcome.action == "already-sent":
         return f"{key} was already sent ({outcome.planned} planned); nothing to do."
     if outcome.action == "dry-run":
@@ -148,9 +151,15 @@ def status(
         subs = store.subscribers.counts_by_status()
         jobs = queue_status(store)  # PostgreSQL: the workers' batch jobs
         queued = list_queue(store)
+        sunset = sunset_counts(cfg, store, now=datetime.now(UTC))  # issue 16: ask once, then pause
     total = sum(subs.values())
     parts = ", ".join(f"{subs.get(s.value, 0)} {s.value}" for s in SubscriberStatus)
     _out(f"subscribers: {total} ({parts})")
+    if tracking(cfg) or sunset.reengaged or sunset.paused:
+        _out(
+            f"sunsetting: {sunset.candidates} candidate(s), {sunset.reengaged} re-engaged (asked, "
+            f"grace running), {sunset.paused} paused"
+        )
     if queued:
         _out(f"queue: {len(queued)} issue(s)")
         for line in queued_lines(cfg, queued):

@@ -125,7 +125,8 @@ def digest(
     cfg = settings(config)
     when = parse_when(now, cfg.site.tz).astimezone(UTC) if now else _now()
     with _store(cfg) as store:
-        report = run_digest(cfg, store, frequency, clock=lambda: when if now else _now(), dry_run=dry_run)
+        clock = (lambda: when) if now else _now
+        report = run_digest(cfg, store, frequency, clock=clock, dry_run=dry_run, workers=JobQueue())
     for warning in report.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     head = "dry run: " if dry_run else ""
@@ -152,6 +153,9 @@ def digest(
     console.print(
         f"sent {report.sent} message(s), {report.failed} failed, {report.pending} pending", highlight=False
     )
+    if report.handed:  # PostgreSQL with workers running: they send it
+        queued = sum(h.jobs for h in report.handed)
+        console.print(f"the workers send the rest: {queued} batch job(s) queued", highlight=False)
     if any(r.fatal for r in report.drains):
         raise typer.Exit(1)
     if report.failed or report.pending:

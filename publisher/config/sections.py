@@ -241,18 +241,36 @@ class AnalyticsConfig(_Section):
     """Click counting: per send and per link by default, never per person unless turned on."""
 
     clicks: bool = True  # links in issue mail go through /r/<token>; false leaves them as written
-    per_subscriber: bool = False  # tokens naming the recipient: not built yet, so only false is accepted
+    per_subscriber: bool = False  # tokens also name the recipient (the footer and /privacy say so)
     retention: timedelta = timedelta(days=90)  # raw click events older than this are deleted
     prefetch_seconds: int = Field(default=60, ge=0)  # a click this soon after the send started: a machine
+    opens: bool = False  # a 1x1 image at /o/<token> in the HTML part (names the send, not the reader)
+    # Sunsetting (only with per_subscriber): no human click for this long, over at least
+    # sunset_min_issues issues, earns one re-engagement mail; no click within sunset_grace pauses.
+    sunset: bool = True
+    sunset_after: timedelta = timedelta(days=180)
+    sunset_min_issues: int = Field(default=5, ge=1)
+    sunset_grace: timedelta = timedelta(days=14)
 
-    @field_validator("retention", mode="before")
+    @field_validator("retention", "sunset_after", "sunset_grace", mode="before")
     @classmethod
     def _retention(cls, v: Any) -> Any:
         return parse_duration(v) if isinstance(v, str) else v
 
-    @field_validator("per_subscriber")
+
+class SequencesConfig(_Section):
+    """Onboarding sequences (``sequences/<name>/NN-slug.md``): when in the reader's day they may arrive."""
+
+    # Local wall-clock window "HH:MM-HH:MM" (end exclusive; 24:00 allowed): no 3 a.m. mail.
+    send_at: str = "09:00-17:00"
+
+    @field_validator("send_at")
     @classmethod
-    def _per_subscriber(cls, v: bool) -> bool:
-        if v:
-            raise ValueError("per-subscriber click counting is not available yet; leave it false")
-        return v
+    def _send_at(cls, v: str) -> str:
+        start, sep, end = str(v).partition("-")
+        if not sep or (end.strip() != "24:00" and not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", end.strip())):
+            raise ValueError(f"expected a window such as 09:00-17:00, got {v!r}")
+        check_hhmm(start.strip())
+        if end.strip() <= start.strip():
+            raise ValueError(f"the window must end after it starts (same local day), got {v!r}")
+        return f"{start.strip()}-{end.strip()}"

@@ -21,6 +21,7 @@ from publisher.config.sections import (
     PathsConfig,
     ScaleConfig,
     ScheduleConfig,
+    SequencesConfig,
     SiteConfig,
     WebConfig,
     _Section,
@@ -43,6 +44,7 @@ class Settings(_Section):
     bounces: BouncesConfig = BouncesConfig()
     inbound: InboundConfig = InboundConfig()
     analytics: AnalyticsConfig = AnalyticsConfig()
+    sequences: SequencesConfig = SequencesConfig()
     secret_env: str = "PUBLISHER_SECRET_KEY"
     base_dir: Path = Field(default=Path("."), exclude=True)
 

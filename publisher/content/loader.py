@@ -31,6 +31,8 @@ from publisher.content.fields import (
 from publisher.content.frontmatter import Document, decode, parse_document
 from publisher.content.images import body_images, file_problem, page_path
 from publisher.content.scan import Unit, relative
+from publisher.content.subject_test import KEYS as TEST_KEYS
+from publisher.content.subject_test import subject_test_of
 from publisher.content.summary import summarize
 from publisher.errors import Problem
 from publisher.models import Article, Issue
@@ -38,7 +40,7 @@ from publisher.models import Article, Issue
 T = TypeVar("T")
 
 ARTICLE_KEYS = ("title", "date", "author", "tags", "summary", "image", "image_alt", "draft", "order")
-ISSUE_KEYS = ("subject", "send_at", "preheader")
+ISSUE_KEYS = ("subject", "send_at", "preheader", *TEST_KEYS)
 INDEX_KEYS = ("title", "date", "draft", *ISSUE_KEYS)
 _ALL_KEYS = (*ARTICLE_KEYS, *ISSUE_KEYS)
 
@@ -102,12 +104,13 @@ class Loader:
         where = self.rel(unit.path)
         article = self._article(unit.path, doc, raw, unit.slug, (*ARTICLE_KEYS, *ISSUE_KEYS))
         subject, send_at, preheader = self._issue_fields(doc, where)
+        test = subject_test_of(doc, where, self.problems)
         if article is None:
             return None
         return Issue(
             slug=unit.slug,
             title=article.title,
-            subject=subject or article.title,
+            subject=test.subjects[0] if test else subject or article.title,
             date=article.date,
             articles=(article,),
             source=unit.path,
@@ -115,6 +118,7 @@ class Loader:
             send_at=send_at,
             draft=article.draft,
             is_folder=False,
+            subject_test=test,
         )
 
     def _folder_issue(self, unit: Unit) -> tuple[Issue | None, list[Article]]:
@@ -140,6 +144,7 @@ class Loader:
         when = self._field(doc, "date", where, lambda v: when_value(v, self.settings.site.tz))
         draft = self._field(doc, "draft", where, bool_value, False)
         subject, send_at, preheader = self._issue_fields(doc, where)
+        test = subject_test_of(doc, where, self.problems)
         if title is None or any(a is None for a in articles) or not articles:
             return None, []
         loaded = [a for a in articles if a is not None]
@@ -157,7 +162,7 @@ class Loader:
         issue = Issue(
             slug=unit.slug,
             title=title,
-            subject=subject or title,
+            subject=test.subjects[0] if test else subject or title,
             date=when or max(a.date for a in (published or loaded)),
             articles=tuple(published),
             source=index,
@@ -166,6 +171,7 @@ class Loader:
             send_at=send_at,
             draft=draft,
             is_folder=True,
+            subject_test=test,
         )
         return issue, drafts
 

@@ -1,9 +1,11 @@
-"""Read the welcome mail, ``sequences/welcome/01-*.md``: front matter like an issue, Markdown body.
+"""Read sequence steps, ``sequences/<name>/NN-slug.md``: front matter like an issue, Markdown body.
 
-The folder sits next to ``issues/`` (``sequences_root``; no config key yet). The
-welcome step's file name (without ``.md``) is its identity in the ledger
-(``welcome:<slug>``), so editing its text never mails anyone twice, and a
-missing folder means no welcome mail at all. Its subject and title go into a
+The folder sits next to ``issues/`` (``sequences_root``; no config key yet).
+``sequences/welcome/01-*.md`` is the welcome mail; every other step waits
+``after:`` (``0``, ``2 days``, ``1 week``) from when the reader entered its
+sequence. A step's file name (without ``.md``) is its identity in the ledger
+(``welcome:<slug>``, ``sequence:<name>:<slug>``), so editing its text never
+mails anyone twice, and a missing folder means no mail at all. Its subject and title go into a
 header of a mail sent on the subscriber's behalf with no one reviewing it
 first, so they are checked more strictly than an issue's: a line break, a
 control character, an encoded word (``=?``) or an overlong line is an error
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,9 @@ from publisher.errors import ContentError, Problem, relpath
 
 WELCOME = "welcome"
 STEP_FILE = re.compile(r"^(\d+)-[a-z0-9]+(?:-[a-z0-9]+)*\.md$")
-KEYS = ("title", "subject", "preheader")
+KEYS = ("title", "subject", "preheader", "after")
+AFTER = re.compile(r"^(\d{1,4})\s*(minute|hour|day|week)s?$")
+MAX_AFTER = timedelta(days=3660)  # ten years: a step later than that is a typo
 VARIABLES = ("name", "greeting", "email", "preferences_url", "unsubscribe_url")
 VARIABLE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 MAX_SUBJECT = 200  # characters: a subject longer than this is a mistake, not a headline
@@ -47,11 +52,56 @@ class SequenceStep:
     body: str  # Markdown, variables still as written
     source: Path
     body_line: int
+    after: timedelta = timedelta(0)  # from the moment the reader entered the sequence
+
+    @property
+    def number(self) -> int:
+        """The step's place in its sequence (the file's NN): a reader's progress is the last one planned."""
+        return int(self.slug.split("-", 1)[0])
 
     @property
     def key(self) -> str:
         """The ledger key of this step's send: one per step file, ever."""
-        return f"{self.sequence}:{self.slug}"
+        if self.sequence == WELCOME and self.number == 1:
+            return f"{WELCOME}:{self.slug}"
+        return step_key(self.sequence, self.slug)
+
+
+def step_key(sequence: str, slug: str) -> str:
+    """The send key of a sequence step (the welcome mail, step 01 of ``welcome``, keeps ``welcome:``)."""
+    return f"sequence:{sequence}:{slug}"
+
+
+def sequence_names(settings: Settings) -> list[str]:
+    """The sequences there are: folders under ``sequences/`` named like a slug."""
+    root = sequences_root(settings)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and SLUG_RE.match(p.name))
+
+
+def load_sequence(settings: Settings, name: str) -> list[SequenceStep]:
+    """Every step of ``sequences/<name>/`` in order; [] without the folder; ContentError (file:line)."""
+    if not SLUG_RE.match(name):
+        raise ContentError([Problem(name, "a sequence name is lower-case words joined by '-'")])
+    folder = sequences_root(settings) / name
+    if not folder.is_dir():
+        return []
+    problems: list[Problem] = []
+    steps: list[SequenceStep] = []
+    for path in sorted(p for p in folder.iterdir() if p.suffix == ".md" and p.is_file()):
+        step = load_step(settings, name, path, problems)
+        if step is not None:
+            steps.append(step)
+    seen: dict[int, SequenceStep] = {}
+    for step in steps:
+        if step.number in seen:
+            where = relpath(step.source, settings.base_dir)
+            problems.append(Problem(where, f"step {step.number} twice (also {seen[step.number].slug}.md)"))
+        seen[step.number] = step
+    if problems:
+        raise ContentError(problems, hint=f"fix sequences/{name}/, then run `publisher check` again")
+    return sorted(steps, key=lambda s: s.number)
 
 
 def sequences_root(settings: Settings) -> Path:
@@ -107,10 +157,33 @@ def load_step(settings: Settings, sequence: str, path: Path, problems: list[Prob
     title = _header_text(doc, "title", where, problems, required=True)
     subject = _header_text(doc, "subject", where, problems) or title
     preheader = _header_text(doc, "preheader", where, problems)
+    after = _after(doc, where, problems)
     _check_body(doc, where, problems)
     if len(problems) > before:
         return None
-    return SequenceStep(sequence, path.stem, title, subject, preheader, doc.body, path, doc.body_line)
+    return SequenceStep(sequence, path.stem, title, subject, preheader, doc.body, path, doc.body_line, after)
+
+
+def _after(doc: Document, where: str, problems: list[Problem]) -> timedelta:
+    """``after:`` as a duration: ``0``, ``3 hours``, ``2 days``, ``1 week`` (absent: 0)."""
+    value: Any = doc.meta.get("after")
+    if value is None or (value == 0 and not isinstance(value, bool)):
+        return timedelta(0)
+    m = AFTER.match(value.strip()) if isinstance(value, str) and len(value) < 40 else None
+    if m is None:
+        shown = repr(value)[:40] + ("..." if len(repr(value)) > 40 else "")
+        problems.append(
+            Problem(
+                where,
+                f"after: expected 0 or a duration like '2 days' or '1 week', got {shown}",
+                doc.line("after"),
+            )
+        )
+        return timedelta(0)
+    after = timedelta(**{m.group(2) + "s": int(m.group(1))})
+    if after > MAX_AFTER:
+        problems.append(Problem(where, f"after: {value} is more than ten years", doc.line("after")))
+    return after
 
 
 def _header_text(

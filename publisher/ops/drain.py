@@ -181,7 +181,7 @@ def envelope_builder(
     domain = envelope_domain(settings)
 
     def build(row: PendingDelivery) -> Envelope:
-        r = make(row.email, row.name)
+        r = make(row.email, row.name, row.subscriber_id)  # subscriber: per-subscriber click links only
         sender = bounce_address(secret, row.id, domain)  # VERP: a bounce names this delivery
         return Envelope(sender, row.email, prepared_for(row).personalise(r), r.message_id, smtp_ready=True)
 

@@ -25,6 +25,7 @@ from publisher.content.scan import scan
 from publisher.errors import ContentError, Problem, PublisherError
 from publisher.models import Issue, Library
 from publisher.ops.send import Clock, Progress, WorkerQueue, issue_key, send_issue, settlement
+from publisher.ops.subject_test import variant_key
 from publisher.store import Store
 from publisher.store.queue import ACTIVE, Queue, QueuedIssue, QueueStateError
 
@@ -185,7 +186,12 @@ def not_yet_sent(store: Store, past: dict[str, Problem]) -> dict[str, Problem]:
     Those are what `publisher run` would report as missed; an issue sent (or
     being sent) already has its ``send_at`` as history, not as a mistake.
     """
-    return {slug: p for slug, p in sorted(past.items()) if store.ledger.get_send(issue_key(slug)) is None}
+    return {slug: p for slug, p in sorted(past.items()) if not _started(store, slug)}
+
+
+def _started(store: Store, slug: str) -> bool:
+    """Sent or being sent: the issue's send exists, or its subject test's sample does."""
+    return any(store.ledger.get_send(key) is not None for key in (issue_key(slug), variant_key(slug, 0)))
 
 
 def reconcile_front_matter(

@@ -15,6 +15,7 @@ from typing import Any
 
 from publisher.models import FeedbackKind
 from publisher.ops.clicks import HUMAN
+from publisher.ops.opens import OpenReport, open_report
 from publisher.store import Store
 
 TOP_LINKS = 5
@@ -54,17 +55,22 @@ class SendReport:
     sparkline: str
     note: str = CLICKS_NOTE
     links: int = field(default=0)  # links the send recorded
+    opens: OpenReport | None = None  # only with analytics.opens on
 
     def as_json(self) -> dict[str, Any]:
         """The report as JSON-ready values (datetimes as ISO 8601)."""
         data = asdict(self)
         data["created_at"] = self.created_at.isoformat()
         data["clicks_by_hour"] = [{"hour": h.isoformat(), "clicks": n} for h, n in self.clicks_by_hour]
+        if self.opens is None:
+            del data["opens"]  # opens off: the report says nothing about them
+        else:
+            data["opens"] = self.opens.as_json()
         return data
 
 
-def send_report(store: Store, send_id: int) -> SendReport | None:
-    """The report of send ``send_id``, or None when there is no such send."""
+def send_report(store: Store, send_id: int, *, opens: bool = False) -> SendReport | None:
+    """The report of send ``send_id``, or None when there is no such send (``opens``: analytics.opens)."""
     info = store.ledger.get_send_by_id(send_id)
     if info is None:
         return None
@@ -103,6 +109,7 @@ def send_report(store: Store, send_id: int) -> SendReport | None:
         clicks_by_hour=hours,
         sparkline=sparkline(hourly_series(hours)),
         links=len(links),
+        opens=open_report(store, send_id, counts.sent) if opens else None,
     )
 
 

@@ -12,20 +12,30 @@ lease and wait for it).
 ``WorkerQueue`` it needs, and the edge (the CLI, the scheduler) hands in the
 real one, ``worker.JobQueue``. The planner and the workers agree on the
 message and the secret through ``fingerprint`` and ``secret_check``.
+
+Issues are planned and enqueued in one step (``hand_to_workers``). Every
+other kind (digests, welcome mails, sequence steps) is planned by its own
+code first, then handed over with ``hand_planned``: its pending rows go to
+the same batch jobs, drained by the same ``send_batch`` task (same batch
+locks, same stalled-job retry, same shared rate). What differs per kind is
+only how a worker rebuilds the messages: one renderer function returning
+``Messages`` (``worker.kinds.RENDERERS``), used by the in-process drain too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from publisher.errors import PublisherError
+from publisher.ops.drain import Personalisable
 from publisher.render.email_mime import PreparedMessage
-from publisher.store import SendInfo, Store
+from publisher.store import PendingDelivery, SendInfo, Store
+from publisher.store.jobs import live_workers
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,37 @@ class Enqueued:
     created: bool  # this call wrote the plan
     jobs: int  # batch jobs this call put on the queue
     active: int  # batch jobs of this send already waiting or running before this call
+
+
+@dataclass(frozen=True)
+class Handed:
+    """What ``hand_planned`` did with a send planned by its own code."""
+
+    key: str
+    jobs: int  # batch jobs put on the queue now (0: every pending row already has one)
+    active: int  # batch jobs of this send waiting or running before this call
+    queued: bool = True  # False: workers run but no queue was handed in; the scheduler enqueues it
+
+
+@dataclass(frozen=True)
+class Messages:
+    """A send's rendered message(s): which one a row gets, and their fingerprint.
+
+    One per send for issues and welcome mails; one per variant for digests.
+    Made by the same function in the planner (for the fingerprint, or to drain
+    in-process) and in the worker (to drain a batch), so both send alike.
+    """
+
+    pick: Callable[[PendingDelivery], Personalisable]
+    fingerprint: str
+
+
+def fingerprint_all(prepared: Iterable[tuple[object, PreparedMessage]]) -> str:
+    """One fingerprint for several messages (a digest's variants), in the order given."""
+    h = hashlib.sha256()
+    for name, message in prepared:
+        h.update(f"{name}={fingerprint(message)};".encode())
+    return h.hexdigest()[:32]
 
 
 class WorkerQueue(Protocol):
@@ -61,6 +102,12 @@ class WorkerQueue(Protocol):
         issue_slug: str | None = None,
     ) -> Enqueued:
         """Plan ``key`` (if new) and enqueue its batch jobs in one transaction."""
+        ...
+
+    def enqueue_planned(
+        self, store: Store, *, send_id: int, key: str, batch_size: int, args: Callable[[], dict[str, Any]]
+    ) -> Handed:
+        """Enqueue batch jobs for the pending rows of a planned send that no waiting or running job covers."""
         ...
 
 
@@ -124,3 +171,40 @@ def hand_to_workers(
     return workers.plan_and_enqueue(
         store, kind="issue", key=key, now=now, issue_slug=slug, batch_size=batch_size, args=args
     )
+
+
+def hand_planned(
+    store: Store,
+    workers: WorkerQueue | None,
+    *,
+    send_id: int,
+    key: str,
+    kind: str,
+    date: datetime,
+    batch_size: int,
+    secret: bytes,
+    message_fingerprint: Callable[[], str],
+) -> Handed | None:
+    """Give the pending rows of a send planned elsewhere (digest, welcome…) to the workers; None: drain here.
+
+    With workers running, this process must not drain the send itself (it
+    would race their batches), so without a queue handed in (the web app, a
+    command run by hand) the rows are left for the scheduler, which enqueues
+    them on its next tick. ``message_fingerprint()`` is called only when jobs are
+    written; ``date`` goes into the job so the worker renders the same message.
+    """
+    live = workers.live_workers(store) if workers is not None else live_workers(store)
+    if store.dialect != "postgresql" or not live:
+        return None
+    if workers is None:
+        return Handed(key, 0, 0, queued=False)
+
+    def args() -> dict[str, Any]:
+        return {
+            "fingerprint": message_fingerprint(),
+            "check": secret_check(secret),
+            "kind": kind,
+            "date": date.isoformat(),
+        }
+
+    return workers.enqueue_planned(store, send_id=send_id, key=key, batch_size=batch_size, args=args)

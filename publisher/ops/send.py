@@ -38,6 +38,7 @@ from publisher.ops.drain import (
 )
 from publisher.ops.feedback import hasher_for
 from publisher.ops.scaleout import Enqueued, WorkerQueue, hand_to_workers
+from publisher.ops.subject_test import TestOutcome, run_subject_test
 from publisher.render.email import prepare_issue_email
 from publisher.render.email_mime import PreparedMessage, make_recipient
 from publisher.store import Queue, Store
@@ -87,6 +88,8 @@ class SendOutcome:
     drain: DrainReport | None = None
     warnings: tuple[str, ...] = ()
     jobs: int = 0  # "queued": batch jobs put on the workers' queue; "already-queued": jobs left
+    waits_until: datetime | None = None  # "waiting": a subject test's sample is out, the rest goes then
+    note: str = ""  # a subject test's state, in words
 
 
 def send_issue(
@@ -112,7 +115,7 @@ def send_issue(
     `publisher status` does not go on showing a sent issue as queued.
     """
     outcome = _send_issue(settings, store, slug, clock, dry_run, progress, retry, local, workers)
-    if not dry_run:
+    if not dry_run and outcome.waits_until is None:  # a waiting subject test re-queued itself
         settled = settlement(outcome)
         Queue(store).set_status(slug, settled.status, now=clock(), note=settled.note, expect=SETTLES)
     return outcome
@@ -136,6 +139,11 @@ def _send_issue(
         )
     key = issue_key(slug)
     where = describe_transport(settings, key)
+    test = run_subject_test(
+        settings, store, issue, clock=clock, dry_run=dry_run, progress=progress, retry=retry
+    )
+    if test is not None:  # a subject test: the sample, the decision, then the rest (ops.subject_test)
+        return _test_outcome(test, where)
     existing = store.ledger.get_send(key)
     if existing is not None:
         counts = store.ledger.counts(existing.id)
@@ -228,6 +236,27 @@ def _queued_outcome(
     )
 
 
+def _test_outcome(test: TestOutcome, where: str) -> SendOutcome:
+    """A subject test's step worded as ``send_issue``'s outcome."""
+    if test.stage in ("waiting", "dry-run"):
+        waits = test.record.decide_at if test.stage == "waiting" and test.record else None
+        return SendOutcome(
+            test.key, test.stage, where, to_send=test.to_send, waits_until=waits, note=test.note
+        )
+    idle = "nothing-to-send" if test.created else "already-sent"
+    action = "sent" if test.drain is not None else idle
+    return SendOutcome(
+        test.key,
+        action,
+        where,
+        planned=test.planned,
+        to_send=test.to_send,
+        created=test.created,
+        drain=test.drain,
+        note=test.note,
+    )
+
+
 @dataclass(frozen=True)
 class Settlement:
     """What a finished send makes of the issue's queue row, whoever started it."""
@@ -241,6 +270,8 @@ def settlement(outcome: SendOutcome) -> Settlement:
     """Sent when nothing is left to send; failed (with what is left) when the drain stopped short."""
     report = outcome.drain
     counts = report.counts if report is not None else None
+    if outcome.waits_until is not None:  # a subject test between its sample and its decision
+        return Settlement("queued", "sample", outcome.note)
     if report is not None and report.fatal is not None:
         left = counts.pending if counts else "?"
         return Settlement("failed", "failed", f"stopped: {report.fatal.message}; {left} not sent yet")

@@ -10,7 +10,10 @@ web app calls :func:`welcome_confirmed` after its response has gone out (as
 
 Two drains of one send never run at once (the send's lease): a confirmation
 that finds another process sending the welcome mail waits a little for the
-lease rather than leaving its row to the next tick.
+lease rather than leaving its row to the next tick. On PostgreSQL with
+``publisher worker`` processes running, no process drains it: the scheduler's
+tick hands the pending rows to the workers (``ops.scaleout.hand_planned``),
+which render it with :func:`welcome_messages`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from publisher.deliver import RetryPolicy, Transport
 from publisher.errors import ContentError, PublisherError
 from publisher.ops.drain import Clock, DrainReport, drain
 from publisher.ops.queue import Stopped, stop_check
+from publisher.ops.scaleout import Messages, WorkerQueue, fingerprint, hand_planned
 from publisher.render.email_mime import PreparedMessage
 from publisher.render.welcome import prepare_welcome
 from publisher.store import PendingDelivery, SendBusyError, SendInfo, Store
@@ -61,6 +65,7 @@ class Sending:
     retry: RetryPolicy | None = None
     transports: Callable[[], Transport] | None = None
     busy_wait: float = BUSY_WAIT
+    workers: WorkerQueue | None = None  # the scale-out queue (the scheduler's)
 
 
 def plan_welcome(
@@ -113,14 +118,71 @@ def drain_welcome(
         if send.key != step.key:
             log.warning("%s has mail pending but its file is gone; it waits until the file is back", send.key)
             continue
+        if _handed(settings, store, step, send, clock(), sending.workers):
+            continue
         if prepared is None:
-            prepared = prepare_welcome(settings, step, send_key=send.key, date=clock())
+            prepared = step_message(settings, store, step, send_key=send.key, date=clock())
         result = _drain_when_free(settings, store, send, prepared, clock=clock, sending=sending)
         if result is not None:
             reports.append(result)
             if result.fatal is not None:
                 log.error("welcome mail %s stopped: %s", send.key, result.fatal.message)
     return reports
+
+
+def step_message(
+    settings: Settings, store: Store, step: SequenceStep, *, send_key: str, date: datetime
+) -> PreparedMessage:
+    """A welcome or sequence step's message, its counted links recorded for the send first.
+
+    The redirect follows only links a send recorded (``store.clicks``), so they
+    are written before any mail can carry them; recording is idempotent, so
+    every drain, scheduler tick and worker may call this.
+    """
+    prepared = prepare_welcome(settings, step, send_key=send_key, date=date)
+    if prepared.links is not None:
+        store.clicks.record_links(send_key, prepared.links.urls, now=date)
+    return prepared
+
+
+def welcome_messages(
+    settings: Settings, store: Store, send: SendInfo, date: datetime, *, step: SequenceStep | None = None
+) -> Messages:
+    """The welcome send's message dated ``date``: what a worker renders for a batch (kind "welcome")."""
+    step = step or load_welcome(settings)
+    if step is None or step.key != send.key:
+        raise PublisherError(f"{send.key}: this machine's sequences/welcome/ has no such welcome mail")
+    prepared = step_message(settings, store, step, send_key=send.key, date=date)
+    return Messages(lambda _row: prepared, fingerprint(prepared))
+
+
+def _handed(
+    settings: Settings,
+    store: Store,
+    step: SequenceStep,
+    send: SendInfo,
+    now: datetime,
+    workers: WorkerQueue | None,
+) -> bool:
+    """With workers running (PostgreSQL) they send it: queued now, or at the scheduler's next tick."""
+    handed = hand_planned(
+        store,
+        workers,
+        send_id=send.id,
+        key=send.key,
+        kind="welcome",
+        date=now,
+        batch_size=settings.scale.batch_size,
+        secret=settings.secret_key(),
+        message_fingerprint=lambda: welcome_messages(settings, store, send, now, step=step).fingerprint,
+    )
+    if handed is None:
+        return False
+    if handed.jobs:
+        log.info("welcome mail %s: %d batch job(s) queued for the workers", send.key, handed.jobs)
+    elif not handed.queued:
+        log.info("welcome mail %s: the workers send it once the scheduler queues it", send.key)
+    return True
 
 
 def _drain_when_free(
@@ -183,7 +245,12 @@ def welcome_confirmed(
 
 
 def catch_up_welcome(
-    settings: Settings, store: Store, *, clock: Clock, stop: threading.Event | None = None
+    settings: Settings,
+    store: Store,
+    *,
+    clock: Clock,
+    stop: threading.Event | None = None,
+    workers: WorkerQueue | None = None,
 ) -> list[DrainReport]:
     """The scheduler's tick: drain welcome rows planned and left pending (a crash, a busy lease).
 
@@ -200,7 +267,8 @@ def catch_up_welcome(
     if step is None:
         log.warning("welcome mail pending for %s but sequences/welcome/ is gone", unfinished[0].key)
         return []
-    reports = drain_welcome(settings, store, step, clock=clock, sending=Sending(stop=stop, busy_wait=0))
+    sending = Sending(stop=stop, busy_wait=0, workers=workers)
+    reports = drain_welcome(settings, store, step, clock=clock, sending=sending)
     for r in reports:
         log.info("welcome mail %s: %d sent, %d failed, %d pending", r.key, r.sent, r.failed, r.counts.pending)
     return reports

@@ -119,9 +119,21 @@ def render_digest(
 
 
 def prepare_digest(
-    settings: Settings, rendered: RenderedEmail, *, send_key: str, date: datetime, frequency: str
+    settings: Settings,
+    rendered: RenderedEmail,
+    *,
+    send_key: str,
+    date: datetime,
+    frequency: str,
+    click_secret: bytes | None = None,
+    link_numbers: dict[str, int] | None = None,
 ) -> PreparedMessage:
-    """The slotted MIME message of one variant in one send (cheap: no rendering here)."""
+    """The slotted MIME message of one variant in one send (cheap: no rendering here).
+
+    With ``click_secret`` its links go through ``/r/`` like an issue's, numbered
+    by ``link_numbers``: the send's numbering, shared by (and extended by) all
+    the send's variants, so one URL has one number whichever variant it is in.
+    """
     return prepare_message(
         settings,
         subject=rendered.subject,
@@ -131,4 +143,6 @@ def prepare_digest(
         date=date,
         feedback_id=f"{frequency}:digest:newsletter:{settings.site.domain}",
         source=f"{frequency} digest",
+        click_secret=click_secret,
+        click_numbers=link_numbers,
     )

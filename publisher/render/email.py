@@ -201,7 +201,7 @@ def prepare_issue_email(
     with ``clicks=False`` (the build's sample files: a public page counts no clicks).
     """
     rendered = render_issue_email(settings, issue, test_copy=test_copy, html=html)
-    count = clicks and not test_copy and settings.analytics.clicks
+    count = clicks and not test_copy and (settings.analytics.clicks or settings.analytics.opens)
     prepared = prepare_message(
         settings,
         subject=rendered.subject,

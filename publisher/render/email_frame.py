@@ -21,6 +21,7 @@ from publisher.errors import RenderError, relpath
 from publisher.render.email_headers import parse_mailbox
 from publisher.render.email_mime import MARKER_PREFIX, template_slots
 from publisher.render.inline import inline_css
+from publisher.render.links import counting_note
 from publisher.render.templates import environment, text_environment
 from publisher.render.text import wrap
 
@@ -60,6 +61,9 @@ def frame_context(
     """What every email template's frame needs (header, preheader, footer, slots): issues and digests."""
     site = settings.site
     _, sender_addr = parse_mailbox(settings.email.from_)
+    a = settings.analytics
+    counting = counting_note(a.clicks, a.per_subscriber, a.opens)  # the footer says what is counted
+    privacy_url = (settings.web.public_url or site.url).rstrip("/") + "/privacy"
     return {
         "site": site,
         "text_dir": "rtl" if site.language.split("-")[0].lower() in _RTL_LANGUAGES else "ltr",
@@ -71,6 +75,9 @@ def frame_context(
         "postal_address": site.postal_address,
         "why": why,
         "why_text": "\n".join(wrap("Why you get this: " + why)),
+        "counting": counting,
+        "counting_text": "\n".join(wrap(f"{counting} How we count: {privacy_url}")),
+        "privacy_url": privacy_url,
         "slots": template_slots(),
         "test_copy": False,  # a `send --to` copy: banner above the text (issues only)
     }

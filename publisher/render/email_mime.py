@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, partial
 
 from publisher.config import Settings
 from publisher.errors import RenderError
@@ -31,12 +31,15 @@ from publisher.models import Recipient
 from publisher.render import email_headers as hdr
 from publisher.render.email_qp import CRLF, qp_template, qp_value
 from publisher.render.links import ClickLinks, rewrite_links
-from publisher.tokens import message_id, recipient_links
+from publisher.render.pixel import with_pixel
+from publisher.tokens import message_id, reader_token, recipient_links
 
 MARKER_PREFIX = "XPSLOT"
 _MARKER = re.compile(MARKER_PREFIX + r"([a-z0-9_]+)X")
 # Slots every message understands; anything else is looked up in Recipient.extra.
 SLOTS = ("greeting", "name", "email", "unsubscribe_url", "preferences_url")
+READER = "click_reader"  # per-subscriber click counting: the recipient part of every /r/ link
+_HTML_READER = f"html:{READER}"
 _HTML_SPECIAL = re.compile(r"[&<>\"']")
 GREETING = "Hi {name},"
 NEUTRAL_GREETING = "Hello,"
@@ -108,6 +111,7 @@ class PreparedMessage:
         }
         for key, value in recipient.extra.items():
             vals.setdefault(key, hdr.clean_text(value))
+        vals.setdefault(READER, "")  # a reader not known (a test copy): the click counts, unnamed
         return vals
 
     def personalise(self, recipient: Recipient) -> bytes:
@@ -123,6 +127,9 @@ class PreparedMessage:
             "h_message_id": hdr.check_message_id(recipient.message_id).encode("ascii"),
             "h_unsubscribe": _list_unsubscribe(vals["unsubscribe_url"], mailto),
         }
+        reader = vals[READER]
+        if reader.isascii() and reader.replace("-", "").replace("_", "").isalnum():
+            encoded[_HTML_READER] = reader.encode("ascii")  # base64url: the same in QP and HTML
         out = list(self.chunks)
         memo: dict[str, bytes] = {}  # the same text in both parts is encoded once
         for key, part, name, positions in self._plan:
@@ -202,6 +209,7 @@ def prepare_message(
     require_unsubscribe: bool = True,
     list_mail: bool = True,
     click_secret: bytes | None = None,
+    click_numbers: dict[str, int] | None = None,
 ) -> PreparedMessage:
     """Build the slotted MIME message from final (already inlined) HTML and text.
 
@@ -217,17 +225,14 @@ def prepare_message(
     a person asked for (the sign-up confirmation): no List-* or Feedback-ID
     headers, and ``Auto-Submitted`` so autoresponders leave it alone.
     With ``click_secret`` (and ``analytics.clicks`` on) the HTML part's links
-    go through ``/r/<token>`` (``render.links``), once for every recipient.
+    go through ``/r/<token>`` (``render.links``), once for every recipient;
+    ``click_numbers``: the send's link numbering to follow (a digest's variants).
     """
     where = source or subject
     if require_unsubscribe:
         _check_unsubscribe_link(html, text, where)
-    links = None
-    if click_secret is not None and settings.analytics.clicks:
-        app_url = settings.web.public_url or settings.site.url
-        html, links = rewrite_links(
-            html, secret=click_secret, send_key=send_key, app_url=app_url, marker=MARKER_PREFIX
-        )
+    html, links = _click_links(settings, html, click_secret, send_key, click_numbers)
+    html = with_pixel(settings, html, click_secret, send_key)  # analytics.opens: the 1x1 image
     html_size = len(_MARKER.sub(lambda m: "x" * 120, html).encode("utf-8"))
     warnings = _check_size(settings, html_size, where)
     headers = _header_chunks(settings, subject, date, feedback_id, list_mail)
@@ -242,6 +247,23 @@ def prepare_message(
         neutral_greeting=neutral_greeting,
         default_mailto=unsubscribe_mailto(settings),
         links=links,
+    )
+
+
+def _click_links(
+    settings: Settings, html: str, secret: bytes | None, send_key: str, numbers: dict[str, int] | None
+) -> tuple[str, ClickLinks | None]:
+    """The HTML with its links through ``/r/`` (``render.links``), if counted, and the links numbered."""
+    if secret is None or not settings.analytics.clicks:
+        return html, None
+    return rewrite_links(
+        html,
+        secret=secret,
+        send_key=send_key,
+        app_url=settings.web.public_url or settings.site.url,
+        marker=MARKER_PREFIX,
+        reader_slot=slot(READER) if settings.analytics.per_subscriber else "",
+        numbers=numbers,
     )
 
 
@@ -342,16 +364,24 @@ def _check_size(settings: Settings, size: int, where: str) -> list[str]:
 
 def make_recipient(settings: Settings, secret: bytes, send_key: str, email: str, name: str) -> Recipient:
     """The per-subscriber values for one send: signed links and a deterministic Message-ID."""
-    return recipient_maker(settings, secret, send_key)(email, name)
+    return recipient_maker(settings, secret, send_key)(email, name, None)
 
 
-def recipient_maker(settings: Settings, secret: bytes, send_key: str) -> Callable[[str, str], Recipient]:
-    """``make_recipient`` for a whole send: what every recipient shares is worked out once."""
+def recipient_maker(
+    settings: Settings, secret: bytes, send_key: str
+) -> Callable[[str, str, int | None], Recipient]:
+    """``make_recipient`` for a whole send: what every recipient shares is worked out once.
+
+    ``analytics.per_subscriber``: a ``subscriber_id`` gets its reader token for the links' slot.
+    """
     site_url, domain = settings.site.url, settings.site.domain
     mailto = unsubscribe_mailto(settings)
+    per_reader = settings.analytics.clicks and settings.analytics.per_subscriber
+    seal = partial(reader_token, secret, send_key)
 
-    def make(email: str, name: str) -> Recipient:
+    def make(email: str, name: str, subscriber_id: int | None = None) -> Recipient:
         unsub, prefs = recipient_links(secret, site_url, email)
+        extra = {READER: seal(subscriber_id)} if per_reader and subscriber_id else {}
         return Recipient(
             email=email,
             name=name,
@@ -359,6 +389,7 @@ def recipient_maker(settings: Settings, secret: bytes, send_key: str) -> Callabl
             unsubscribe_url=unsub,
             preferences_url=prefs,
             unsubscribe_mailto=mailto,
+            extra=extra,
         )
 
     return make

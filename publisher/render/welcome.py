@@ -98,8 +98,14 @@ def render_welcome(settings: Settings, step: Step) -> RenderedEmail:
 
 
 def prepare_welcome(settings: Settings, step: Step, *, send_key: str, date: datetime) -> PreparedMessage:
-    """The slotted MIME message of the welcome mail; the drain personalises it per subscriber."""
+    """The slotted MIME message of a welcome or sequence step; the drain personalises it per subscriber.
+
+    Its links are counted like an issue's (``analytics``): the re-engagement
+    mail of sunsetting is answered by a click. The send must record
+    ``prepared.links`` before the mail goes out (``ops.welcome.step_message``).
+    """
     rendered = render_welcome(settings, step)
+    count = settings.analytics.clicks or settings.analytics.opens
     source = relpath(step.source, settings.base_dir)
     return prepare_message(
         settings,
@@ -110,4 +116,5 @@ def prepare_welcome(settings: Settings, step: Step, *, send_key: str, date: date
         date=date,
         feedback_id=f"{step.slug}:{step.sequence}:newsletter:{settings.site.domain}",
         source=source,
+        click_secret=settings.secret_key() if count else None,
     )

@@ -35,7 +35,9 @@ from publisher.ops.queue import (
     send_due,
 )
 from publisher.ops.scaleout import WorkerQueue
-from publisher.ops.welcome import catch_up_welcome
+from publisher.ops.sequences import run_sequences
+from publisher.ops.sunset import sunset_tick
+from publisher.ops.welcome import Sending, catch_up_welcome
 from publisher.schedule.apscheduler_adapter import Wakeups
 from publisher.schedule.guard import RunGuard
 from publisher.schedule.web import WebServer, start_web
@@ -63,6 +65,7 @@ class RunOptions:
     digest_every: float = DIGEST_SECONDS
     web: bool = True
     digests: bool = True
+    sequences: bool = True  # sequence rounds, checked as often as digests (``digest_every``)
     workers: WorkerQueue | None = None  # the scale-out queue (the CLI hands in ``worker.JobQueue``)
 
 
@@ -72,6 +75,7 @@ class _State:
     library: Library = field(default_factory=Library)
     broken: dict[str, list[Problem]] = field(default_factory=dict)
     last_digest: float = float("-inf")
+    last_sequences: float = float("-inf")
     reported_late: set[str] = field(default_factory=set)  # "zone period" already logged as skipped
 
 
@@ -175,7 +179,11 @@ class Runner:
 
     def _cycle(self) -> None:
         self._reconcile()
-        catch_up_welcome(self.settings, self.store, clock=self.clock, stop=self.stop)  # after a crash
+        catch_up_welcome(  # after a crash; with workers running, they send it
+            self.settings, self.store, clock=self.clock, stop=self.stop, workers=self.options.workers
+        )
+        self._sequences()  # plan the steps come due, then send them (each ``digest_every``)
+        sunset_tick(self.settings, self.store, clock=self.clock)  # per-subscriber analytics: ask, then pause
         for event in send_due(
             self.settings,
             self.store,
@@ -203,9 +211,13 @@ class Runner:
                     up_since=self.up_since,
                     library=self.state.library,
                     stop=self.stop,
+                    workers=self.options.workers,
                 )
                 late = [z for z in report.too_late if z not in self.state.reported_late]
                 self.state.reported_late.update(late)
+                queued = sum(h.jobs for h in report.handed)
+                if queued:
+                    log.info("%s digests: %d batch job(s) queued for the workers", frequency, queued)
                 if report.due or report.sent or late:
                     log.info(
                         "%s digests: %d due, %d sent, %d with nothing new%s",
@@ -215,6 +227,28 @@ class Runner:
                         report.quiet,
                         f"; skipped, their time passed while down: {', '.join(late)}" if late else "",
                     )
+
+    def _sequences(self) -> None:
+        """A sequence round when due: plan the steps come due in open windows, then drain them here."""
+        if not self.options.sequences or self.stop.is_set():
+            return
+        if time.monotonic() - self.state.last_sequences < self.options.digest_every - 0.5:
+            return
+        self.state.last_sequences = time.monotonic()
+        report = run_sequences(
+            self.settings,
+            self.store,
+            clock=self.clock,
+            up_since=self.up_since,
+            sending=Sending(stop=self.stop, busy_wait=0, workers=self.options.workers),
+        )
+        if report.planned or report.drains or report.ended:
+            log.info(
+                "sequences: %d planned, %d sent, %d membership(s) ended (left the list)",
+                sum(report.planned.values()),
+                report.sent,
+                report.ended,
+            )
 
     def _reconcile(self, *, startup: bool = False) -> None:
         """Content changed? Re-read it and apply send_at. Then make the wake-ups match the queue table."""

@@ -11,20 +11,25 @@ not "new" to them (issue 13.6).
 
 ``digest_recipients`` has one row per (subscriber, frequency, period), unique:
 whatever fires twice (a DST repeat, a restart, a manual run) finds the row
-and sends nothing. Recording a round (sends row, variants, recipients,
-deliveries, marks) is one transaction, so a crash leaves all of it or none.
+and sends nothing. Recording a page of the round (per zone: sends row,
+variants, recipients, deliveries, marks) is one transaction, so a crash
+leaves each subscriber's row, delivery and mark all written or none, and the
+next round finds exactly those not yet recorded. The subscriber ids of a page
+go to the database as one parameter (a JSON array on SQLite, an array on
+PostgreSQL), so recording a million is a few statements per page, not a
+million bound rows.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, exists, func, literal, select, update
+from sqlalchemy import String, exists, func, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 
+from publisher.store.digest_record import PageWriter
 from publisher.store.digest_tables import (
     Candidate,
     Contents,
@@ -32,15 +37,15 @@ from publisher.store.digest_tables import (
     Lede,
     Recorded,
     VariantPlan,
+    ZoneShare,
     article_arrivals,
     digest_marks,
     digest_recipients,
     digest_variants,
-    dump_contents,
     fingerprint,
     load_contents,
 )
-from publisher.store.records import NOT_SUPPRESSED
+from publisher.store.records import NOT_PAUSED, NOT_SUPPRESSED
 from publisher.store.schema import deliveries as d
 from publisher.store.schema import sends as s
 from publisher.store.schema import subscribers as sub
@@ -49,6 +54,7 @@ if TYPE_CHECKING:
     from publisher.store.engine import Store
 
 arr, mk, var, rcp = article_arrivals, digest_marks, digest_variants, digest_recipients
+PAGE = 50_000  # candidates planned and recorded at a time: some 20 MB, and few transactions per zone
 
 __all__ = [
     "Candidate",
@@ -58,6 +64,7 @@ __all__ = [
     "Lede",
     "Recorded",
     "VariantPlan",
+    "ZoneShare",
     "article_arrivals",
     "digest_marks",
     "digest_recipients",
@@ -66,11 +73,29 @@ __all__ = [
 ]
 
 
+def _sqlite_utc(text: str) -> datetime:
+    """A UTC time as SQLite stores it (``2026-12-01 07:00:00.000000``), aware, as UtcDateTime reads it."""
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def _same(value: datetime) -> datetime:
+    return value
+
+
+class _Topics(dict[str, tuple[str, ...]]):
+    """``subscribers.topics`` split, once per distinct value (most subscribers share a few)."""
+
+    def __missing__(self, text: str) -> tuple[str, ...]:
+        got = self[text] = tuple(t for t in text.split(";") if t)
+        return got
+
+
 class DigestState:
     """Digest tables on one store: ``DigestState(store)``."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._analyzed: set[str] = set()  # periods PostgreSQL has counted in this round
 
     def _insert(self) -> Any:
         return postgresql.insert if self._store.dialect == "postgresql" else sqlite.insert
@@ -117,202 +142,98 @@ class DigestState:
         with self._store.read() as conn:
             return sorted(conn.execute(query).scalars())
 
-    def candidates(self, frequency: str, periods: dict[str, str]) -> list[Candidate]:
-        """Confirmed ``frequency`` subscribers in the zones given, without a digest row for their period."""
-        by_period: dict[str, list[str]] = {}
-        for zone, period in periods.items():
-            by_period.setdefault(period, []).append(zone)
-        out: list[Candidate] = []
+    def candidate_pages(
+        self, frequency: str, period: str, zones: Sequence[str], *, size: int | None = None
+    ) -> Iterator[list[Candidate]]:
+        """Confirmed ``frequency`` subscribers of ``zones`` without a row for ``period``, a page at a time.
+
+        Pages follow the id (``id > last``), each read in a short transaction of
+        its own: a round never holds the whole list, nor keeps a read open while
+        it records (on SQLite's WAL that would stop checkpoints, and the WAL grow).
+        """
+        size = size or PAGE  # read at the call, so a test can make pages small
+        after = 0
+        split = _Topics()
+        while True:
+            query = self._due(frequency, period, zones, after).order_by(sub.c.id).limit(size)
+            with self._store.read() as conn:
+                rows = conn.execute(query).all()
+            if rows:
+                utc = _sqlite_utc if self._store.dialect == "sqlite" else _same
+                yield [Candidate(i, split[t], z, utc(c), m, bool(d)) for i, t, z, c, m, d in rows]
+            if len(rows) < size:
+                return
+            after = rows[-1][0]
+
+    def waiting(self, frequency: str, period: str, zones: Sequence[str], starts: datetime) -> bool:
+        """Whether anyone in ``zones`` subscribed by ``starts`` still lacks ``period`` (a digest missed)."""
+        query = self._due(frequency, period, zones, 0).where(sub.c.created_at <= starts).limit(1)
         with self._store.read() as conn:
-            for period, zones in sorted(by_period.items()):
-                done = exists().where(
-                    rcp.c.subscriber_id == sub.c.id, rcp.c.frequency == frequency, rcp.c.period == period
-                )
-                mailed = exists().where(rcp.c.subscriber_id == sub.c.id, rcp.c.send_id.is_not(None))
-                query = (
-                    select(
-                        sub.c.id,
-                        sub.c.email,
-                        sub.c.name,
-                        sub.c.topics,
-                        sub.c.timezone,
-                        sub.c.created_at,
-                        mk.c.last_seq,
-                        mailed.label("mailed"),
-                    )
-                    .select_from(sub.outerjoin(mk, mk.c.subscriber_id == sub.c.id))
-                    .where(
-                        sub.c.status == "confirmed",
-                        sub.c.frequency == frequency,
-                        sub.c.timezone.in_(zones),
-                        NOT_SUPPRESSED,
-                        ~done,
-                    )
-                    .order_by(sub.c.id)
-                )
-                for r in conn.execute(query):
-                    topics = tuple(t for t in r.topics.split(";") if t)
-                    out.append(
-                        Candidate(
-                            r.id,
-                            r.email,
-                            r.name,
-                            topics,
-                            r.timezone,
-                            r.created_at,
-                            r.last_seq,
-                            bool(r.mailed),
-                        )
-                    )
-        return out
+            return conn.execute(query).first() is not None
+
+    def _due(self, frequency: str, period: str, zones: Sequence[str], after: int) -> Any:
+        """Who lacks ``period``, from id ``after`` on.
+
+        ``subscriber_id > after`` is implied, and said for PostgreSQL: rows the
+        round recorded are all at or below ``after``, so however the planner
+        joins them it never walks what this round has written.
+        """
+        done = exists().where(
+            rcp.c.subscriber_id == sub.c.id,
+            rcp.c.subscriber_id > after,
+            rcp.c.frequency == frequency,
+            rcp.c.period == period,
+        )
+        mailed = exists().where(
+            rcp.c.subscriber_id == sub.c.id, rcp.c.subscriber_id > after, rcp.c.send_id.is_not(None)
+        )
+        # SQLite's text as it is: SQLAlchemy's parser costs more than the rest of planning (_sqlite_utc)
+        created = (
+            type_coerce(sub.c.created_at, String) if self._store.dialect == "sqlite" else sub.c.created_at
+        )
+        return (
+            select(
+                sub.c.id,
+                sub.c.topics,
+                sub.c.timezone,
+                created,
+                mk.c.last_seq,
+                mailed.label("mailed"),
+            )
+            .select_from(sub.outerjoin(mk, mk.c.subscriber_id == sub.c.id))
+            .where(
+                sub.c.status == "confirmed",
+                sub.c.frequency == frequency,
+                sub.c.timezone.in_(zones),
+                NOT_SUPPRESSED,
+                NOT_PAUSED,
+                ~done,
+                sub.c.id > after,
+            )
+        )
 
     # -- recording a round ----------------------------------------------------------------------------
     def record(
-        self,
-        frequency: str,
-        period: str,
-        key: str,
-        *,
-        now: datetime,
-        to_seq: int,
-        variants: Sequence[VariantPlan],
-        quiet: Sequence[int],
-        meta: dict[str, str] | None = None,
-    ) -> Recorded:
-        """Write one zone's round in one transaction; subscribers who already have the period are left out.
+        self, frequency: str, shares: Sequence[ZoneShare], *, now: datetime, to_seq: int
+    ) -> list[Recorded]:
+        """Write a page of a round, every zone's share of it, in one transaction (``digest_record``).
 
-        Creates (or adds to) the send ``key``, a variant per article list, a
-        recipient row per subscriber (unique per frequency and period), their
-        deliveries, and moves their marks up to ``to_seq``.
+        Per zone: creates (or adds to) its send, a variant per article list, a
+        recipient row per subscriber (unique per frequency and period: those who
+        already have the period are left out), their deliveries, and moves
+        their marks up to ``to_seq``.
         """
-        send_id: int | None = None
-        claimed: list[int] = []
-        mailed = 0
-        quiet_claimed: list[int] = []
         with self._store.write() as conn:
-            if any(v.subscriber_ids for v in variants):
-                send_id = self._send_row(conn, key, meta, now)
-            for v in variants:
-                if not v.subscriber_ids or send_id is None:
-                    continue
-                vid = self._variant_row(conn, send_id, v.contents, to_seq, now)
-                got = self._claim(conn, frequency, period, now, v.subscriber_ids, send_id, vid)
-                claimed.extend(got)
-                if got:
-                    mailed += self._deliveries(conn, send_id, vid)
-            if quiet:
-                quiet_claimed = self._claim(conn, frequency, period, now, quiet, None, None)
-            self._raise_marks(conn, claimed + quiet_claimed, to_seq, now)
-            if send_id is not None and mailed:
-                self._reopen(conn, send_id)
-        return Recorded(
-            key, send_id, mailed, len(quiet_claimed), sum(1 for v in variants if v.subscriber_ids)
-        )
-
-    def _send_row(self, conn: Any, key: str, meta: dict[str, str] | None, now: datetime) -> int:
-        """The id of the digest send ``key``, created unless an earlier zone or round made it."""
-        send_id = conn.execute(
-            self._insert()(s)
-            .values(
-                kind="digest",
-                key=key,
-                status="scheduled",
-                meta=json.dumps(meta or {}, sort_keys=True),
-                created_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=["key"])
-            .returning(s.c.id)
-        ).scalar()
-        if send_id is None:
-            send_id = conn.execute(select(s.c.id).where(s.c.key == key)).scalar_one()
-        return int(send_id)
-
-    def _variant_row(self, conn: Any, send_id: int, contents: Contents, to_seq: int, now: datetime) -> int:
-        """The id of the send's variant for ``contents`` (one per fingerprint), created if new."""
-        fp = fingerprint(contents, to_seq)
-        conn.execute(
-            self._insert()(var)
-            .values(send_id=send_id, fingerprint=fp, articles=dump_contents(contents), created_at=now)
-            .on_conflict_do_nothing(index_elements=["send_id", "fingerprint"])
-        )
-        return int(
-            conn.execute(
-                select(var.c.id).where(var.c.send_id == send_id, var.c.fingerprint == fp)
-            ).scalar_one()
-        )
-
-    def _reopen(self, conn: Any, send_id: int) -> None:
-        """Count the send's deliveries again and reopen it if done: new rows were added to it."""
-        planned = select(func.count()).where(d.c.send_id == send_id).scalar_subquery()
-        reopen = case((s.c.status == "done", "scheduled"), else_=s.c.status)
-        conn.execute(
-            update(s).where(s.c.id == send_id).values(planned=planned, status=reopen, finished_at=None)
-        )
-
-    def _claim(
-        self,
-        conn: Any,
-        frequency: str,
-        period: str,
-        now: datetime,
-        ids: Sequence[int],
-        send_id: int | None,
-        variant_id: int | None,
-    ) -> list[int]:
-        """Insert recipient rows; the ids actually inserted (the others already had this period)."""
-        rows = [
-            {
-                "subscriber_id": i,
-                "frequency": frequency,
-                "period": period,
-                "send_id": send_id,
-                "variant_id": variant_id,
-                "created_at": now,
-            }
-            for i in ids
-        ]
-        stmt = (
-            self._insert()(rcp)
-            .on_conflict_do_nothing(index_elements=["subscriber_id", "frequency", "period"])
-            .returning(rcp.c.subscriber_id)
-        )
-        return list(conn.execute(stmt, rows).scalars())
-
-    def _deliveries(self, conn: Any, send_id: int, variant_id: int) -> int:
-        """The ledger rows for a variant's recipients (straight from subscribers, as plan_send does)."""
-        planned = exists().where(d.c.send_id == send_id, d.c.subscriber_id == rcp.c.subscriber_id)
-        rows = (
-            select(literal(send_id, s.c.id.type), sub.c.id, sub.c.email, literal("pending"), literal(0))
-            .select_from(rcp.join(sub, sub.c.id == rcp.c.subscriber_id))
-            .where(
-                rcp.c.send_id == send_id,  # indexed; the variant alone is not
-                rcp.c.variant_id == variant_id,
-                sub.c.status == "confirmed",
-                NOT_SUPPRESSED,
-                ~planned,
-            )
-        )
-        before = conn.execute(select(func.count()).where(d.c.send_id == send_id)).scalar_one()
-        conn.execute(
-            d.insert().from_select(["send_id", "subscriber_id", "email", "status", "attempts"], rows)
-        )
-        after = conn.execute(select(func.count()).where(d.c.send_id == send_id)).scalar_one()
-        return int(after - before)
-
-    def _raise_marks(self, conn: Any, ids: Sequence[int], to_seq: int, now: datetime) -> None:
-        if not ids:
-            return
-        stmt = self._insert()(mk)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["subscriber_id"],
-            set_={
-                "last_seq": case(
-                    (stmt.excluded.last_seq > mk.c.last_seq, stmt.excluded.last_seq), else_=mk.c.last_seq
-                ),
-                "updated_at": stmt.excluded.updated_at,
-            },
-        )
-        conn.execute(stmt, [{"subscriber_id": i, "last_seq": to_seq, "updated_at": now} for i in ids])
+            out = PageWriter(conn, self._store.dialect, frequency, now=now, to_seq=to_seq).write(shares)
+        periods = {share.period for share in shares} - self._analyzed
+        if self._store.dialect == "postgresql" and periods:
+            # A new period is a value PostgreSQL's statistics have never seen: it guesses one row
+            # has it, and the next round would anti-join each subscriber against a list of every
+            # row of the period (quadratic). Counted once per period and round, it is planned right.
+            self._analyzed |= periods
+            with self._store.write() as conn:
+                conn.exec_driver_sql("ANALYZE digest_recipients")
+        return out
 
     # -- draining -------------------------------------------------------------------------------------
     def unfinished(self) -> list[DigestSend]:

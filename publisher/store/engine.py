@@ -23,6 +23,7 @@ from publisher.store.database import BUSY_TIMEOUT_MS, Database, WriteBusyError, 
 from publisher.store.editors import Editors
 from publisher.store.feedback import Feedbacks
 from publisher.store.ledger import Ledger
+from publisher.store.opens import Opens
 from publisher.store.subscribers import Subscribers
 
 __all__ = [
@@ -48,6 +49,7 @@ class Store(Database):
         self.feedback = Feedbacks(self)
         self.editors = Editors(self)
         self.clicks = Clicks(self)
+        self.opens = Opens(self)
 
 
 def open_store(url: str, *, migrate: bool = True) -> Store:

@@ -15,6 +15,7 @@ fan-outs of one send for the length of it. A batch is a range of
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -87,6 +88,53 @@ def batch_ranges(conn: Connection, send_id: int, size: int, everything: bool) ->
         {"size": size, "send_id": send_id},
     )
     return [(int(lo), int(hi)) for lo, hi in rows]
+
+
+def uncovered_ranges(conn: Connection, task: str, send_id: int, size: int) -> list[tuple[int, int]]:
+    """Ranges of up to ``size`` pending rows that no waiting or running job of ``task`` covers.
+
+    For a send whose rows keep coming (a welcome send, a digest topped up) or
+    whose jobs partly failed: new batches never overlap nor straddle a batch
+    still queued or running, since two claims on overlapping rows would both
+    send them.
+    """
+    jobs = sorted(
+        (int(lo), int(hi))
+        for lo, hi in conn.execute(
+            text(
+                "SELECT (args->>'lo')::bigint, (args->>'hi')::bigint FROM procrastinate_jobs "
+                "WHERE task_name = :task AND status IN ('todo', 'doing') "
+                "AND (args->>'send_id')::bigint = :send_id"
+            ),
+            {"task": task, "send_id": send_id},
+        )
+    )
+    covered: list[tuple[int, int]] = []
+    for lo, hi in jobs:  # merged, in case two jobs' ranges overlap
+        if covered and lo <= covered[-1][1]:
+            covered[-1] = (covered[-1][0], max(hi, covered[-1][1]))
+        else:
+            covered.append((lo, hi))
+    starts = [lo for lo, _ in covered]
+    ids = conn.execute(
+        select(d.c.id).where(d.c.send_id == send_id, d.c.status == "pending").order_by(d.c.id)
+    ).scalars()
+    ranges: list[tuple[int, int]] = []
+    first = last = -1
+    count = 0
+    for i in ids:
+        k = bisect.bisect_right(starts, i) - 1
+        if k >= 0 and i <= covered[k][1]:
+            continue  # inside a job's range: that job sends it
+        if count and (count >= size or bisect.bisect_right(starts, last) != k + 1):
+            ranges.append((first, last))  # full, or a job's range lies between last and i
+            count = 0
+        if not count:
+            first = i
+        last, count = i, count + 1
+    if count:
+        ranges.append((first, last))
+    return ranges
 
 
 def pending_in(store: Store, send_id: int, lo: int, hi: int) -> int:

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from sqlalchemy import exists, select
 
 from publisher.errors import PublisherError
+from publisher.store.schema import engagement as eng
 from publisher.store.schema import subscribers as sub
 from publisher.store.schema import suppressions as sup
 
@@ -34,6 +35,11 @@ class SendBusyError(PublisherError):
 # A subscriber whose address is on the suppression list is never planned, whatever its row says.
 SUPPRESSED = exists(select(sup.c.address_hash).where(sup.c.address == sub.c.email))
 NOT_SUPPRESSED = ~SUPPRESSED
+# Paused by sunsetting (issue 16, ``store.engagement``): no issue or digest until a click
+# or their preferences page says otherwise.
+NOT_PAUSED = ~exists(
+    select(eng.c.subscriber_id).where(eng.c.subscriber_id == sub.c.id, eng.c.sunset == "paused")
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,7 @@ class Audience:
         clauses: list[Any] = [
             sub.c.status.in_(self.statuses),
             NOT_SUPPRESSED,
+            NOT_PAUSED,
         ]
         if self.frequencies is not None:
             clauses.append(sub.c.frequency.in_(self.frequencies))

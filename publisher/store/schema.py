@@ -230,3 +230,104 @@ audit_log = Table(
     Column("detail", String(500), nullable=False, server_default=""),
     Index(None, "at"),
 )
+
+# Per-subscriber engagement (issue 16), written only with ``analytics.per_subscriber`` on;
+# turning it off erases what names a clicker (``store.engagement.forget_readers``).
+CLICK_KINDS = ("human", "scanner", "prefetch")
+SUNSET_STATES = ("reengaged", "paused")
+
+# One row per click through a per-subscriber link: who, which link, when, what kind of click.
+subscriber_clicks = Table(
+    "subscriber_clicks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("subscriber_id", Id, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("link_id", Id, ForeignKey("click_links.id", ondelete="CASCADE"), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("kind", String(16), nullable=False),
+    _one_of("kind", CLICK_KINDS),
+    Index(None, "subscriber_id", "at"),
+    Index(None, "at"),  # pruning after analytics.retention
+)
+
+# One row per subscriber who clicked or is being sunset: their last human click, and
+# ``sunset`` NULL (active) | reengaged (asked at sunset_at) | paused (since sunset_at);
+# an active row's sunset_at is when they last resumed (silence counts from then).
+engagement = Table(
+    "engagement",
+    metadata,
+    Column("subscriber_id", Id, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    Column("last_click_at", UtcDateTime),
+    Column("human_clicks", Integer, nullable=False, server_default="0"),
+    Column("sunset", String(16)),
+    Column("sunset_at", UtcDateTime),
+    _one_of("sunset", SUNSET_STATES),
+    Index(None, "sunset", "sunset_at"),
+)
+
+# Facts about the analytics themselves, e.g. ``per_subscriber_since``: sunsetting counts
+# silence only from the moment per-subscriber counting was on.
+analytics_state = Table(
+    "analytics_state",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("at", UtcDateTime, nullable=False),
+)
+
+# Onboarding sequences (issue 17). A reader's place in one sequence: ``progress`` is the NN of
+# the last step planned for them (0: none yet), ``last_at`` when it was planned (at most one
+# sequence mail a local day, across sequences), ``ended_at`` set once they left the list.
+sequence_members = Table(
+    "sequence_members",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("subscriber_id", Id, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False),
+    Column("sequence", String(100), nullable=False),
+    Column("entered_at", UtcDateTime, nullable=False),
+    Column("progress", Integer, nullable=False, server_default="0"),
+    Column("last_at", UtcDateTime),
+    Column("ended_at", UtcDateTime),
+    UniqueConstraint("subscriber_id", "sequence"),
+    # A round walks one step's candidates: members of a sequence short of it, by when they entered.
+    Index(None, "sequence", "progress", "entered_at"),
+)
+
+# When each step file was first seen: a step added later reaches only those not yet past its point.
+sequence_steps = Table(
+    "sequence_steps",
+    metadata,
+    Column("sequence", String(100), primary_key=True),
+    Column("slug", String(200), primary_key=True),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+)
+
+# Subject tests (issue 17): one row per issue tested. ``seed`` and the members below are the
+# recorded split (a restart reads them, never re-draws); ``winner`` (an index into
+# ``subjects``, a JSON list) is written once, with the human clicks it was decided on.
+subject_tests = Table(
+    "subject_tests",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("issue_slug", String(200), nullable=False),
+    Column("subjects", Text, nullable=False),
+    Column("sample_bp", Integer, nullable=False),  # the sample in basis points (20% = 2000)
+    Column("wait_seconds", Integer, nullable=False),
+    Column("seed", String(64), nullable=False),
+    Column("population", Integer, nullable=False),  # subscribers the sample was drawn from
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("decide_at", UtcDateTime, nullable=False),
+    Column("winner", Integer),
+    Column("clicks", Text, nullable=False, server_default=""),  # JSON: human clicks per subject
+    Column("decided_at", UtcDateTime),
+    UniqueConstraint("issue_slug"),
+)
+
+# Who is in the sample, and which subject they get (0-based): never in the rest's send.
+subject_test_members = Table(
+    "subject_test_members",
+    metadata,
+    Column("test_id", Id, ForeignKey("subject_tests.id", ondelete="CASCADE"), primary_key=True),
+    Column("subscriber_id", Id, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    Column("variant", Integer, nullable=False),
+    Index(None, "test_id", "variant"),
+)

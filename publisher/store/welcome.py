@@ -9,6 +9,9 @@ second confirmation, an unsubscribe and resubscribe, or a renamed welcome file
 mails nobody twice; the unique (send, subscriber) pair backs that up against
 two confirmations planning at the same moment. Suppressed addresses and
 subscribers not confirmed are never planned (and the drain checks again).
+Those welcomed for the first time also enter the ``welcome`` sequence, in the
+same transaction, at step 1 and with today's sequence mail used: its later
+steps (``sequences/welcome/02-*.md``...) follow on the sequence rounds.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from publisher.store.records import NOT_SUPPRESSED, SendInfo, _info
 from publisher.store.schema import deliveries as d
 from publisher.store.schema import sends as s
 from publisher.store.schema import subscribers as sub
+from publisher.store.sequences import SequenceStore
 
 if TYPE_CHECKING:
     from publisher.store.database import Database as Store
@@ -80,6 +84,9 @@ class WelcomeLedger:
                 literal(send_id, s.c.id.type), sub.c.id, sub.c.email, literal("pending"), literal(0)
             ).where(who, sub.c.status == "confirmed", NOT_SUPPRESSED, ~welcomed_before)
             before = conn.execute(select(func.count()).where(d.c.send_id == send_id)).scalar_one()
+            SequenceStore(self._store).enter_where(
+                conn, "welcome", [who, ~welcomed_before], now=now, progress=1, last_at=now
+            )
             conn.execute(
                 self._insert()(d)
                 .from_select(["send_id", "subscriber_id", "email", "status", "attempts"], rows)

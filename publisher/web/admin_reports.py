@@ -76,7 +76,7 @@ def read_report(settings: Settings, store: Store, send_id: int) -> Report | None
         outcomes=outcomes,
         domains=rows[:SHOWN_DOMAINS],
         more_domains=max(0, len(rows) - SHOWN_DOMAINS),
-        clicks=send_report(store, send_id),
+        clicks=send_report(store, send_id, opens=settings.analytics.opens),
     )
 
 

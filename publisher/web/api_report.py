@@ -22,8 +22,8 @@ router = guarded_router()
     summary="One send's report: delivered, bounced, complained, unsubscribed, human clicks, top links",
 )
 async def get_report(request: Request, send_id: Annotated[int, Path(ge=1, le=2**62)]) -> dict[str, Any]:
-    store = web_context(request).store
-    report = await run_in_threadpool(send_report, store, send_id)
+    ctx = web_context(request)
+    report = await run_in_threadpool(send_report, ctx.store, send_id, opens=ctx.settings.analytics.opens)
     if report is None:
         raise NotFoundError(f"no send {send_id}", hint="GET /api/sends lists them")
     return report.as_json()

@@ -10,8 +10,6 @@ have. The preferences form is CSRF-protected (see ``security``).
 
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import asdict
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -22,20 +20,21 @@ from starlette.responses import HTMLResponse
 
 from publisher.errors import NotFoundError
 from publisher.models import Frequency, Subscriber
+from publisher.ops.sunset import resume
 from publisher.store import Store
-from publisher.store.engine import BUSY_TIMEOUT_MS, WriteBusyError
+from publisher.store.engagement import Engagement
 from publisher.tokens import Purpose, make_token
 from publisher.web.context import WebContext
 from publisher.web.forms import FieldProblem, FormError, check_choices, echo, one, timezones
+from publisher.web.group_commit import GroupWriter
 from publisher.web.pages import page, site_root
 from publisher.web.requests import read_form, web_context
 from publisher.web.security import button_page, check_csrf, check_same_origin, make_csrf, read_link_token
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection
+    pass
 
 router = APIRouter(include_in_schema=False)
-BUSY_RETRY_SECONDS = 0.001  # another process holds SQLite's write lock: look again this soon
 
 
 def unsubscribe(store: Store, address: str, now: datetime) -> None:
@@ -43,78 +42,15 @@ def unsubscribe(store: Store, address: str, now: datetime) -> None:
     store.subscribers.unsubscribe_many([(address, now)])
 
 
-class OneClickWriter:
-    """Group commit for one-click unsubscribes: one writer, one transaction per burst.
-
-    Mailbox providers post these links in bursts right after a send, while the
-    drain takes SQLite's write lock every few milliseconds. A read and a write
-    per request from the threadpool made 40 threads queue for 15 pooled
-    connections and sleep in SQLite's busy handler (1, 2, 5 ... 100 ms steps):
-    315-660 req/s, p99 0.8-1.7 s in bench/web.py, and the drain fell to
-    150-300 msg/s. Batching through the threadpool still paid ~7 ms (p99 60 ms)
-    per hop on a busy event loop, for a 1 ms write. So on SQLite the batch is
-    written on the loop itself, on a connection held for the burst, never
-    waiting for the lock (``Store.write_now``): while another process writes,
-    the loop serves requests and retries a millisecond later. Each request is
-    answered only after the transaction holding its row has committed.
-    PostgreSQL writes go through the threadpool (a network round trip).
-    """
+class OneClickWriter(GroupWriter[tuple[str, datetime]]):
+    """One-click unsubscribes, committed in groups (``group_commit``): each answered after its commit."""
 
     def __init__(self, store: Store) -> None:
-        self._store = store
-        self._waiting: list[tuple[str, datetime, asyncio.Future[None]]] = []
-        self._task: asyncio.Task[None] | None = None
-        self._conn: Connection | None = None
+        super().__init__(store, store.subscribers.unsubscribe_many)
 
     async def unsubscribe(self, address: str, now: datetime) -> None:
         """Return once ``address`` is unsubscribed and committed (or raise what the write raised)."""
-        done = asyncio.get_running_loop().create_future()
-        self._waiting.append((address, now, done))
-        if self._task is None:
-            self._task = asyncio.create_task(self._write_all())
-        await done
-
-    async def _write_all(self) -> None:
-        batch: list[tuple[str, datetime, asyncio.Future[None]]] = []
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting, []
-                try:
-                    await self._write([(address, now) for address, now, _ in batch])
-                except Exception as exc:
-                    for *_, done in batch:
-                        if not done.done():
-                            done.set_exception(exc)
-                else:
-                    for *_, done in batch:
-                        if not done.done():
-                            done.set_result(None)
-                batch = []
-                await asyncio.sleep(0)  # let the requests read meanwhile join the next write
-        finally:
-            self._task = None
-            if self._conn is not None:
-                self._conn.close()  # back to the pool between bursts
-                self._conn = None
-            for *_, done in batch + self._waiting:  # only when cancelled (shutdown): never a false 200
-                done.cancel()
-            self._waiting = []
-
-    async def _write(self, rows: list[tuple[str, datetime]]) -> None:
-        subscribers = self._store.subscribers
-        if self._store.dialect != "sqlite":
-            await run_in_threadpool(subscribers.unsubscribe_many, rows)
-            return
-        if self._conn is None:  # the pool may make us wait: not on the loop
-            self._conn = await run_in_threadpool(self._store.connect)
-        give_up = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-        while time.monotonic() < give_up:
-            try:
-                subscribers.unsubscribe_many(rows, conn=self._conn)
-                return
-            except WriteBusyError:
-                await asyncio.sleep(BUSY_RETRY_SECONDS)
-        await run_in_threadpool(subscribers.unsubscribe_many, rows)  # wait as every writer does, or fail
+        await self.record((address, now))
 
 
 def one_click_writer(request: Request) -> OneClickWriter:
@@ -168,6 +104,7 @@ def _preferences_page(
         title="Your subscription",
         email=sub.email,
         subscriber_status=sub.status.value,
+        sunset_state=Engagement(ctx.store).state(sub.id) if sub.id is not None else None,
         saved=saved,
         problems=problems or [],
         values=values
@@ -234,11 +171,16 @@ async def preferences_save(request: Request, token: str) -> HTMLResponse:
         )
 
     def save() -> Subscriber:
-        return ctx.store.subscribers.update_preferences(
+        saved = ctx.store.subscribers.update_preferences(
             address,
             now=now,
             **asdict(choices),
         )
+        if saved.id is not None:
+            resume(
+                ctx.store, saved.id, now=now
+            )  # sunsetting: saving here is the reader saying "keep sending"
+        return saved
 
     updated = await run_in_threadpool(save)
     return await run_in_threadpool(_preferences_page, ctx, token, updated, saved=True)

@@ -2,9 +2,10 @@
 
 Two tasks:
 
-- ``publisher.send_batch(send_id, lo, hi, fingerprint, check)``: one batch of
-  a send. The worker renders each send once (cached per send key in this
-  process), then drains the batch over its own SMTP pool, keeping to the
+- ``publisher.send_batch(send_id, lo, hi, fingerprint, check, kind, date)``:
+  one batch of a send of any kind (an issue, a digest, a welcome mail: see
+  ``kinds``). The worker renders each send once (cached per send and date in
+  this process), then drains the batch over its own SMTP pool, keeping to the
   account's rate together with every other worker.
 - ``publisher.retry_stalled_jobs``: periodic. A worker killed mid-batch
   (``kill -9``, a lost machine) leaves its job ``doing`` for ever unless
@@ -25,14 +26,12 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from publisher.config import Settings
-from publisher.content import load_issue
 from publisher.deliver import RateLimiter, RetryPolicy, Transport, signer_for
 from publisher.errors import PublisherError, StoreError
-from publisher.ops.scaleout import fingerprint, secret_check
-from publisher.render.email import prepare_issue_email
-from publisher.render.email_mime import PreparedMessage
-from publisher.store import Store, open_store
+from publisher.ops.scaleout import Messages, secret_check
+from publisher.store import SendInfo, Store, open_store
 from publisher.worker.batch import Retryable, run_batch
+from publisher.worker.kinds import RENDERERS
 from publisher.worker.limiter import shared_limiter
 from publisher.worker.queue import QUEUE, TASK_BATCH, TASK_STALLED
 
@@ -72,7 +71,7 @@ class BatchRunner:
     retry: RetryPolicy | None = None
     transports: Callable[[], Transport] | None = None
     limiter: RateLimiter | None = None
-    _prepared: OrderedDict[str, tuple[str, PreparedMessage]] = field(default_factory=OrderedDict)
+    _prepared: OrderedDict[tuple[str, str], Messages] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -80,28 +79,44 @@ class BatchRunner:
         self.signer = signer_for(self.settings)
         self.check = secret_check(self.settings.secret_key())
 
-    def prepared(self, key: str, slug: str, date: datetime, expected: str) -> PreparedMessage:
-        """The send's rendered message, made once per process (and checked against the plan)."""
+    def messages(self, send: SendInfo, kind: str, date: datetime, expected: str) -> Messages:
+        """The send's rendered message(s), made once per process (and checked against the plan)."""
+        render = RENDERERS.get(kind)
+        if render is None:
+            raise NotRetryable(
+                f"{send.key}: this worker does not know mail of kind {kind[:40]!r}",
+                hint="run the same publisher version on every worker as on the scheduler",
+            )
+        key = (send.key, date.isoformat())
         with self._lock:  # concurrent batches of one send render it once
             hit = self._prepared.get(key)
-            if hit is None or hit[0] != expected:
-                message = prepare_issue_email(
-                    self.settings, load_issue(self.settings, slug), send_key=key, date=date
-                )
-                hit = (fingerprint(message), message)
-                self._prepared[key] = hit
+            if hit is None or hit.fingerprint != expected:  # not made yet, or the send changed since
+                try:
+                    hit = self._prepared[key] = render(self.settings, self.store, send, date)
+                except PublisherError as exc:
+                    raise NotRetryable(f"{send.key}: {exc.message}", hint=exc.hint) from exc
                 while len(self._prepared) > CACHED_SENDS:
                     self._prepared.popitem(last=False)
             self._prepared.move_to_end(key)
-        if hit[0] != expected:
+        if hit.fingerprint != expected:
             raise NotRetryable(
-                f"{key}: this worker renders a different message than the one planned "
-                f"(issue or templates differ on this machine)",
-                hint="deploy the same issues/ and templates/ to every worker, then `publisher send` again",
+                f"{send.key}: this worker renders a different message than the one planned "
+                f"(issues, templates or sequences differ on this machine)",
+                hint="deploy the same issues/, templates/ and sequences/ to every worker, then "
+                "`publisher send` again (digests and welcome mails: the scheduler queues them again)",
             )
-        return hit[1]
+        return hit
 
-    def __call__(self, send_id: int, lo: int, hi: int, fingerprint: str, check: str) -> dict[str, int]:
+    def __call__(
+        self,
+        send_id: int,
+        lo: int,
+        hi: int,
+        fingerprint: str,
+        check: str,
+        kind: str = "issue",
+        date: str | None = None,
+    ) -> dict[str, int]:
         send = self.store.ledger.get_send_by_id(send_id)
         if send is None:
             log.info("send %s is gone; batch %s-%s skipped", send_id, lo, hi)
@@ -111,16 +126,19 @@ class BatchRunner:
                 f"{send.key}: this worker's secret key is not the planner's",
                 hint="set the same PUBLISHER_SECRET_KEY for every worker and the scheduler",
             )
-        if send.kind != "issue" or not send.issue_slug:
-            raise NotRetryable(f"{send.key}: workers send issues only ({send.kind} sends run in-process)")
-        prepared = self.prepared(send.key, send.issue_slug, send.created_at, fingerprint)
+        try:
+            when = datetime.fromisoformat(date) if date else send.created_at
+        except ValueError:
+            raise NotRetryable(f"{send.key}: the job's date is not a date: {(date or '')[:40]!r}") from None
+        messages = self.messages(send, kind, when, fingerprint)
         report = run_batch(
             self.settings,
             self.store,
             send,
             lo,
             hi,
-            prepared,
+            None,
+            pick=messages.pick,
             clock=self.clock,
             limiter=self.limiter,
             signer=self.signer,
@@ -187,8 +205,16 @@ def build_app(
         return lazy["runner"]
 
     @app.task(name=TASK_BATCH, queue=QUEUE, retry=_retry_strategy())
-    def send_batch(send_id: int, lo: int, hi: int, fingerprint: str, check: str) -> dict[str, int]:
-        return work()(send_id, lo, hi, fingerprint, check)
+    def send_batch(
+        send_id: int,
+        lo: int,
+        hi: int,
+        fingerprint: str,
+        check: str,
+        kind: str = "issue",
+        date: str | None = None,
+    ) -> dict[str, int]:
+        return work()(send_id, lo, hi, fingerprint, check, kind, date)
 
     every = max(1, min(59, int(stalled_after / 2)))
 

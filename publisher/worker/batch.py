@@ -24,7 +24,7 @@ from publisher.deliver import RateLimiter, RetryPolicy, Transport
 from publisher.deliver.signing import DkimSigner
 from publisher.errors import PublisherError
 from publisher.ops.drain import DrainReport, Personalisable, drain
-from publisher.store import SendCounts, SendInfo, Store
+from publisher.store import PendingDelivery, SendCounts, SendInfo, Store
 from publisher.store.jobs import pending_in, start_batch
 from publisher.store.leases import SessionLock
 from publisher.worker.queue import batch_lock
@@ -88,15 +88,19 @@ def run_batch(
     send: SendInfo,
     lo: int,
     hi: int,
-    prepared: Personalisable,
+    prepared: Personalisable | None,
     *,
     clock: Clock,
+    pick: Callable[[PendingDelivery], Personalisable] | None = None,
     limiter: RateLimiter | None = None,
     signer: DkimSigner | None = None,
     retry: RetryPolicy | None = None,
     transports: Callable[[], Transport] | None = None,
 ) -> DrainReport:
     """Send the pending rows of ``send`` with ids in [lo, hi]; each ``sent`` only after its 250.
+
+    ``prepared``: the message of every row (an issue), or ``pick(row)``: the
+    row's own (a digest's variant).
 
     BatchBusyError when another live process holds the batch or the send.
     The report's ``counts`` are the batch's (``pending`` left in the range).
@@ -105,7 +109,7 @@ def run_batch(
         settings,
         store,
         send.id,
-        lambda _row: prepared,
+        pick or (lambda _row: _given(prepared)),
         clock=clock,
         retry=retry,
         transports=transports,
@@ -113,3 +117,9 @@ def run_batch(
         limiter=limiter,
         signer=signer,
     )
+
+
+def _given(prepared: Personalisable | None) -> Personalisable:
+    if prepared is None:
+        raise ValueError("run_batch needs prepared or pick")
+    return prepared

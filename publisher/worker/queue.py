@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from publisher.errors import PublisherError, StoreError
-from publisher.ops.scaleout import Enqueued
+from publisher.ops.scaleout import Enqueued, Handed
 from publisher.store import Audience, SendInfo, Store
 from publisher.store import jobs as sql
 
@@ -108,6 +108,39 @@ def plan_and_enqueue(
     return Enqueued(send, plan.created, len(ranges), active)
 
 
+def enqueue_planned(
+    store: Store, *, send_id: int, key: str, batch_size: int, args: Callable[[], dict[str, Any]]
+) -> Handed:
+    """Enqueue jobs for a send its own code planned (digest, welcome…): the pending rows no job covers.
+
+    Under the same per-key advisory lock as a fan-out, so two schedulers'
+    ticks (or a tick and ``publisher digest``) never queue the same rows
+    twice. Such a send may gain rows while its jobs run (the next
+    confirmation's welcome row), so unlike an issue it is topped up rather
+    than left alone while jobs are active. ``args()`` only runs when there
+    is something to enqueue (it renders the message for the fingerprint).
+    """
+    from procrastinate import exceptions  # heavy, and only for PostgreSQL scale-out
+
+    if store.dialect != "postgresql":
+        raise StoreError(
+            "the worker queue needs PostgreSQL", hint="set database.url to postgresql+psycopg://…"
+        )
+    try:
+        with store.write() as conn:
+            sql.lock_key(conn, f"fanout:{key}")
+            active = sql.count_active(conn, TASK_BATCH, send_id)
+            ranges = sql.uncovered_ranges(conn, TASK_BATCH, send_id, batch_size)
+            if ranges:
+                _defer(conn.connection.driver_connection, key, send_id, ranges, args())
+    except exceptions.AlreadyEnqueued as exc:
+        raise AlreadyQueuedError(
+            f"{key}: a batch of this send is already waiting in the queue ({exc})",
+            hint="`publisher status` shows its jobs; the workers will send it",
+        ) from None
+    return Handed(key, len(ranges), active)
+
+
 def _defer(
     connection: Any, key: str, send_id: int, ranges: list[tuple[int, int]], common: dict[str, Any]
 ) -> None:
@@ -178,3 +211,8 @@ class JobQueue:
         return plan_and_enqueue(
             store, kind=kind, key=key, now=now, batch_size=batch_size, args=args, issue_slug=issue_slug
         )
+
+    def enqueue_planned(
+        self, store: Store, *, send_id: int, key: str, batch_size: int, args: Callable[[], dict[str, Any]]
+    ) -> Handed:
+        return enqueue_planned(store, send_id=send_id, key=key, batch_size=batch_size, args=args)

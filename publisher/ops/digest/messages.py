@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 
 from publisher.config import Settings
-from publisher.errors import RenderError
+from publisher.errors import RenderError, StoreError
 from publisher.models import Article, Library
 from publisher.related import related_articles
 from publisher.render.digest import prepare_digest, render_digest
 from publisher.render.email_frame import RenderedEmail
 from publisher.render.email_mime import PreparedMessage
-from publisher.store import DigestState
+from publisher.store import DigestState, Store
 from publisher.store.digests import Contents, DigestSend
+
+CLASHES = 3  # tries to number a send's links while other processes register them too
 
 
 def related_for(settings: Settings, articles: list[Article], slugs: set[str]) -> dict[str, tuple[str, ...]]:
@@ -91,18 +93,41 @@ class Renderers:
 def prepared_messages(
     settings: Settings, state: DigestState, renderers: Renderers, send: DigestSend
 ) -> dict[int, PreparedMessage]:
-    """variant id -> the send's prepared message for it (render cached per article list)."""
+    """variant id -> the send's prepared message for it (render cached per article list).
+
+    With ``analytics.clicks`` the links go through ``/r/``, numbered per send
+    (not per variant) and registered before any of them is mailed; repeating
+    this (a resumed round, each worker) finds them registered and numbers alike.
+    """
     frequency = json.loads(send.meta or "{}").get("frequency") or send.key.split(":")[1]
     variants = state.variants(send.id)
     renderers.warm(set(variants.values()))
     renderer = renderers.get(frequency)
-    return {
-        vid: prepare_digest(
-            settings,
-            renderer.rendered(contents),
-            send_key=send.key,
-            date=send.created_at,
-            frequency=frequency,
-        )
-        for vid, contents in variants.items()
-    }
+    clicks = _store(state).clicks if settings.analytics.clicks else None
+    secret = settings.secret_key() if clicks is not None else None
+    numbers = clicks.numbering(send.key) if clicks is not None else {}
+    for _ in range(CLASHES):
+        shared = dict(numbers)  # every variant numbers its new URLs after the send's recorded ones
+        prepared = {
+            vid: prepare_digest(
+                settings,
+                renderer.rendered(variants[vid]),
+                send_key=send.key,
+                date=send.created_at,
+                frequency=frequency,
+                click_secret=secret,
+                link_numbers=shared,
+            )
+            for vid in sorted(variants)
+        }
+        if clicks is None or shared == numbers:
+            return prepared
+        numbers = clicks.register(send.key, shared, now=send.created_at)
+        if numbers == shared:
+            return prepared
+    raise StoreError(f"{send.key}: its links could not be numbered (other processes kept numbering them)")
+
+
+def _store(state: DigestState) -> Store:
+    """The store under ``state`` (whose links the send records beside its variants)."""
+    return state._store

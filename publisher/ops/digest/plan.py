@@ -10,6 +10,10 @@ articles simply roll into the next one). What they get: the articles that
 ``max_latest``. A first digest (issue 13.6) holds what arrived after they
 subscribed, said so in its lede; if nothing did, the latest ``max_latest``,
 once, as a start. Subscribers of one zone with the same contents share a variant.
+
+A round is planned a page of candidates at a time (:func:`plan_page`), so a
+million subscribers are never in memory at once; :class:`RoundPlan` keeps only
+the counts and the distinct (zone, contents) pairs, which are few.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from publisher.store.digests import Candidate, Contents, Lede
 
 @dataclass
 class ZonePlan:
-    """One zone's round: the variants (contents -> subscriber ids) and who gets no mail."""
+    """One zone's share of a page: the variants (contents -> subscriber ids) and who gets no mail."""
 
     zone: str
     period: Period
@@ -41,33 +45,48 @@ class ZonePlan:
 
 
 @dataclass
+class PagePlan:
+    """One page of candidates, planned: a ZonePlan per zone present (sorted), and who must wait."""
+
+    zones: list[ZonePlan]
+    not_yet: int = 0  # due by the clock, but subscribed after the period began
+
+
+@dataclass
 class RoundPlan:
+    """What a round found, summed over its pages: counts and the distinct pairs, never the ids."""
+
     frequency: str
     now: datetime
     to_seq: int  # the newest arrival considered: every planned subscriber's mark moves here
-    zones: list[ZonePlan]
     too_late: dict[str, Period]  # zones whose period began too long before the scheduler came up
-    not_yet: int = 0  # due by the clock, but subscribed after the period began
-
-    @property
-    def due(self) -> int:
-        return sum(z.mailed + len(z.quiet) for z in self.zones)
-
-    @property
-    def mailed(self) -> int:
-        return sum(z.mailed for z in self.zones)
-
-    @property
-    def quiet(self) -> int:
-        return sum(len(z.quiet) for z in self.zones)
+    due: int = 0
+    mailed: int = 0
+    quiet: int = 0
+    not_yet: int = 0
+    pairs: set[tuple[str, Contents]] = field(default_factory=set)  # (zone, contents): one variant each
+    sends: dict[str, str] = field(default_factory=dict)  # send key -> zone, for sends that got rows
+    seconds: dict[str, float] = field(default_factory=dict)  # plan, render, record: summed over pages
 
     @property
     def variant_count(self) -> int:
-        return sum(len(z.variants) for z in self.zones)
+        return len(self.pairs)
+
+    @property
+    def zones_mailed(self) -> int:
+        return len({z for z, _ in self.pairs})
 
     def article_lists(self) -> set[Contents]:
-        """Every distinct contents of the round: each is rendered once."""
-        return {contents for z in self.zones for contents in z.variants}
+        """Every distinct contents of the round so far: each is rendered once."""
+        return {contents for _, contents in self.pairs}
+
+    def add(self, page: PagePlan) -> None:
+        self.not_yet += page.not_yet
+        for z in page.zones:
+            self.mailed += z.mailed
+            self.quiet += len(z.quiet)
+            self.due += z.mailed + len(z.quiet)
+            self.pairs.update((z.zone, contents) for contents in z.variants)
 
 
 def zone_periods(
@@ -91,22 +110,35 @@ def zone_periods(
     return ok, late
 
 
-class _Picker:
-    """Chooses a subscriber's articles; cached per (mark, topics), which most subscribers share."""
+class Picker:
+    """Chooses a subscriber's articles; cached per (mark, topics), which most subscribers share.
 
-    def __init__(self, arrivals: dict[str, int], articles: Sequence[Article], max_latest: int) -> None:
+    Made once per round and kept across its pages, so the cache is too.
+    """
+
+    def __init__(
+        self,
+        arrivals: dict[str, int],
+        articles: Sequence[Article],
+        max_latest: int,
+        seen_by: Sequence[tuple[datetime, int]] = (),
+    ) -> None:
         published = [(arrivals[a.slug], a) for a in articles if not a.draft and a.slug in arrivals]
         # newest first by date (ties by slug) so every list is already in display order
         self.pool = sorted(published, key=lambda p: (-p[1].date.timestamp(), p[1].slug))
         self.tags = {a.slug: frozenset(a.tags) for _, a in self.pool}
         self.max_latest = max_latest
+        self.to_seq = max(arrivals.values(), default=0)
+        self.times = [when for when, _ in seen_by]  # ``DigestState.seen_by()``: where a first digest starts
+        self.marks = [seq for _, seq in seen_by]
         self.cache: dict[tuple[int, tuple[str, ...]], tuple[str, ...]] = {}
 
-    def contents(self, c: Candidate, joined_seq: int) -> Contents:
+    def contents(self, c: Candidate) -> Contents:
         """What ``c`` gets: since their mark, or, in a first digest, since they joined (else the latest)."""
         if c.mailed:
             return Contents(self.pick(c.last_seq or 0, c.topics), Lede.LAST)
-        since = self.pick(max(c.last_seq or 0, joined_seq), c.topics)
+        joined = bisect_right(self.times, c.created_at)  # arrivals first seen by the time they subscribed
+        since = self.pick(max(c.last_seq or 0, self.marks[joined - 1] if joined else 0), c.topics)
         if since:
             return Contents(since, Lede.SUBSCRIBED)
         return Contents(self.pick(0, c.topics), Lede.LATEST)
@@ -126,23 +158,8 @@ class _Picker:
         return got
 
 
-def plan_round(
-    frequency: str,
-    now: datetime,
-    candidates: Sequence[Candidate],
-    periods: dict[str, Period],
-    arrivals: dict[str, int],
-    articles: Sequence[Article],
-    max_latest: int,
-    too_late: dict[str, Period] | None = None,
-    seen_by: Sequence[tuple[datetime, int]] = (),
-) -> RoundPlan:
-    """Group due candidates into per-zone variants; candidates outside ``periods`` are ignored.
-
-    ``seen_by`` is ``DigestState.seen_by()``: where a first digest starts.
-    """
-    picker = _Picker(arrivals, articles, max_latest)
-    times = [when for when, _ in seen_by]
+def plan_page(candidates: Iterable[Candidate], periods: dict[str, Period], picker: Picker) -> PagePlan:
+    """Group one page of due candidates into per-zone variants; candidates outside ``periods`` are ignored."""
     plans: dict[str, ZonePlan] = {}
     not_yet = 0
     for c in candidates:
@@ -155,11 +172,9 @@ def plan_round(
         plan = plans.get(c.timezone)
         if plan is None:
             plan = plans[c.timezone] = ZonePlan(c.timezone, period)
-        joined = bisect_right(times, c.created_at)  # arrivals first seen by the time they subscribed
-        contents = picker.contents(c, seen_by[joined - 1][1] if joined else 0)
+        contents = picker.contents(c)
         if contents.articles:
             plan.variants.setdefault(contents, []).append(c.id)
         else:
             plan.quiet.append(c.id)
-    to_seq = max(arrivals.values(), default=0)
-    return RoundPlan(frequency, now, to_seq, [plans[z] for z in sorted(plans)], too_late or {}, not_yet)
+    return PagePlan([plans[z] for z in sorted(plans)], not_yet)

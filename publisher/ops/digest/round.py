@@ -1,16 +1,21 @@
 """One digest round: see new articles, plan who is due, render, record it, drain.
 
-Recording happens before any mail goes out and is one transaction per zone
-(send, variants, recipients, deliveries, marks), so the round is safe to
+Recording happens before any mail goes out, one transaction per page of
+subscribers (per zone: send, variants, recipients, deliveries, marks;
+``record``, so a million are never in memory at once), so the round is safe to
 repeat at any moment: a second round for the same period finds every
 subscriber already recorded and sends nothing; a round interrupted while
 draining is finished by the next one (the ledger sends only rows not yet
 accepted). Draining reuses ``ops.send.drain``, with one prepared message per
-variant (``messages``; the rendering itself is ``render.digest``'s).
+variant (``messages``; the rendering itself is ``render.digest``'s). On
+PostgreSQL with ``publisher worker`` processes running, the round's sends
+go to them instead (``ops.scaleout.hand_planned``); a worker rebuilds the
+variants with the same :func:`digest_messages` from its own copy of the project.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -20,15 +25,17 @@ from datetime import datetime
 
 from publisher.config import Settings
 from publisher.deliver import RetryPolicy, Transport
-from publisher.models import Article, Library
+from publisher.errors import PublisherError
+from publisher.models import Library
 from publisher.ops.digest.messages import Renderers, prepared_messages
-from publisher.ops.digest.periods import digest_key
-from publisher.ops.digest.plan import RoundPlan, plan_round, zone_periods
+from publisher.ops.digest.plan import RoundPlan
+from publisher.ops.digest.record import plan_and_record
 from publisher.ops.queue import load_tolerant, stop_check
+from publisher.ops.scaleout import Handed, Messages, WorkerQueue, fingerprint_all, hand_planned
 from publisher.ops.send import Clock, DrainReport, Progress, drain
 from publisher.render.email_mime import PreparedMessage
-from publisher.store import DigestState, PendingDelivery, Store
-from publisher.store.digests import VariantPlan
+from publisher.store import DigestState, PendingDelivery, SendInfo, Store
+from publisher.store.digests import DigestSend
 
 log = logging.getLogger("publisher.digest")
 FREQUENCIES = ("daily", "weekly")
@@ -51,6 +58,7 @@ class DigestReport:
     too_late: list[str] = field(default_factory=list)  # "zone period" skipped: began before downtime ended
     sends: list[str] = field(default_factory=list)  # send keys written by this round
     drains: list[DrainReport] = field(default_factory=list)
+    handed: list[Handed] = field(default_factory=list)  # sends given to the workers instead
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)  # plan, render, record, drain
 
@@ -67,59 +75,6 @@ class DigestReport:
         return sum(r.counts.pending for r in self.drains)
 
 
-def _virtual_arrivals(known: dict[str, int], articles: list[Article]) -> dict[str, int]:
-    """What ``observe`` would number, without writing (for --dry-run)."""
-    out = dict(known)
-    nxt = max(known.values(), default=0)
-    for a in sorted((a for a in articles if a.slug not in known), key=lambda a: (a.date, a.slug)):
-        nxt += 1
-        out[a.slug] = nxt
-    return out
-
-
-def plan_digest(
-    settings: Settings,
-    store: Store,
-    frequency: str,
-    library: Library,
-    *,
-    now: datetime,
-    up_since: datetime,
-    dry_run: bool = False,
-) -> RoundPlan:
-    """Observe arrivals (unless dry run) and plan the round: who is due and what each gets."""
-    state = DigestState(store)
-    articles = list(library.articles)
-    if dry_run:
-        arrivals = _virtual_arrivals(state.arrivals(), articles)
-    else:
-        arrivals = state.observe(((a.slug, a.id, a.date) for a in articles), now=now)
-    periods, late = zone_periods(
-        state.zones(frequency),
-        now,
-        frequency,
-        settings.digests,
-        up_since=up_since,
-        max_lateness=settings.schedule.max_lateness,
-    )
-    candidates = state.candidates(frequency, {z: p.label for z, p in periods.items()})
-    if late:  # only just after a start: say so only where someone really misses a digest
-        waiting = state.candidates(frequency, {z: p.label for z, p in late.items()})
-        missed = {c.timezone for c in waiting if c.created_at <= late[c.timezone].starts}
-        late = {z: p for z, p in late.items() if z in missed}
-    return plan_round(
-        frequency,
-        now,
-        candidates,
-        periods,
-        arrivals,
-        articles,
-        settings.digests.max_latest,
-        late,
-        seen_by=state.seen_by(),
-    )
-
-
 def run_digest(
     settings: Settings,
     store: Store,
@@ -134,13 +89,16 @@ def run_digest(
     retry: RetryPolicy | None = None,
     transports: Callable[[str], Callable[[], Transport]] | None = None,
     send: bool = True,
+    workers: WorkerQueue | None = None,
 ) -> DigestReport:
     """Run one ``frequency`` round at ``clock()``: plan, record, render, then drain every digest send left.
 
     ``up_since`` is when the scheduler came up (default: now, for a round run
     by hand); periods that began more than ``schedule.max_lateness`` before it
     are skipped. ``send=False`` records the round but leaves the draining to a
-    later round (or a worker). Raises ``ops.queue.Stopped`` if ``stop`` is set
+    later round (or a worker). ``workers``: the scale-out queue; with workers
+    running (PostgreSQL) they send, and without a queue this process leaves
+    the rows to the scheduler's. Raises ``ops.queue.Stopped`` if ``stop`` is set
     mid-drain.
     """
     if frequency not in FREQUENCIES:
@@ -148,21 +106,13 @@ def run_digest(
     now = clock()
     if library is None:
         library, _ = load_tolerant(settings)
-    started = time.perf_counter()
-    plan = plan_digest(
-        settings, store, frequency, library, now=now, up_since=up_since or now, dry_run=dry_run
+    renderers = Renderers(settings, library)
+    plan, warnings = plan_and_record(
+        settings, store, frequency, library, renderers, now=now, up_since=up_since or now, dry_run=dry_run
     )
     report = _planned(frequency, now, dry_run, plan)
-    report.seconds["plan"] = time.perf_counter() - started
-    started = time.perf_counter()
-    renderers = _render_round(settings, library, frequency, plan, report)
-    report.seconds["render"] = time.perf_counter() - started
-    if dry_run:
-        return report
-    started = time.perf_counter()
-    _record_round(store, frequency, plan, now, report)
-    report.seconds["record"] = time.perf_counter() - started
-    if not send:
+    report.warnings.extend(warnings)
+    if dry_run or not send:
         return report
     started = time.perf_counter()
     drain_digests(
@@ -175,6 +125,7 @@ def run_digest(
         progress=progress,
         retry=retry,
         transports=transports,
+        workers=workers,
     )
     report.seconds["drain"] = time.perf_counter() - started
     return report
@@ -184,50 +135,69 @@ def _planned(frequency: str, now: datetime, dry_run: bool, plan: RoundPlan) -> D
     """The report of a round as planned: who is due, and in how many zones and variants."""
     report = DigestReport(frequency, now, dry_run)
     report.due, report.mailed, report.quiet, report.not_yet = plan.due, plan.mailed, plan.quiet, plan.not_yet
-    report.zones = sum(1 for z in plan.zones if z.variants)
+    report.zones = plan.zones_mailed
     report.variants = plan.variant_count
+    report.rendered = len(plan.article_lists())
     report.too_late = [f"{z} {p.label}" for z, p in sorted(plan.too_late.items())]
+    report.sends = sorted(plan.sends, key=lambda key: (plan.sends[key], key))  # by zone, as before
+    report.seconds.update(plan.seconds)
     return report
 
 
-def _render_round(
-    settings: Settings, library: Library, frequency: str, plan: RoundPlan, report: DigestReport
-) -> Renderers:
-    """Render every article list of the plan before recording: a template error must not strand a plan."""
-    renderers = Renderers(settings, library)
-    lists = plan.article_lists()
-    renderers.warm(lists)
-    renderer = renderers.get(frequency)
-    for contents in sorted(lists):
-        report.warnings.extend(renderer.rendered(contents).notes)
-    report.rendered = len(lists)
-    return renderers
+def digest_messages(
+    settings: Settings,
+    store: Store,
+    send: DigestSend | SendInfo,
+    date: datetime | None = None,
+    *,
+    renderers: Renderers | None = None,
+) -> Messages:
+    """A digest send's variants and which one each row gets: the in-process drain's and the workers'.
 
-
-def _record_round(store: Store, frequency: str, plan: RoundPlan, now: datetime, report: DigestReport) -> None:
-    """Record each zone's share of the round (one transaction per zone), before any mail goes out."""
+    ``date`` is unused: a digest is always dated by its send (``created_at``).
+    Rows are matched to variants by subscriber, read on the first row (and
+    again for a row the map has not seen: a send topped up since).
+    """
     state = DigestState(store)
-    for z in plan.zones:
-        key = digest_key(frequency, z.period.label, z.zone)
-        rec = state.record(
-            frequency,
-            z.period.label,
-            key,
-            now=now,
-            to_seq=plan.to_seq,
-            variants=[VariantPlan(contents, tuple(ids)) for contents, ids in z.variants.items()],
-            quiet=z.quiet,
-            meta={"frequency": frequency, "period": z.period.label, "zone": z.zone},
-        )
-        if rec.mailed:
-            report.sends.append(key)
-    (log.info if plan.due else log.debug)(
-        "%s digest round: %d due, %d to mail in %d variant(s), %d with nothing new",
-        frequency,
-        plan.due,
-        plan.mailed,
-        plan.variant_count,
-        plan.quiet,
+    if renderers is None:
+        renderers = Renderers(settings, load_tolerant(settings)[0])
+    digest = DigestSend(send.id, send.key, send.created_at, send.meta)
+    prepared = prepared_messages(settings, state, renderers, digest)
+    vmap: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def pick(row: PendingDelivery) -> PreparedMessage:
+        vid = vmap.get(row.subscriber_id)
+        if vid is None:
+            with lock:
+                if row.subscriber_id not in vmap:
+                    vmap.update(state.variant_map(send.id))
+            vid = vmap.get(row.subscriber_id)
+        if vid is None or vid not in prepared:
+            raise PublisherError(f"{send.key}: no digest variant recorded for delivery {row.id}")
+        return prepared[vid]
+
+    return Messages(pick, fingerprint_all(sorted(prepared.items())))
+
+
+def _hand_over(
+    settings: Settings,
+    store: Store,
+    workers: WorkerQueue | None,
+    send: DigestSend,
+    messages: Callable[[], Messages],
+) -> Handed | None:
+    """The send to the workers when they run (rendered only if jobs are written); None: drain it here."""
+    return hand_planned(
+        store,
+        workers,
+        send_id=send.id,
+        key=send.key,
+        kind="digest",
+        date=send.created_at,
+        batch_size=settings.scale.batch_size,
+        secret=settings.secret_key(),
+        message_fingerprint=lambda: messages().fingerprint,
     )
 
 
@@ -242,29 +212,26 @@ def drain_digests(
     progress: Callable[[str], Progress | None] | None,
     retry: RetryPolicy | None,
     transports: Callable[[str], Callable[[], Transport]] | None,
+    workers: WorkerQueue | None = None,
 ) -> None:
-    """Drain every digest send with rows pending: this round's, and any an earlier run left."""
-    state = DigestState(store)
-    for send in state.unfinished():
+    """Drain every digest send with rows pending (this round's, and any left before), or hand it over."""
+    for send in DigestState(store).unfinished():
         if stop is not None and stop.is_set():
             return
-        prepared = prepared_messages(settings, state, renderers, send)
-        vmap = state.variant_map(send.id)
-
-        def prepared_for(
-            row: PendingDelivery,
-            vmap: dict[int, int] = vmap,
-            prepared: dict[int, PreparedMessage] = prepared,
-        ) -> PreparedMessage:
-            return prepared[vmap[row.subscriber_id]]
-
+        messages = functools.cache(
+            functools.partial(digest_messages, settings, store, send, renderers=renderers)
+        )
+        handed = _hand_over(settings, store, workers, send, messages)
+        if handed is not None:
+            report.handed.append(handed)
+            continue
         inner = progress(send.key) if progress is not None else None
         check = stop_check(stop, inner) if stop is not None else inner
         result = drain(
             settings,
             store,
             send.id,
-            prepared_for,
+            messages().pick,
             clock=clock,
             progress=check,
             retry=retry,
