@@ -242,7 +242,7 @@ class AnalyticsConfig(_Section):
 
     clicks: bool = True  # links in issue mail go through /r/<token>; false leaves them as written
     per_subscriber: bool = False  # tokens also name the recipient (the footer and /privacy say so)
-    retention: timedelta = timedelta(days=90)  # raw click events older than this are deleted
+    retention: timedelta = timedelta(days=90)  # raw click and open events older: deleted by `publisher run`
     prefetch_seconds: int = Field(default=60, ge=0)  # a click this soon after the send started: a machine
     opens: bool = False  # a 1x1 image at /o/<token> in the HTML part (names the send, not the reader)
     # Sunsetting (only with per_subscriber): no human click for this long, over at least

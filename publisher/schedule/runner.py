@@ -26,7 +26,9 @@ from publisher.config import Settings
 from publisher.content import signature as content_files_signature
 from publisher.errors import Problem, PublisherError
 from publisher.models import Library
+from publisher.ops.clicks import prune_clicks
 from publisher.ops.digest import FREQUENCIES, run_digest
+from publisher.ops.opens import prune_opens
 from publisher.ops.queue import (
     Stopped,
     list_queue,
@@ -46,6 +48,7 @@ from publisher.store import Store
 log = logging.getLogger("publisher.run")
 POLL_SECONDS = 5.0  # content and queue changes are picked up at least this often
 DIGEST_SECONDS = 60.0  # how often the digest planner looks for subscribers whose time has come
+PRUNE_EVERY = 3600.0  # seconds between deletions of raw click and open events past analytics.retention
 
 
 def utc_now() -> datetime:
@@ -76,6 +79,7 @@ class _State:
     broken: dict[str, list[Problem]] = field(default_factory=dict)
     last_digest: float = float("-inf")
     last_sequences: float = float("-inf")
+    last_prune: float = float("-inf")
     reported_late: set[str] = field(default_factory=set)  # "zone period" already logged as skipped
 
 
@@ -184,6 +188,7 @@ class Runner:
         )
         self._sequences()  # plan the steps come due, then send them (each ``digest_every``)
         sunset_tick(self.settings, self.store, clock=self.clock)  # per-subscriber analytics: ask, then pause
+        self._prune()
         for event in send_due(
             self.settings,
             self.store,
@@ -227,6 +232,17 @@ class Runner:
                         report.quiet,
                         f"; skipped, their time passed while down: {', '.join(late)}" if late else "",
                     )
+
+    def _prune(self) -> None:
+        """Delete raw click and open events past ``analytics.retention``, hourly (the rollups stay)."""
+        if time.monotonic() - self.state.last_prune < PRUNE_EVERY:
+            return
+        self.state.last_prune = time.monotonic()
+        now = self.clock()
+        gone = prune_clicks(self.settings, self.store, now) + prune_opens(self.settings, self.store, now)
+        if gone:
+            days = self.settings.analytics.retention.days
+            log.info("analytics: deleted %d raw event(s) older than %d days", gone, days)
 
     def _sequences(self) -> None:
         """A sequence round when due: plan the steps come due in open windows, then drain them here."""
