@@ -48,6 +48,10 @@ def parallel_map(
         yield from (fn(context, item) for item in items)
         return
     size = chunk or max(8, min(128, len(items) // (jobs * 8)))
+    mp = multiprocessing.get_context(start_method)
+    prime = getattr(context, "prime", None)
+    if callable(prime) and mp.get_start_method() == "fork":
+        prime()  # forked children inherit what it loaded; spawned ones warm themselves
     # forked children's collections then leave inherited objects (and their pages) alone;
     # a build that froze its loaded state itself unfreezes it when it ends
     already = gc.get_freeze_count() > 0
@@ -55,7 +59,7 @@ def parallel_map(
     try:
         with ProcessPoolExecutor(
             jobs,
-            mp_context=multiprocessing.get_context(start_method),
+            mp_context=mp,
             initializer=_start,
             initargs=(fn, context),
         ) as pool:

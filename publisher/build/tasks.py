@@ -63,6 +63,21 @@ class RenderContext:
     def newest(self) -> list[Article]:
         return [self.by_slug[s] for s in self.listing.newest if s in self.by_slug]
 
+    def prime(self) -> None:
+        """In the parent, before a forking pool starts: make one email, so the workers inherit its cost.
+
+        Importing the email renderer (premailer, cssutils, lxml: ~0.2 s), premailer's parse of
+        the email stylesheet (~0.3 s) and compiling the email templates are then paid once, not
+        once per worker. The email is thrown away; templates stay live in this process.
+        """
+        issue = next((i for i in self.reread.values() if not i.draft), None)
+        if not self.secret or issue is None:
+            return
+        try:
+            list(IssueEmail("", "", issue.slug, str(issue.source)).render(self))
+        except Exception:  # only a head start: the worker's own task meets the problem and reports it
+            return
+
     def warm(self) -> None:
         """In each worker, before its first task: fix the templates, import the email renderer once.
 

@@ -52,8 +52,14 @@ def freeze_templates(templates_dir: Path) -> None:
     jinja2 stats each template file on every ``get_template`` to reload an
     edited one: a long-running server needs that, a process that renders
     thousands of emails from one build's templates does not.
+
+    A forked worker inherits its parent's compiled templates, which may predate an edit
+    (a watch-mode parent, an earlier build in the process): they are checked once here.
     """
     for env in (environment(templates_dir), _text_environment(templates_dir)):
+        cache = env.cache
+        if cache is not None and not all(t.is_up_to_date for t in cache.values()):
+            cache.clear()
         env.auto_reload = False
 
 
