@@ -34,12 +34,12 @@ from publisher.content.sequences import (
 )
 from publisher.errors import ContentError, NotFoundError
 from publisher.ops.digest.periods import boundary, wall
-from publisher.ops.drain import Clock, DrainReport, drain
-from publisher.ops.queue import Stopped, stop_check
+from publisher.ops.drain import Clock, DrainReport
+from publisher.ops.queue import Stopped
 from publisher.ops.scaleout import fingerprint, hand_planned
-from publisher.ops.welcome import Sending, step_message
+from publisher.ops.welcome import Sending, drain_when_free, step_message
 from publisher.render.email_mime import PreparedMessage
-from publisher.store import Filter, PendingDelivery, SendBusyError, SendInfo, Store
+from publisher.store import Filter, SendInfo, Store
 from publisher.store.sequences import PREFIX, SequenceStore, StepRule, ZoneWindow
 from publisher.store.welcome import is_welcome_key
 
@@ -234,10 +234,8 @@ def drain_sequences(settings: Settings, store: Store, *, clock: Clock, sending: 
             continue
         if prepared is None or _handed(settings, store, send, prepared, now, sending):
             continue
-        try:
-            result = _drain(settings, store, send, prepared, clock=clock, sending=sending)
-        except SendBusyError as busy:  # another process drains it; its rows are theirs
-            log.info("%s", busy.message)
+        result = drain_when_free(settings, store, send, prepared, clock=clock, sending=sending)
+        if result is None:  # another process drains it; its rows are theirs
             continue
         reports.append(result)
         if result.fatal is not None:
@@ -271,32 +269,6 @@ def _handed(
     if handed.jobs:
         log.info("sequence mail %s: %d batch job(s) queued for the workers", send.key, handed.jobs)
     return True
-
-
-def _drain(
-    settings: Settings,
-    store: Store,
-    send: SendInfo,
-    prepared: PreparedMessage,
-    *,
-    clock: Clock,
-    sending: Sending,
-) -> DrainReport:
-    """One step's send through ``ops.drain`` (one message for every reader, personalised per row)."""
-
-    def prepared_for(row: PendingDelivery) -> PreparedMessage:
-        return prepared
-
-    return drain(
-        settings,
-        store,
-        send.id,
-        prepared_for,
-        clock=clock,
-        progress=stop_check(sending.stop) if sending.stop is not None else None,
-        retry=sending.retry,
-        transports=sending.transports,
-    )
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,7 @@ def drain_welcome(
             continue
         if prepared is None:
             prepared = step_message(settings, store, step, send_key=send.key, date=clock())
-        result = _drain_when_free(settings, store, send, prepared, clock=clock, sending=sending)
+        result = drain_when_free(settings, store, send, prepared, clock=clock, sending=sending)
         if result is not None:
             reports.append(result)
             if result.fatal is not None:
@@ -185,7 +185,7 @@ def _handed(
     return True
 
 
-def _drain_when_free(
+def drain_when_free(
     settings: Settings,
     store: Store,
     send: SendInfo,
@@ -194,7 +194,11 @@ def _drain_when_free(
     clock: Clock,
     sending: Sending,
 ) -> DrainReport | None:
-    """Drain ``send``; while another drain holds it, wait (up to ``busy_wait``) and try again."""
+    """Drain a one-message send (welcome, sequence step); while another drain holds it, wait and retry.
+
+    None when it was still busy after ``sending.busy_wait`` seconds: that drain, or the next
+    scheduler tick, sends its rows.
+    """
 
     def prepared_for(row: PendingDelivery) -> PreparedMessage:
         return prepared

@@ -10,10 +10,12 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import exists, select
+from sqlalchemy import Select, and_, exists, select
 
 from publisher.errors import PublisherError
+from publisher.store.schema import deliveries as dl
 from publisher.store.schema import engagement as eng
+from publisher.store.schema import sends as sn
 from publisher.store.schema import subscribers as sub
 from publisher.store.schema import suppressions as sup
 
@@ -40,6 +42,16 @@ NOT_SUPPRESSED = ~SUPPRESSED
 NOT_PAUSED = ~exists(
     select(eng.c.subscriber_id).where(eng.c.subscriber_id == sub.c.id, eng.c.sunset == "paused")
 )
+
+
+def unfinished_sends(prefix: str) -> Select[Any]:
+    """Sends keyed ``prefix…`` with rows pending (planned, not yet drained, or interrupted), oldest first.
+
+    The welcome mail and the sequence steps are planned a few readers at a time and
+    drained by the next tick: this is how each finds what is left to send.
+    """
+    pending = exists().where(and_(dl.c.send_id == sn.c.id, dl.c.status == "pending"))
+    return select(sn).where(sn.c.key.startswith(prefix, autoescape=True), pending).order_by(sn.c.id)
 
 
 @dataclass(frozen=True)

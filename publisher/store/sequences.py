@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, case, exists, func, literal, not_, or_, select, update
+from sqlalchemy import and_, case, func, literal, not_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import aliased
 
-from publisher.store.records import NOT_PAUSED, NOT_SUPPRESSED, SendInfo, _info
+from publisher.store.records import NOT_PAUSED, NOT_SUPPRESSED, SendInfo, _info, unfinished_sends
 from publisher.store.schema import UtcDateTime
 from publisher.store.schema import deliveries as d
 from publisher.store.schema import sends as s
@@ -288,10 +288,8 @@ class SequenceStore:
     # -- draining -------------------------------------------------------------------------------------
     def unfinished(self) -> list[SendInfo]:
         """Sequence sends with rows pending, oldest first."""
-        pending = exists().where(and_(d.c.send_id == s.c.id, d.c.status == "pending"))
-        query = select(s).where(s.c.key.startswith(PREFIX, autoescape=True), pending).order_by(s.c.id)
         with self._store.read() as conn:
-            return [_info(r) for r in conn.execute(query)]
+            return [_info(r) for r in conn.execute(unfinished_sends(PREFIX))]
 
     def skip_pending(self, send_id: int, reason: str) -> int:
         """Mark a send's pending rows skipped (its step file was removed): they are never sent."""

@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, case, exists, func, literal, select, update
+from sqlalchemy import case, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from publisher.store.records import NOT_SUPPRESSED, SendInfo, _info
+from publisher.store.records import NOT_SUPPRESSED, SendInfo, _info, unfinished_sends
 from publisher.store.schema import deliveries as d
 from publisher.store.schema import sends as s
 from publisher.store.schema import subscribers as sub
@@ -119,7 +119,5 @@ class WelcomeLedger:
 
     def unfinished(self) -> list[SendInfo]:
         """Welcome sends with rows pending (planned, not yet drained, or interrupted), oldest first."""
-        pending = exists().where(and_(d.c.send_id == s.c.id, d.c.status == "pending"))
-        query = select(s).where(s.c.key.startswith(PREFIX, autoescape=True), pending).order_by(s.c.id)
         with self._store.read() as conn:
-            return [_info(r) for r in conn.execute(query)]
+            return [_info(r) for r in conn.execute(unfinished_sends(PREFIX))]
