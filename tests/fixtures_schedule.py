@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,9 @@ from typing import Any
 import pytest
 
 from publisher.config import Settings
+from publisher.schedule.runner import Runner, RunOptions
 from publisher.store import Store, open_store
+from tests.polling import wait_for
 
 
 class FakeClock:
@@ -82,3 +85,26 @@ def scene(project: Path, make_settings: Callable[..., Settings], db_url: str) ->
     store = open_store(db_url)
     yield Scene(project, settings, store, make_settings)
     store.close()
+
+
+def run_until(settings: Settings, done: Callable[[], bool]) -> None:
+    """A real ``publisher run`` loop (a Runner on the real clock, its own store) until ``done()`` holds."""
+    own = open_store(settings.database.url)  # its own store, as the `publisher run` process has
+    runner = Runner(settings, own, options=RunOptions(poll=0.3, digest_every=3600, web=False))
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.run()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        wait_for(done)
+    finally:
+        runner.request_stop()
+        thread.join(30)
+        own.close()
+    assert not thread.is_alive() and not errors, errors

@@ -9,7 +9,6 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from html import unescape
@@ -28,15 +27,14 @@ from publisher.errors import PublisherError
 from publisher.ops.clicks import PREFETCH, SCANNER, classify
 from publisher.ops.send import send_issue
 from publisher.render.links import rewrite_links
-from publisher.schedule.runner import Runner, RunOptions
-from publisher.store import Store, open_store
+from publisher.store import Store
 from publisher.store.clicks import Click, click_events, click_hours, click_links
 from publisher.store.opens import Open, open_events
 from publisher.tokens import Purpose, click_token, make_token
 from tests.fixtures_content import article
+from tests.fixtures_schedule import run_until
 from tests.fixtures_send import FAST, SLUG, Clock
 from tests.fixtures_web import API_TOKEN, SECRET
-from tests.polling import wait_for
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 OUT = "https://trams.example.com/news?a=1&b=2"
@@ -242,25 +240,7 @@ def test_publisher_run_deletes_raw_events_past_retention_by_itself(sent: Any, st
     old, recent = now - timedelta(days=91), now - timedelta(days=89)  # retention: 90 days
     store.clicks.record([Click(target.link_id, old, "human"), Click(target.link_id, recent, "human")])
     store.opens.record([Open(send.id, old, "human"), Open(send.id, recent, "apple_mpp")])
-    own = open_store(settings.database.url)  # its own store, as the `publisher run` process has
-    runner = Runner(settings, own, options=RunOptions(poll=0.3, digest_every=3600, web=False))
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            runner.run()
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: store.clicks.event_count() == 1 and _open_events(store) == 1)
-    finally:
-        runner.request_stop()
-        thread.join(30)
-        own.close()
-    assert not thread.is_alive() and not errors, errors
+    run_until(settings, lambda: store.clicks.event_count() == 1 and _open_events(store) == 1)
     assert sum(n for _, n in store.clicks.by_hour(f"issue:{SLUG}")) == 2  # the hourly figures keep both
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from html import unescape
@@ -31,17 +30,16 @@ from publisher.config import Settings
 from publisher.models import Frequency
 from publisher.ops.send import send_issue
 from publisher.ops.sunset import sunset_tick
-from publisher.schedule.runner import Runner, RunOptions
-from publisher.store import Audience, Store, open_store
+from publisher.store import Audience, Store
 from publisher.store.clicks import Click
 from publisher.store.engagement import Engagement
 from publisher.store.sequences import SequenceStore
 from publisher.tokens import Purpose, make_token
 from tests.fixtures_content import article
+from tests.fixtures_schedule import run_until
 from tests.fixtures_send import FAST
 from tests.fixtures_web import SECRET, form_fields
 from tests.fixtures_web import Clock as WebClock
-from tests.polling import wait_for
 
 ON = datetime(2026, 1, 1, 9, tzinfo=UTC)  # per-subscriber counting turned on (first tick)
 JOINED = datetime(2025, 12, 1, tzinfo=UTC)
@@ -264,23 +262,5 @@ def test_the_sweep_runs_at_most_once_an_hour(story: Settings, store: Store) -> N
 
 def test_the_scheduler_tick_asks_the_silent(story: Settings, store: Store) -> None:
     """`publisher run`'s loop (a Runner on the real clock, months after the story) sweeps by itself."""
-    own = open_store(story.database.url)  # its own store, as the `publisher run` process has
-    runner = Runner(story, own, options=RunOptions(poll=0.3, digest_every=3600, web=False))
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            runner.run()
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: Engagement(store).state(_id(store, "bo@example.org")) == "reengaged")
-    finally:
-        runner.request_stop()
-        thread.join(30)
-        own.close()
-    assert not thread.is_alive() and not errors, errors
+    run_until(story, lambda: Engagement(store).state(_id(store, "bo@example.org")) == "reengaged")
     assert Engagement(store).state(_id(store, "ana@example.org")) is None
